@@ -1,0 +1,1 @@
+"""Storage: ordered key-value trees behind zope.interface, and typed stores."""

@@ -1,0 +1,153 @@
+"""
+The storage contract: a database of named, ordered key-value trees.
+
+Every part of the server is written against these interfaces, so a backend
+is a handful of methods (see docs/plugins/storage.md). Keys and values are
+C{bytes}; keys are ordered bytewise. Every call returns a L{Deferred}, so a
+network backend fits; the embedded backends answer with already-fired
+Deferreds because that is fastest.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class IWriteBatch(Interface):
+    """
+    A list of changes applied atomically by L{IKeyValueDatabase.write}.
+
+    Changes apply in the order they were added; a later change to the same
+    key wins. A batch may touch any number of trees.
+    """
+
+    def put(tree: str, key: bytes, value: bytes) -> None:
+        """Set C{key} to C{value} in the tree named C{tree}."""
+
+    def delete(tree: str, key: bytes) -> None:
+        """Remove C{key} from the tree named C{tree} (no error if absent)."""
+
+    def __len__() -> int:
+        """The number of changes in the batch."""
+
+
+class IKeyValueTree(Interface):
+    """One named tree: a sorted map from C{bytes} to C{bytes}."""
+
+    name = Attribute("The tree's name (C{str}).")
+
+    def get(key: bytes):
+        """
+        Read one key.
+
+        @return: a L{Deferred} firing with the value, or C{None} if absent.
+        """
+
+    def get_many(keys):
+        """
+        Read several keys at once.
+
+        @return: a L{Deferred} firing with a list of values (C{None} for
+            absent keys) in the order of C{keys}.
+        """
+
+    def iter_from(start: bytes, reverse: bool = False, limit: int | None = None):
+        """
+        Ordered scan starting at C{start}.
+
+        Forward: keys C{>= start} in ascending order. Reverse: keys
+        C{<= start} in descending order.
+
+        @return: a L{Deferred} firing with a list of C{(key, value)}.
+        """
+
+    def iter_range(
+        start: bytes, end: bytes | None, reverse: bool = False, limit: int | None = None
+    ):
+        """
+        Keys in the half-open range C{[start, end)} (C{end=None}: no upper
+        bound), ascending, or descending when C{reverse} is true.
+
+        @return: a L{Deferred} firing with a list of C{(key, value)}.
+        """
+
+    def scan_prefix(prefix: bytes, reverse: bool = False, limit: int | None = None):
+        """
+        Every key starting with C{prefix}, ascending (descending if
+        C{reverse}), at most C{limit} of them.
+
+        @return: a L{Deferred} firing with a list of C{(key, value)}.
+        """
+
+    def insert(key: bytes, value: bytes):
+        """Set one key, atomically. @return: a L{Deferred} firing with C{None}."""
+
+    def remove(key: bytes):
+        """Remove one key, atomically. @return: a L{Deferred} firing with C{None}."""
+
+    def increment(key: bytes):
+        """
+        Atomically add one to the big-endian u64 stored at C{key} (absent
+        counts as 0) and store it.
+
+        @return: a L{Deferred} firing with the new value as C{int}.
+        """
+
+    def watch_prefix(prefix: bytes):
+        """
+        Wait for the next write (insert, remove, increment, or a batch
+        change) of a key starting with C{prefix} in this tree.
+
+        @return: a L{Deferred} that fires with C{None} after that write has
+            been committed. Cancelling it unregisters the watch.
+        """
+
+
+class IKeyValueDatabase(Interface):
+    """A set of named trees with atomic writes across them."""
+
+    def open_tree(name: str) -> IKeyValueTree:
+        """
+        Return the tree called C{name}, creating it if it does not exist.
+        Synchronous: called once per tree at start-up.
+        """
+
+    def batch() -> IWriteBatch:
+        """A new, empty write batch for L{write}."""
+
+    def write(batch: IWriteBatch):
+        """
+        Apply every change of C{batch} atomically: after a crash either all
+        of them are present or none. Watches fire after the commit.
+
+        @return: a L{Deferred} firing with C{None} once durable.
+        """
+
+    def backup(path: str):
+        """
+        Write an online, consistent copy of the whole database into the
+        directory C{path} (created if needed), which the same backend can
+        open.
+
+        @return: a L{Deferred} firing with C{None} when the copy is complete.
+        """
+
+    def close() -> None:
+        """Release the database. No call is valid afterwards."""
+
+
+class IStorageBackend(Interface):
+    """
+    A storage backend, discovered as a Twisted plugin with
+    C{getPlugins(IStorageBackend)} and chosen by C{database_backend}.
+    """
+
+    name = Attribute("The C{database_backend} value that selects it (C{str}).")
+    description = Attribute("One line for operators (C{str}).")
+    aliases = Attribute("Other names accepted for it (C{tuple[str, ...]}).")
+
+    def open(path: str, options: dict) -> IKeyValueDatabase:
+        """
+        Open (creating if needed) the database stored in directory C{path}.
+        C{options} holds backend tuning from the config (may be empty).
+        """

@@ -1,0 +1,117 @@
+"""
+Bench helpers: start conduit-tw and, when available, a local Synapse on
+free loopback ports, so every figure is a same-run ratio.
+
+Synapse is found through $SYNAPSE_PYTHON (a Python that can import
+`synapse`), else the current interpreter if it can. bench/setup-synapse.sh
+creates such an environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from tests.integration.process import ServerProcess, free_port  # noqa: E402
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MB (from /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def synapse_python() -> str | None:
+    """A Python interpreter that can import synapse, or None."""
+    candidates = [os.environ.get("SYNAPSE_PYTHON"), sys.executable,
+                  os.path.join(os.path.dirname(HERE), ".venv-synapse", "bin", "python")]
+    for py in candidates:
+        if py and os.path.exists(py):
+            ok = subprocess.run([py, "-c", "import synapse"], capture_output=True).returncode == 0
+            if ok:
+                return py
+    return None
+
+
+class SynapseProcess:
+    """A throwaway Synapse with SQLite on a free loopback port."""
+
+    def __init__(self, python: str, extra_config: str = "") -> None:
+        self.python = python
+        self.dir = tempfile.mkdtemp(prefix="bench-synapse-")
+        self.port = free_port()
+        self.config = os.path.join(self.dir, "homeserver.yaml")
+        subprocess.run(
+            [python, "-m", "synapse.app.homeserver", "--server-name", "localhost",
+             "--config-path", self.config, "--data-directory", self.dir,
+             "--generate-config", "--report-stats=no"],
+            check=True, capture_output=True, cwd=self.dir,
+        )
+        with open(self.config) as f:
+            text = f.read()
+        text = re.sub(r"port: 8008", f"port: {self.port}", text)
+        text = text.replace("bind_addresses: ['::1', '127.0.0.1']", "bind_addresses: ['127.0.0.1']")
+        text += "\nsuppress_key_server_warning: true\ntrusted_key_servers: []\n" + extra_config
+        with open(self.config, "w") as f:
+            f.write(text)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> float:
+        """Start and wait for /versions; returns seconds to the first answer."""
+        began = time.monotonic()
+        self.proc = subprocess.Popen(
+            [self.python, "-m", "synapse.app.homeserver", "-c", self.config],
+            cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        while time.monotonic() - began < timeout:
+            try:
+                with urllib.request.urlopen(self.base_url + "/_matrix/client/versions", timeout=1):
+                    return time.monotonic() - began
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("synapse did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def conduit_server(backend: str = "sqlite", extra: str = "") -> ServerProcess:
+    """A throwaway conduit-tw server process."""
+    workdir = tempfile.mkdtemp(prefix="bench-conduit-")
+    port = free_port()
+    text = (
+        "[global]\n"
+        'server_name = "localhost"\n'
+        f'database_path = "{workdir}/data"\n'
+        f'database_backend = "{backend}"\n'
+        'address = "127.0.0.1"\n'
+        f"port = {port}\n" + extra
+    )
+    server = ServerProcess(workdir, config_text=text)
+    server.port = port
+    return server

@@ -1,0 +1,66 @@
+"""
+Start-up benchmark: seconds from spawning the process to the first answer
+on /_matrix/client/versions on a fresh database, and resident memory right
+after start. Runs conduit-tw (both backends) and, when available, Synapse
+in the same run, and prints ratios. Targets: <= 0.5 s and <= 40 MB.
+
+    .venv/bin/python bench/startup.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import time
+
+from _servers import SynapseProcess, conduit_server, rss_mb, synapse_python
+
+
+def measure_conduit(backend: str, runs: int) -> tuple[float, float]:
+    times, mems = [], []
+    for _ in range(runs):
+        server = conduit_server(backend)
+        try:
+            times.append(server.start())
+            time.sleep(0.5)
+            mems.append(rss_mb(server.proc.pid))
+        finally:
+            server.stop()
+            shutil.rmtree(server.workdir, ignore_errors=True)
+    return statistics.median(times), statistics.median(mems)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    results = {}
+    for backend in ("sqlite", "lmdb"):
+        results[f"conduit-tw/{backend}"] = measure_conduit(backend, args.runs)
+    py = synapse_python()
+    if py:
+        times, mems = [], []
+        for _ in range(max(1, args.runs // 2)):
+            syn = SynapseProcess(py)
+            try:
+                times.append(syn.start())
+                time.sleep(0.5)
+                mems.append(rss_mb(syn.proc.pid))
+            finally:
+                syn.cleanup()
+        results["synapse"] = (statistics.median(times), statistics.median(mems))
+    print(f"{'server':<20} {'start-up s':>10} {'RSS MB':>8}")
+    for name, (t, m) in results.items():
+        print(f"{name:<20} {t:>10.3f} {m:>8.1f}")
+    if "synapse" in results:
+        st, sm = results["synapse"]
+        for name, (t, m) in results.items():
+            if name != "synapse":
+                print(f"{name}: start-up {st / t:.1f}x faster, {sm / m:.1f}x less memory than Synapse")
+    else:
+        print("(Synapse not importable: set SYNAPSE_PYTHON or run bench/setup-synapse.sh)")
+
+
+if __name__ == "__main__":
+    main()

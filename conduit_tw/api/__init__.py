@@ -1,0 +1,1 @@
+"""twisted.web resources: parse, authenticate, call a handler, answer JSON."""

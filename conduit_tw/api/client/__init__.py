@@ -1,0 +1,1 @@
+"""Client-server API endpoints, one module per spec chapter."""

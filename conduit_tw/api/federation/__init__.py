@@ -1,0 +1,1 @@
+"""Server-server API endpoints."""

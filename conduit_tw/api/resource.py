@@ -1,0 +1,348 @@
+"""
+The twisted.web side: one leaf resource that routes every request, answers
+JSON the Matrix way, and a Site/Request pair that enforces
+C{max_request_size} while the body is being read.
+
+Matrix conventions applied to every response (client-server-api "API
+standards", "Web Browser Clients"): JSON errors C{{"errcode", "error"}},
+CORS headers and OPTIONS pre-flight, HEAD like GET without a body, and
+security headers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from ipaddress import ip_address, ip_network
+from typing import Any, Iterable
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import LogLevel
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from conduit_tw.api.router import Router
+from conduit_tw.errors import Codes, InteractiveAuthRequired, MatrixError
+from conduit_tw.logging import get_logger, is_enabled
+
+log = get_logger("conduit_tw.api")
+
+_COMMON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"Access-Control-Allow-Origin", b"*"),
+    (b"Access-Control-Allow-Methods", b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),
+    (
+        b"Access-Control-Allow-Headers",
+        b"X-Requested-With, Content-Type, Authorization, Date",
+    ),
+    (b"Access-Control-Expose-Headers", b"Synapse-Trace-Id, Server"),
+    (b"X-Content-Type-Options", b"nosniff"),
+    (b"X-Frame-Options", b"DENY"),
+    (b"Content-Security-Policy", b"default-src 'none'; frame-ancestors 'none'; sandbox"),
+    (b"Referrer-Policy", b"no-referrer"),
+)
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode_json(obj: Any) -> bytes:
+    """Compact UTF-8 JSON for response bodies."""
+    return _encoder.encode(obj).encode("utf-8")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class MatrixRequest(server.Request):
+    """
+    A request that stops buffering its body once it exceeds the site's
+    C{max_request_size}, so an oversized upload costs no memory; the
+    resource then answers 413 M_TOO_LARGE.
+    """
+
+    too_large = False
+    _received = 0
+    _json_cache: Any = None
+
+    def gotLength(self, length: int | None) -> None:
+        """Refuse early when the declared length is already too big."""
+        limit = self.site.max_request_size  # type: ignore[attr-defined]
+        if length is not None and length > limit:
+            self.too_large = True
+            self.content = io.BytesIO()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Count bytes as they arrive and drop them past the limit."""
+        if self.too_large:
+            return
+        self._received += len(data)
+        if self._received > self.site.max_request_size:  # type: ignore[attr-defined]
+            self.too_large = True
+            self.content = io.BytesIO()
+            return
+        super().handleContentChunk(data)
+
+    @property
+    def client_ip(self) -> str:
+        """
+        The client's address: the peer, or the first untrusted hop of
+        C{X-Forwarded-For} when the peer is a configured trusted proxy.
+        """
+        return self.site.client_ip(self)  # type: ignore[attr-defined]
+
+    def json_body(self) -> Any:
+        """
+        The request body parsed as JSON.
+
+        @raise MatrixError: 400 M_NOT_JSON if it is not valid JSON.
+        """
+        if self._json_cache is None:
+            raw = self.content.read() if self.content is not None else b""
+            self.content.seek(0)
+            try:
+                self._json_cache = json.loads(raw or b"{}", parse_constant=_refuse_constant)
+            except (ValueError, UnicodeDecodeError):
+                raise MatrixError(400, Codes.NOT_JSON, "Content not JSON.") from None
+        return self._json_cache
+
+    def json_object(self) -> dict[str, Any]:
+        """
+        The body as a JSON object.
+
+        @raise MatrixError: M_NOT_JSON for invalid JSON, M_BAD_JSON when the
+            top level is not an object.
+        """
+        body = self.json_body()
+        if not isinstance(body, dict):
+            raise MatrixError(400, Codes.BAD_JSON, "Content must be a JSON object.")
+        return body
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """One query-string argument, decoded as UTF-8."""
+        values = self.args.get(name.encode("ascii"))
+        if not values:
+            return default
+        try:
+            return values[0].decode("utf-8")
+        except UnicodeDecodeError:
+            raise MatrixError(
+                400, Codes.INVALID_PARAM, f"Query parameter {name!r} is not UTF-8"
+            ) from None
+
+    def arg_list(self, name: str) -> list[str]:
+        """Every value of a repeated query-string argument."""
+        return [v.decode("utf-8", "replace") for v in self.args.get(name.encode("ascii"), [])]
+
+    def int_arg(
+        self, name: str, default: int | None = None, minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int | None:
+        """An integer query argument, 400 M_INVALID_PARAM when malformed."""
+        raw = self.arg(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise MatrixError(
+                400, Codes.INVALID_PARAM, f"Query parameter {name!r} must be an integer"
+            ) from None
+        if minimum is not None and value < minimum:
+            raise MatrixError(400, Codes.INVALID_PARAM, f"{name!r} must be >= {minimum}")
+        if maximum is not None and value > maximum:
+            value = maximum
+        return value
+
+    def bool_arg(self, name: str, default: bool = False) -> bool:
+        """A C{true}/C{false} query argument."""
+        raw = self.arg(name)
+        if raw is None:
+            return default
+        if raw in ("true", "1"):
+            return True
+        if raw in ("false", "0"):
+            return False
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{name!r} must be true or false")
+
+
+class MatrixSite(server.Site):
+    """
+    The HTTP site: L{MatrixRequest}s, the body size limit, trusted proxies,
+    a count of in-flight requests for graceful shutdown, and one debug line
+    per request instead of the access log.
+    """
+
+    requestFactory = MatrixRequest
+    noisy = False
+
+    def __init__(
+        self,
+        resource: Resource,
+        max_request_size: int,
+        trusted_proxies: Iterable[str] = (),
+        tracker: "InFlightTracker | None" = None,
+    ) -> None:
+        super().__init__(resource)
+        self.max_request_size = max_request_size
+        self._proxies = [ip_network(p, strict=False) for p in trusted_proxies]
+        self.tracker = tracker
+
+    def client_ip(self, request: server.Request) -> str:
+        """See L{MatrixRequest.client_ip}."""
+        peer = request.getClientAddress()
+        host = getattr(peer, "host", None) or "unix"
+        if not self._proxies:
+            return host
+        forwarded = request.getHeader(b"x-forwarded-for")
+        if not forwarded:
+            return host
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()] + [host]
+        # Walk from the nearest hop outwards, skipping trusted proxies.
+        for hop in reversed(hops):
+            try:
+                addr = ip_address(hop)
+            except ValueError:
+                return hop
+            if not any(addr in net for net in self._proxies):
+                return hop
+        return hops[0]
+
+    def log(self, request: server.Request) -> None:
+        """One debug line per request (not an access log file)."""
+        if is_enabled("conduit_tw.api", LogLevel.debug):
+            log.debug(
+                "{ip} {method} {path} -> {code}",
+                ip=self.client_ip(request),
+                method=request.method.decode("ascii", "replace"),
+                path=request.path.decode("ascii", "replace"),
+                code=request.code,
+            )
+
+
+class InFlightTracker:
+    """Counts requests being handled so shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle: list[Deferred[None]] = []
+
+    def started(self) -> None:
+        """A request began."""
+        self.count += 1
+
+    def finished(self, _: object = None) -> None:
+        """A request ended (answered or connection lost)."""
+        self.count -= 1
+        if self.count == 0:
+            waiters, self._idle = self._idle, []
+            for d in waiters:
+                d.callback(None)
+
+    def wait_idle(self) -> Deferred[None]:
+        """A Deferred that fires when no request is in flight."""
+        d: Deferred[None] = Deferred()
+        if self.count == 0:
+            d.callback(None)
+        else:
+            self._idle.append(d)
+        return d
+
+
+class MatrixResource(Resource):
+    """The root resource: every path goes through the L{Router}."""
+
+    isLeaf = True
+
+    def __init__(self, router: Router, clock: Any = None) -> None:
+        super().__init__()
+        self.router = router
+        self._clock = clock
+
+    def render(self, request: MatrixRequest) -> Any:  # type: ignore[override]
+        """Route, run the handler, answer JSON; never leaks a traceback."""
+        for name, value in _COMMON_HEADERS:
+            request.setHeader(name, value)
+        method = request.method.decode("ascii", "replace")
+        if method == "OPTIONS":
+            request.setResponseCode(204)
+            return b""
+        if request.too_large:
+            return _error_bytes(
+                request,
+                MatrixError(413, Codes.TOO_LARGE, "Request body is larger than allowed"),
+            )
+        try:
+            handler, args = self.router.resolve(method, request.path.decode("utf-8"))
+        except MatrixError as e:
+            return _error_bytes(request, e)
+        except UnicodeDecodeError:
+            return _error_bytes(request, MatrixError(400, Codes.UNRECOGNIZED, "Bad path"))
+        tracker = request.site.tracker  # type: ignore[attr-defined]
+        if tracker is not None:
+            tracker.started()
+        d = Deferred.fromCoroutine(handler(request, **args))
+        finished = request.notifyFinish()
+        finished.addErrback(lambda f: d.cancel())
+        if tracker is not None:
+            finished.addBoth(tracker.finished)
+        d.addCallbacks(_respond, _respond_error, callbackArgs=(request,), errbackArgs=(request,))
+        return NOT_DONE_YET
+
+
+def _respond(result: Any, request: MatrixRequest) -> None:
+    if request._disconnected or request.finished:
+        return
+    if isinstance(result, tuple):
+        code, body = result
+    else:
+        code, body = 200, result
+    if isinstance(body, bytes):
+        payload = body
+    else:
+        payload = encode_json(body)
+        request.setHeader(b"Content-Type", b"application/json")
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Length", b"%d" % len(payload))
+    request.write(payload)
+    request.finish()
+
+
+def _respond_error(failure: Failure, request: MatrixRequest) -> None:
+    if request._disconnected or request.finished:
+        if not failure.check(CancelledError):
+            log.failure("Error after the client went away", failure)
+        return
+    exc = failure.value
+    if isinstance(exc, InteractiveAuthRequired):
+        _respond((401, exc.body), request)
+        return
+    if not isinstance(exc, MatrixError):
+        log.failure(
+            "Unhandled error in {method} {path}",
+            failure,
+            method=request.method.decode("ascii", "replace"),
+            path=request.path.decode("ascii", "replace"),
+        )
+        exc = MatrixError(500, Codes.UNKNOWN, "Internal server error")
+    payload = _error_bytes(request, exc)
+    request.setHeader(b"Content-Length", b"%d" % len(payload))
+    request.write(payload)
+    request.finish()
+
+
+def _error_bytes(request: MatrixRequest, error: MatrixError) -> bytes:
+    request.setResponseCode(error.code)
+    request.setHeader(b"Content-Type", b"application/json")
+    for name, value in error.headers.items():
+        request.setHeader(name, value)
+    return encode_json(error.to_json())
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds."""
+    return int(time.time() * 1000)

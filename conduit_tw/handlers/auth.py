@@ -1,0 +1,76 @@
+"""
+Who is calling: access-token authentication (client-server-api "Using
+access tokens"). Tokens are accepted only in the C{Authorization: Bearer}
+header; the query-string form is no longer supported by the spec (v1.20),
+so a request that only has C{?access_token=} is treated as unauthenticated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from conduit_tw.errors import Codes, MatrixError
+from conduit_tw.storage.stores.tokens import TokenStore
+
+
+@dataclass(frozen=True)
+class Requester:
+    """The authenticated caller of a request."""
+
+    user_id: str
+    device_id: str | None
+    is_guest: bool = False
+    appservice_id: str | None = None
+    access_token: str | None = None
+
+
+def bearer_token(request) -> str | None:
+    """The token of an C{Authorization: Bearer} header, if present."""
+    header = request.getHeader(b"authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class Auth:
+    """Turns a request into a L{Requester} or a 401."""
+
+    def __init__(self, tokens: TokenStore, clock_ms: Callable[[], int]) -> None:
+        self.tokens = tokens
+        self._clock_ms = clock_ms
+
+    async def get_requester(self, request, allow_guest: bool = False) -> Requester:
+        """
+        Authenticate C{request}.
+
+        @raise MatrixError: 401 M_MISSING_TOKEN without a token, 401
+            M_UNKNOWN_TOKEN for an unknown one, 401 M_UNKNOWN_TOKEN with
+            C{soft_logout: true} for an expired one (client-server-api
+            "Soft logout"), 403 M_GUEST_ACCESS_FORBIDDEN for guests on
+            endpoints they may not use.
+        """
+        token = bearer_token(request)
+        if token is None:
+            raise MatrixError(401, Codes.MISSING_TOKEN, "Missing access token.")
+        info = await self.tokens.lookup(token)
+        if info is None:
+            raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown access token.", soft_logout=False)
+        if info.expires_at is not None and self._clock_ms() >= info.expires_at:
+            raise MatrixError(
+                401, Codes.UNKNOWN_TOKEN, "Access token has expired.", soft_logout=True
+            )
+        if info.is_guest and not allow_guest:
+            raise MatrixError(
+                403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access is not allowed here."
+            )
+        return Requester(
+            user_id=info.user_id,
+            device_id=info.device_id,
+            is_guest=info.is_guest,
+            appservice_id=info.appservice_id,
+            access_token=token,
+        )

@@ -1,0 +1,70 @@
+"""
+Logging with twisted.logger, filtered by the C{log} config key.
+
+twistd installs its own observer before our service exists, so the level is
+applied where our events are emitted: every logger made by L{get_logger}
+publishes through one L{FilteringLogObserver} whose predicate follows the
+configured level (C{"warn"}, C{"info,conduit_tw.api=debug"} ...).
+"""
+
+from __future__ import annotations
+
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    Logger,
+    globalLogPublisher,
+)
+
+_predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+_observer = FilteringLogObserver(globalLogPublisher, [_predicate])
+
+_LEVELS = {
+    "trace": LogLevel.debug,
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warn": LogLevel.warn,
+    "warning": LogLevel.warn,
+    "error": LogLevel.error,
+    "critical": LogLevel.critical,
+    "off": LogLevel.critical,
+}
+
+
+def parse_level(name: str) -> LogLevel:
+    """Map a tracing-style level name to a L{LogLevel} (ValueError if unknown)."""
+    try:
+        return _LEVELS[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown log level {name!r}") from None
+
+
+def configure(spec: str) -> None:
+    """
+    Apply a Conduit-style filter such as C{"warn"} or
+    C{"info,conduit_tw.api=debug"}: a default level and per-namespace
+    levels. Unknown parts raise L{ValueError}.
+    """
+    _predicate.clearLogLevels()
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if "=" in part:
+            namespace, _, level = part.partition("=")
+            namespace = namespace.strip()
+            if not namespace.startswith("conduit_tw"):
+                namespace = "conduit_tw." + namespace
+            _predicate.setLogLevelForNamespace(namespace, parse_level(level))
+        else:
+            _predicate.defaultLogLevel = parse_level(part)
+
+
+def get_logger(namespace: str) -> Logger:
+    """A L{Logger} for C{namespace} whose events obey the configured level."""
+    return Logger(namespace=namespace, observer=_observer)
+
+
+def is_enabled(namespace: str, level: LogLevel) -> bool:
+    """Whether an event at C{level} in C{namespace} would be emitted."""
+    return level >= _predicate.logLevelForNamespace(namespace)

@@ -1,0 +1,1 @@
+"""Typed access per domain over key-value trees (no HTTP, no policy)."""

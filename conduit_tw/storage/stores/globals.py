@@ -1,0 +1,62 @@
+"""
+The C{global} tree: the one global counter behind every stream position,
+and the server's own signing key.
+
+Layout::
+
+    global  b"c"               -> u64: last stream position handed out
+    global  b"signing_key"     -> "ed25519 <version> <unpadded base64 seed>"
+    global  b"schema_version"  -> u64 (owned by storage.database)
+"""
+
+from __future__ import annotations
+
+from signedjson.key import (
+    decode_signing_key_base64,
+    encode_signing_key_base64,
+    generate_signing_key,
+)
+from nacl.signing import SigningKey
+
+from conduit_tw.storage.interfaces import IKeyValueDatabase
+from conduit_tw.storage.keys import from_u64
+
+_COUNTER = b"c"
+_SIGNING_KEY = b"signing_key"
+
+
+class GlobalsStore:
+    """Counter and signing key."""
+
+    def __init__(self, db: IKeyValueDatabase) -> None:
+        self.db = db
+        self.tree = db.open_tree("global")
+
+    async def next_position(self) -> int:
+        """Reserve and return the next global stream position."""
+        return await self.tree.increment(_COUNTER)
+
+    async def current_position(self) -> int:
+        """The last stream position handed out (0 on a new database)."""
+        raw = await self.tree.get(_COUNTER)
+        return from_u64(raw) if raw else 0
+
+    async def get_or_create_signing_key(self) -> SigningKey:
+        """
+        The server's ed25519 signing key, generated and stored on first use
+        (the key ID is C{ed25519:<version>}).
+        """
+        raw = await self.tree.get(_SIGNING_KEY)
+        if raw is None:
+            import secrets
+            import string
+
+            version = "a_" + "".join(
+                secrets.choice(string.ascii_letters + string.digits) for _ in range(4)
+            )
+            key = generate_signing_key(version)
+            encoded = f"{key.alg} {key.version} {encode_signing_key_base64(key)}"
+            await self.tree.insert(_SIGNING_KEY, encoded.encode("ascii"))
+            return key
+        alg, version, seed = raw.decode("ascii").split(" ")
+        return decode_signing_key_base64(alg, version, seed)

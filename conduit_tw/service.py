@@ -112,7 +112,7 @@ def listen_endpoints(config: Config, reactor: Any) -> list[tuple[str, Any]]:
     """
     if config.unix_socket_path:
         path = config.unix_socket_path
-        mode = int(str(config.unix_socket_perms), 8)
+        mode = config.unix_socket_mode
         if os.path.exists(path):
             os.unlink(path)
         return [(f"unix:{path}", endpoints.UNIXServerEndpoint(reactor, path, mode=mode))]

@@ -40,7 +40,8 @@ class RedactionRules(enum.Enum):
     """The redaction algorithm of a room version (fragments/v*-redactions.md)."""
 
     V1 = 1  # rooms v1-v5
-    V6 = 6  # rooms v6-v8: m.room.aliases no longer keeps its content
+    V6 = 6  # rooms v6-v7: m.room.aliases no longer keeps its content
+    V8 = 8  # room v8: m.room.join_rules keeps allow (rooms/v8 "Redactions")
     V9 = 9  # rooms v9-v10: m.room.member keeps join_authorised_via_users_server
     V11 = 11  # rooms v11+: create keeps all content, redacts, invite, signed ...
 
@@ -84,6 +85,11 @@ class RoomVersion:
         in C{auth_events} (not in v12, where it is implied by the room ID).
     @ivar privileged_creators: v12: the create event's sender and
         C{additional_creators} have infinite power and cannot be demoted.
+    @ivar lenient_event_byte_limits: v1-10: a C{sender}, C{room_id},
+        C{type}, C{state_key} or C{event_id} longer than 255 bytes but not
+        255 code points is stored as rejected rather than dropped, because
+        Synapse long counted code points there and such events exist in
+        those rooms (client-server-api "Size limits" says bytes).
     """
 
     identifier: str
@@ -106,6 +112,7 @@ class RoomVersion:
     room_id_from_create_event: bool = False
     create_event_in_auth_events: bool = True
     privileged_creators: bool = False
+    lenient_event_byte_limits: bool = False
 
 
 _v1 = RoomVersion(
@@ -125,6 +132,7 @@ _v1 = RoomVersion(
     redaction_rules=RedactionRules.V1,
     implicit_room_creator=False,
     redacts_in_content=False,
+    lenient_event_byte_limits=True,
 )
 _v2 = replace(_v1, identifier="2", state_res=StateResAlgorithm.V2)
 _v3 = replace(
@@ -145,7 +153,9 @@ _v6 = replace(
     redaction_rules=RedactionRules.V6,
 )
 _v7 = replace(_v6, identifier="7", knocking=True)
-_v8 = replace(_v7, identifier="8", restricted_joins=True)
+_v8 = replace(
+    _v7, identifier="8", restricted_joins=True, redaction_rules=RedactionRules.V8
+)
 _v9 = replace(_v8, identifier="9", redaction_rules=RedactionRules.V9)
 _v10 = replace(_v9, identifier="10", knock_restricted=True, integer_power_levels=True)
 _v11 = replace(
@@ -154,6 +164,7 @@ _v11 = replace(
     redaction_rules=RedactionRules.V11,
     implicit_room_creator=True,
     redacts_in_content=True,
+    lenient_event_byte_limits=False,
 )
 _v12 = replace(
     _v11,

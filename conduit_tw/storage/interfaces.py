@@ -6,6 +6,10 @@ is a handful of methods (see docs/plugins/storage.md). Keys and values are
 C{bytes}; keys are ordered bytewise. Every call returns a L{Deferred}, so a
 network backend fits; the embedded backends answer with already-fired
 Deferreds because that is fastest.
+
+Keys are 1 to 511 bytes long: 511 is LMDB's limit and the empty key does not
+exist there, so stores that keep to it run on every backend. Values may be
+empty and of any size.
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ class IWriteBatch(Interface):
 
     def __len__() -> int:
         """The number of changes in the batch."""
+
+    def __iter__():
+        """
+        The changes in order, as C{(tree, key, value)} tuples where
+        C{value} is C{None} for a delete. Backends read batches only
+        through this, so any provider of the interface can be written.
+        """
 
 
 class IKeyValueTree(Interface):
@@ -118,7 +129,9 @@ class IKeyValueDatabase(Interface):
     def write(batch: IWriteBatch):
         """
         Apply every change of C{batch} atomically: after a crash either all
-        of them are present or none. Watches fire after the commit.
+        of them are present or none; if any change fails (a value that is
+        not C{bytes}, a tree never opened with L{open_tree}), none is
+        applied and the Deferred fails. Watches fire after the commit.
 
         @return: a L{Deferred} firing with C{None} once durable.
         """

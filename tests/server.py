@@ -16,6 +16,8 @@ from typing import Any, Mapping
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 from twisted.web.http import HTTPChannel
@@ -93,23 +95,32 @@ class FakeClient:
             lines.append(f"Authorization: Bearer {access_token}")
         for k, v in (headers or {}).items():
             lines.append(f"{k}: {v}")
-        if raw_body or method in ("POST", "PUT"):
+        chunked = any(k.lower() == "transfer-encoding" for k in (headers or {}))
+        if (raw_body or method in ("POST", "PUT")) and not chunked:
             lines.append(f"Content-Length: {len(raw_body)}")
         data = ("\r\n".join(lines) + "\r\n\r\n").encode() + raw_body
 
-        channel: HTTPChannel = self.site.buildProtocol(IPv4Address("TCP", client_ip, 1234))
+        protocol = self.site.buildProtocol(IPv4Address("TCP", client_ip, 1234))
         transport = StringTransport(peerAddress=IPv4Address("TCP", client_ip, 1234))
-        channel.makeConnection(transport)
+        protocol.makeConnection(transport)
+        # Site wraps HTTPChannel in a protocol-negotiating shim.
+        channel: HTTPChannel = getattr(protocol, "_channel", protocol)
         done: Deferred[Response] = Deferred()
         original = channel.requestDone
 
         def request_done(request: Any) -> None:
             original(request)
             if not done.called:
-                done.callback(parse_response(transport.value()))
+                response = parse_response(transport.value())
+                channel.connectionLost(Failure(ConnectionDone()))
+                done.callback(response)
 
         channel.requestDone = request_done  # type: ignore[method-assign]
-        channel.dataReceived(data)
+        protocol.dataReceived(data)
+        if not done.called and transport.disconnecting:
+            # The server closed the connection without finishing a request
+            # (e.g. a malformed request answered by twisted.web itself).
+            done.callback(parse_response(transport.value()))
         return done
 
 
@@ -144,6 +155,9 @@ class HomeserverTestCase(unittest.TestCase):
             trusted_proxies=self.config.trusted_proxies,
             tracker=InFlightTracker(),
         )
+        # No idle-connection timers on the global reactor: each fake
+        # connection lives for one request.
+        self.site.timeOut = None
         self.client = FakeClient(self.site)
 
     def setUp(self) -> Deferred[None]:

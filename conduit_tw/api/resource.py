@@ -69,7 +69,7 @@ class MatrixRequest(server.Request):
 
     def gotLength(self, length: int | None) -> None:
         """Refuse early when the declared length is already too big."""
-        limit = self.site.max_request_size  # type: ignore[attr-defined]
+        limit = self.channel.site.max_request_size  # type: ignore[attr-defined]
         if length is not None and length > limit:
             self.too_large = True
             self.content = io.BytesIO()
@@ -81,7 +81,7 @@ class MatrixRequest(server.Request):
         if self.too_large:
             return
         self._received += len(data)
-        if self._received > self.site.max_request_size:  # type: ignore[attr-defined]
+        if self._received > self.channel.site.max_request_size:  # type: ignore[attr-defined]
             self.too_large = True
             self.content = io.BytesIO()
             return

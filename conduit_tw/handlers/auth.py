@@ -8,7 +8,7 @@ so a request that only has C{?access_token=} is treated as unauthenticated.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from conduit_tw.errors import Codes, MatrixError
 from conduit_tw.storage.stores.tokens import TokenStore
@@ -27,9 +27,10 @@ class Requester:
 
 def bearer_token(request) -> str | None:
     """The token of an C{Authorization: Bearer} header, if present."""
-    header = request.getHeader(b"authorization")
-    if not header:
+    raw = request.getHeader(b"authorization")
+    if not raw:
         return None
+    header = raw.decode("latin-1") if isinstance(raw, bytes) else raw
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
@@ -42,8 +43,14 @@ class Auth:
     def __init__(self, tokens: TokenStore, clock_ms: Callable[[], int]) -> None:
         self.tokens = tokens
         self._clock_ms = clock_ms
+        #: Called as C{seen(user_id, device_id, ip)} for every authenticated
+        #: request (the device handler keeps last_seen_ip/ts with it). Must
+        #: be cheap and synchronous.
+        self.seen: Optional[Callable[[str, str, str], None]] = None
 
-    async def get_requester(self, request, allow_guest: bool = False) -> Requester:
+    async def get_requester(
+        self, request, allow_guest: bool = False, allow_expired: bool = False
+    ) -> Requester:
         """
         Authenticate C{request}.
 
@@ -59,7 +66,11 @@ class Auth:
         info = await self.tokens.lookup(token)
         if info is None:
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown access token.", soft_logout=False)
-        if info.expires_at is not None and self._clock_ms() >= info.expires_at:
+        if (
+            info.expires_at is not None
+            and not allow_expired
+            and self._clock_ms() >= info.expires_at
+        ):
             raise MatrixError(
                 401, Codes.UNKNOWN_TOKEN, "Access token has expired.", soft_logout=True
             )
@@ -67,6 +78,13 @@ class Auth:
             raise MatrixError(
                 403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access is not allowed here."
             )
+        if info.revoke_refresh is not None:
+            # First use of a refreshed token: the old refresh token dies now.
+            await self.tokens.clear_revoke_refresh(token, info)
+        if self.seen is not None and info.device_id:
+            ip = getattr(request, "client_ip", None)
+            if ip is not None:
+                self.seen(info.user_id, info.device_id, ip)
         return Requester(
             user_id=info.user_id,
             device_id=info.device_id,

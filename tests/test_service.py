@@ -1,0 +1,52 @@
+"""The service tree: listening, graceful shutdown order."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
+from twisted.trial import unittest
+from twisted.web.client import Agent, readBody
+
+from conduit_tw.service import make_service
+from tests.integration.process import free_port
+from tests.server import make_config
+
+
+class GracefulShutdownTests(unittest.TestCase):
+    """SIGTERM path: stop listening, finish in-flight requests, close the DB."""
+
+    async def test_inflight_request_finishes_before_db_closes(self) -> None:
+        path = os.path.abspath(self.mktemp())
+        port = free_port()
+        service = make_service(make_config(database_path=path, port=port), reactor)
+        hs = service.homeserver
+        release: defer.Deferred[None] = defer.Deferred()
+        closed = []
+        original_close = hs.close
+        hs.close = lambda: (closed.append(True), original_close())  # type: ignore[method-assign]
+
+        async def slow(request):
+            await release
+            return {"done": True}
+
+        service.startService()
+        await service.ready
+        hs.router.add("GET", "/_test/slow", slow)
+        agent = Agent(reactor)
+        response_d = agent.request(b"GET", b"http://127.0.0.1:%d/_test/slow" % port)
+        await deferLater(reactor, 0.2, lambda: None)
+        stopping = defer.ensureDeferred(defer.maybeDeferred(service.stopService))
+        await deferLater(reactor, 0.1, lambda: None)
+        # No longer listening, but the request is still being served.
+        with socket.socket() as s:
+            self.assertNotEqual(s.connect_ex(("127.0.0.1", port)), 0)
+        self.assertEqual(closed, [])
+        self.assertFalse(stopping.called)
+        release.callback(None)
+        response = await response_d
+        self.assertEqual(await readBody(response), b'{"done":true}')
+        await stopping
+        self.assertEqual(closed, [True])

@@ -11,12 +11,14 @@ order is enforced here.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.internet import SSLServer, TCPServer, UNIXServer
 from twisted.application.service import MultiService
-from twisted.internet import defer, endpoints
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
 from twisted.logger import LogLevel
 
 from conduit_tw.api.resource import InFlightTracker, MatrixSite
@@ -40,25 +42,34 @@ class ConduitService(MultiService):
         self.reactor = homeserver.reactor
         self.homeserver = homeserver
         self.tracker = InFlightTracker()
-        self.site: MatrixSite | None = None
-        self.ready: Deferred[None] = Deferred()
-
-    def startService(self) -> None:
-        """Open the database, set up the server, then start listening."""
-        for notice in self.config.notices:
-            log.warn("{notice}", notice=notice)
         self.site = MatrixSite(
-            self.homeserver.resource,
+            homeserver.resource,
             max_request_size=self.config.max_request_size,
             trusted_proxies=self.config.trusted_proxies,
             tracker=self.tracker,
         )
-        for description, endpoint in listen_endpoints(self.config, self.reactor):
-            svc = StreamServerEndpointService(endpoint, self.site)
-            svc._raiseSynchronously = True
+        for description, make_listener in listeners(self.config, self.reactor):
+            svc = make_listener(self.site)
             svc.setName(description)
             svc.setServiceParent(self)
+        self.ready: Deferred[None] = Deferred()
 
+    def privilegedStartService(self) -> None:
+        """
+        Bind the listening sockets (twistd does this before dropping
+        privileges); a port in use stops start-up with a one-line message.
+        """
+        try:
+            MultiService.privilegedStartService(self)
+        except CannotListenError as e:
+            log.critical("Start-up failed: {error}", error=str(e))
+            sys.stderr.write(f"conduit: Start-up failed: {e}\n")
+            raise SystemExit(1)
+
+    def startService(self) -> None:
+        """Load persistent state, then start listening."""
+        for notice in self.config.notices:
+            log.warn("{notice}", notice=notice)
         d = Deferred.fromCoroutine(self.homeserver.setup())
 
         def started(_: object) -> None:
@@ -104,47 +115,67 @@ class ConduitService(MultiService):
         self.homeserver.close()
 
 
-def listen_endpoints(config: Config, reactor: Any) -> list[tuple[str, Any]]:
+def listeners(config: Config, reactor: Any) -> list[tuple[str, Any]]:
     """
-    The server endpoints for the config: a UNIX socket when
-    C{unix_socket_path} is set, else every C{address} x C{port}
-    combination; TLS when C{[global.tls]} gives a certificate and key.
+    The listeners for the config, as C{(description, factory -> service)}:
+    a UNIX socket when C{unix_socket_path} is set, else every C{address}
+    x C{port} combination; TLS when C{[global.tls]} gives a certificate and
+    key. (twisted.internet.endpoints is not used: it imports pyOpenSSL,
+    which costs 14 MB of memory even when TLS is off.)
     """
     if config.unix_socket_path:
         path = config.unix_socket_path
         mode = config.unix_socket_mode
         if os.path.exists(path):
             os.unlink(path)
-        return [(f"unix:{path}", endpoints.UNIXServerEndpoint(reactor, path, mode=mode))]
-    result = []
-    tls = getattr(config, "tls", None)
-    context_factory = None
-    if tls is not None and tls.certs and tls.key:
-        from twisted.internet import ssl
-
-        with open(tls.certs, "rb") as f:
-            chain = f.read()
-        with open(tls.key, "rb") as f:
-            key = f.read()
-        certs = ssl.Certificate.loadPEM(chain)
-        private = ssl.PrivateCertificate.fromCertificateAndKeyPair(
-            certs, ssl.KeyPair.load(key, 1)
-        )
-        context_factory = private.options()
+        return [
+            (f"unix:{path}", lambda site: UNIXServer(path, site, mode=mode, reactor=reactor))
+        ]
+    result: list[tuple[str, Any]] = []
+    tls = config.tls
+    context_factory = _tls_context(tls.certs, tls.key) if tls is not None else None
     for address, port in config.listen_addresses():
         if context_factory is not None:
-            ep: Any = endpoints.SSL4ServerEndpoint(
-                reactor, port, context_factory, interface=address
-            )
             desc = f"https://{_host(address)}:{port}"
-        elif ":" in address:
-            ep = endpoints.TCP6ServerEndpoint(reactor, port, interface=address)
-            desc = f"http://[{address}]:{port}"
+            result.append((desc, _ssl_server(port, context_factory, address, reactor)))
         else:
-            ep = endpoints.TCP4ServerEndpoint(reactor, port, interface=address)
-            desc = f"http://{address}:{port}"
-        result.append((desc, ep))
+            desc = f"http://{_host(address)}:{port}"
+            result.append((desc, _tcp_server(port, address, reactor)))
     return result
+
+
+def _tcp_server(port: int, address: str, reactor: Any):
+    return lambda site: TCPServer(port, site, interface=address, reactor=reactor)
+
+
+def _ssl_server(port: int, context_factory: Any, address: str, reactor: Any):
+    return lambda site: SSLServer(port, site, context_factory, interface=address, reactor=reactor)
+
+
+def _tls_context(certs_path: str, key_path: str) -> Any:
+    """
+    A server TLS context from PEM files: the certificate chain (leaf first,
+    as Let's Encrypt's fullchain.pem) and the private key.
+    """
+    from twisted.internet import ssl
+
+    with open(certs_path, "rb") as f:
+        chain = f.read()
+    with open(key_path, "rb") as f:
+        key = f.read()
+    marker = b"-----END CERTIFICATE-----"
+    blocks = [b.strip() + b"\n" + marker for b in chain.split(marker) if b.strip()]
+    if not blocks:
+        raise StartupError(f"global.tls.certs: no PEM certificate in {certs_path}")
+    certs = [ssl.Certificate.loadPEM(b) for b in blocks]
+    private = ssl.PrivateCertificate.fromCertificateAndKeyPair(
+        certs[0], ssl.KeyPair.load(key, 1)  # 1 == FILETYPE_PEM
+    )
+    return ssl.CertificateOptions(
+        privateKey=private.privateKey.original,
+        certificate=private.original,
+        extraCertChain=[c.original for c in certs[1:]],
+    )
 
 
 def _host(address: str) -> str:
@@ -174,4 +205,11 @@ def make_service(config: Config, reactor: Any = None) -> ConduitService:
         homeserver = HomeServer(config, reactor)
     except (DatabaseError, OSError) as e:
         raise StartupError(f"cannot open the database: {e}") from e
-    return ConduitService(homeserver)
+    try:
+        return ConduitService(homeserver)
+    except OSError as e:
+        homeserver.close()
+        raise StartupError(f"cannot set up the listeners: {e}") from e
+    except StartupError:
+        homeserver.close()
+        raise

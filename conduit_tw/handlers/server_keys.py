@@ -12,8 +12,9 @@ import json
 from typing import Any, Callable
 
 from nacl.signing import SigningKey
-from signedjson.key import encode_verify_key_base64, get_verify_key
-from signedjson.sign import sign_json
+
+from conduit_tw.events.hashes import encode_base64
+from conduit_tw.events.signing import key_id_of, sign_json
 
 #: How long other servers may cache our keys. The spec asks servers to
 #: keep C{valid_until_ts} short enough that a key change propagates; a
@@ -27,8 +28,8 @@ class ServerKeys:
     def __init__(self, server_name: str, signing_key: SigningKey, clock_ms: Callable[[], int]):
         self.server_name = server_name
         self.signing_key = signing_key
-        self.key_id = f"{signing_key.alg}:{signing_key.version}"
-        self.verify_key_base64 = encode_verify_key_base64(get_verify_key(signing_key))
+        self.key_id = key_id_of(signing_key)
+        self.verify_key_base64 = encode_base64(bytes(signing_key.verify_key))
         self._clock_ms = clock_ms
         self._cached: bytes | None = None
         self._refresh_at = 0
@@ -42,7 +43,7 @@ class ServerKeys:
             "verify_keys": {self.key_id: {"key": self.verify_key_base64}},
             "old_verify_keys": {},
         }
-        return sign_json(body, self.server_name, self.signing_key)
+        return sign_json(body, self.signing_key, self.server_name)
 
     def response_bytes(self) -> bytes:
         """The signed response as JSON bytes, re-signed at half-life."""

@@ -241,3 +241,93 @@ class PipInstallTests(unittest.TestCase):
         server.start(cmd=[python, "-c", "from twisted.scripts.twistd import run; run()",
                           "-n", "--pidfile=", "conduit", "--config", server.config_path])
         self.assertEqual(server.get("/_matrix/client/versions")[0], 200)
+
+
+def _self_signed(directory: str) -> tuple[str, str]:
+    """Write a self-signed certificate and key for 127.0.0.1; return paths."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = os.path.join(directory, "cert.pem")
+    key_path = os.path.join(directory, "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ))
+    return cert_path, key_path
+
+
+class ListenerTests(unittest.TestCase):
+    """TLS listener from [global.tls]; a port in use fails start-up cleanly."""
+
+    def test_tls(self) -> None:
+        import ssl
+        import urllib.request
+
+        server = _server(self)
+        cert, key = _self_signed(server.workdir)
+        with open(server.config_path, "a") as f:
+            f.write(f'\n[global.tls]\ncerts = "{cert}"\nkey = "{key}"\n')
+        server.proc = subprocess.Popen(
+            TWISTD + ["-n", "--pidfile=", "conduit", "--config", server.config_path],
+            cwd=server.workdir, env=server.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        server._log = open(os.devnull, "wb")
+        context = ssl.create_default_context(cafile=cert)
+        deadline = time.monotonic() + 20
+        body = None
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(
+                    f"https://127.0.0.1:{server.port}/_matrix/client/versions",
+                    context=context, timeout=2,
+                ) as r:
+                    body = r.read()
+            except OSError:
+                time.sleep(0.05)
+        self.assertIsNotNone(body)
+        self.assertIn(b"versions", body)
+
+    def test_port_in_use(self) -> None:
+        import socket
+
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        self.addCleanup(blocker.close)
+        server = _server(self)
+        with open(server.config_path, "a") as f:
+            f.write("")
+        server.env["CONDUIT_PORT"] = str(blocker.getsockname()[1])
+        proc = subprocess.run(
+            TWISTD + ["-n", "--pidfile=", "conduit", "--config", server.config_path],
+            capture_output=True, text=True, timeout=30, cwd=server.workdir, env=server.env,
+        )
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("Start-up failed", proc.stdout + proc.stderr)

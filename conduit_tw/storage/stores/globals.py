@@ -11,12 +11,12 @@ Layout::
 
 from __future__ import annotations
 
-from signedjson.key import (
-    decode_signing_key_base64,
-    encode_signing_key_base64,
-    generate_signing_key,
-)
+import secrets
+import string
+
 from nacl.signing import SigningKey
+
+from conduit_tw.events.hashes import decode_base64, encode_base64
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import from_u64
@@ -48,15 +48,21 @@ class GlobalsStore:
         """
         raw = await self.tree.get(_SIGNING_KEY)
         if raw is None:
-            import secrets
-            import string
-
             version = "a_" + "".join(
                 secrets.choice(string.ascii_letters + string.digits) for _ in range(4)
             )
-            key = generate_signing_key(version)
-            encoded = f"{key.alg} {key.version} {encode_signing_key_base64(key)}"
+            key = SigningKey.generate()
+            encoded = f"ed25519 {version} {encode_base64(bytes(key))}"
             await self.tree.insert(_SIGNING_KEY, encoded.encode("ascii"))
-            return key
-        alg, version, seed = raw.decode("ascii").split(" ")
-        return decode_signing_key_base64(alg, version, seed)
+        else:
+            alg, version, seed = raw.decode("ascii").split(" ")
+            if alg != "ed25519":
+                raise ValueError(f"unsupported signing key algorithm {alg!r}")
+            seed_bytes = decode_base64(seed)
+            if seed_bytes is None:
+                raise ValueError("stored signing key is not valid base64")
+            key = SigningKey(seed_bytes)
+        # The attributes signedjson-style helpers read for the key ID.
+        key.alg = "ed25519"  # type: ignore[attr-defined]
+        key.version = version  # type: ignore[attr-defined]
+        return key

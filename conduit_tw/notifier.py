@@ -1,0 +1,100 @@
+"""
+The notifier: wakes long-polling /sync requests (and, later, senders) the
+moment something they care about is committed, without polling storage.
+
+Producers call L{Notifier.notify} after their write has committed, naming
+the users and rooms affected; consumers call L{Notifier.wait} with the user
+and the rooms they are in. Cost per notification is proportional to the
+number of waiters on the named users/rooms, not to all waiters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+
+class _Waiter:
+    __slots__ = ("deferred", "keys", "timer")
+
+    def __init__(self, deferred: Deferred[bool], keys: list[tuple[str, str]]) -> None:
+        self.deferred = deferred
+        self.keys = keys
+        self.timer: IDelayedCall | None = None
+
+
+class Notifier:
+    """See the module docstring."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._waiters: dict[tuple[str, str], set[_Waiter]] = {}
+        #: The highest stream position announced so far.
+        self.position = 0
+
+    def notify(
+        self, position: int = 0, users: Iterable[str] = (), rooms: Iterable[str] = ()
+    ) -> None:
+        """
+        Announce a committed change at stream C{position} that concerns
+        C{users} and C{rooms}: every matching waiter fires with C{True}.
+        """
+        if position > self.position:
+            self.position = position
+        woken: set[_Waiter] = set()
+        for key in [("u", u) for u in users] + [("r", r) for r in rooms]:
+            waiters = self._waiters.get(key)
+            if waiters:
+                woken.update(waiters)
+        for waiter in woken:
+            self._finish(waiter, True)
+
+    def wait(
+        self, user_id: str, rooms: Iterable[str], timeout_s: float
+    ) -> Deferred[bool]:
+        """
+        Wait until something concerning C{user_id} or one of C{rooms} is
+        notified (fires C{True}) or C{timeout_s} passes (fires C{False}).
+        Cancelling the Deferred (e.g. the client went away) unregisters it.
+        """
+        keys = [("u", user_id)] + [("r", r) for r in rooms]
+
+        def cancel(d: Deferred[bool]) -> None:
+            self._unregister(waiter)
+
+        d: Deferred[bool] = Deferred(cancel)
+        waiter = _Waiter(d, keys)
+        for key in keys:
+            self._waiters.setdefault(key, set()).add(waiter)
+        waiter.timer = self._clock.callLater(max(0.0, timeout_s), self._finish, waiter, False)
+        return d
+
+    def waiting(self) -> int:
+        """How many distinct waiters are registered (for tests and metrics)."""
+        seen: set[_Waiter] = set()
+        for waiters in self._waiters.values():
+            seen.update(waiters)
+        return len(seen)
+
+    def _finish(self, waiter: _Waiter, value: bool) -> None:
+        self._unregister(waiter)
+        if not waiter.deferred.called:
+            waiter.deferred.callback(value)
+
+    def _unregister(self, waiter: _Waiter) -> None:
+        if waiter.timer is not None and waiter.timer.active():
+            waiter.timer.cancel()
+        waiter.timer = None
+        for key in waiter.keys:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[key]
+
+
+def ignore_cancel(failure: Any) -> None:
+    """Errback that swallows the CancelledError of an abandoned wait."""
+    failure.trap(CancelledError)

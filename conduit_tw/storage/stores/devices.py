@@ -37,15 +37,16 @@ class Device:
     last_seen_ts: int | None = None
 
     def to_client(self) -> dict[str, Any]:
-        """The C{client_device.yaml} object (absent fields omitted)."""
-        out: dict[str, Any] = {"device_id": self.device_id}
-        if self.display_name is not None:
-            out["display_name"] = self.display_name
-        if self.last_seen_ip is not None:
-            out["last_seen_ip"] = self.last_seen_ip
-        if self.last_seen_ts is not None:
-            out["last_seen_ts"] = self.last_seen_ts
-        return out
+        """
+        The C{client_device.yaml} object. Unknown values are C{null} rather
+        than absent, as Synapse answers and clients (matrix-nio) require.
+        """
+        return {
+            "device_id": self.device_id,
+            "display_name": self.display_name,
+            "last_seen_ip": self.last_seen_ip,
+            "last_seen_ts": self.last_seen_ts,
+        }
 
 
 def _dumps(value: Any) -> bytes:

@@ -1237,16 +1237,7 @@ def is_valid_server_name(name: str) -> bool:
     return bool(_DNS_NAME.fullmatch(host))
 
 
-_LEVELS: dict[str, LogLevel | None] = {
-    "trace": LogLevel.debug,
-    "debug": LogLevel.debug,
-    "info": LogLevel.info,
-    "warn": LogLevel.warn,
-    "warning": LogLevel.warn,
-    "error": LogLevel.error,
-    "critical": LogLevel.critical,
-    "off": None,
-}
+from conduit_tw.logging import LEVELS as _LEVELS  # noqa: E402
 
 
 def parse_log_filter(

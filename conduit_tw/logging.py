@@ -20,7 +20,8 @@ from twisted.logger import (
 _predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
 _observer = FilteringLogObserver(globalLogPublisher, [_predicate])
 
-_LEVELS = {
+#: Conduit's (tracing's) level names; C{None} for "off".
+LEVELS: dict[str, LogLevel | None] = {
     "trace": LogLevel.debug,
     "debug": LogLevel.debug,
     "info": LogLevel.info,
@@ -28,16 +29,18 @@ _LEVELS = {
     "warning": LogLevel.warn,
     "error": LogLevel.error,
     "critical": LogLevel.critical,
-    "off": LogLevel.critical,
+    "off": None,
 }
 
 
 def parse_level(name: str) -> LogLevel:
     """Map a tracing-style level name to a L{LogLevel} (ValueError if unknown)."""
     try:
-        return _LEVELS[name.strip().lower()]
+        level = LEVELS[name.strip().lower()]
     except KeyError:
         raise ValueError(f"unknown log level {name!r}") from None
+    # "off": only what must never be hidden.
+    return LogLevel.critical if level is None else level
 
 
 def configure(spec: str) -> None:

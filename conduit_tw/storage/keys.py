@@ -21,6 +21,23 @@ def from_u64(b: bytes) -> int:
     return _U64.unpack(b)[0]
 
 
+def next_counter(old: bytes | None, tree: str, key: bytes) -> int:
+    """
+    The value an C{increment} stores: the big-endian u64 C{old} plus one
+    (absent counts as 0). Shared by the backends.
+
+    @raise ValueError: when C{old} is not 8 bytes.
+    """
+    if old is None:
+        return 1
+    try:
+        return _U64.unpack(old)[0] + 1
+    except struct.error:
+        raise ValueError(
+            f"increment: {tree}[{key!r}] holds {len(old)} bytes, not a u64"
+        ) from None
+
+
 def join(*parts: bytes | str) -> bytes:
     """Join key parts with 0xFF (which never occurs in UTF-8 text)."""
     return SEP.join(p.encode("utf-8") if isinstance(p, str) else p for p in parts)

@@ -58,7 +58,7 @@ from conduit_tw.storage.interfaces import (
     IKeyValueTree,
     IWriteBatch,
 )
-from conduit_tw.storage.keys import prefix_end
+from conduit_tw.storage.keys import next_counter, prefix_end
 from conduit_tw.storage.watchers import PrefixWatchers
 
 DATA_FILE = "data.mdb"
@@ -77,16 +77,6 @@ Changes = Iterable[tuple[str, bytes, Any]]
 class _MustWait(Exception):
     """The map is full while a backup holds a read transaction."""
 
-
-def _next_u64(old: bytes | None, tree: str, key: bytes) -> int:
-    if old is None:
-        return 1
-    try:
-        return _U64.unpack(old)[0] + 1
-    except struct.error:
-        raise ValueError(
-            f"increment: {tree}[{key!r}] holds {len(old)} bytes, not a u64"
-        ) from None
 
 
 @implementer(IKeyValueTree)
@@ -219,7 +209,7 @@ class LMDBTree:
         name = self.name
 
         def bump(txn: Any) -> int:
-            n = _next_u64(txn.get(key, db=dbi), name, key)
+            n = next_counter(txn.get(key, db=dbi), name, key)
             txn.put(key, _U64.pack(n), db=dbi)
             return n
 

@@ -64,7 +64,7 @@ from conduit_tw.storage.interfaces import (
     IKeyValueTree,
     IWriteBatch,
 )
-from conduit_tw.storage.keys import prefix_end
+from conduit_tw.storage.keys import next_counter, prefix_end
 from conduit_tw.storage.watchers import PrefixWatchers
 
 FILENAME = "conduit.db"
@@ -80,16 +80,6 @@ _fail = defer.fail
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
-
-def _next_u64(old: bytes | None, tree: str, key: bytes) -> int:
-    if old is None:
-        return 1
-    try:
-        return _U64.unpack(old)[0] + 1
-    except struct.error:
-        raise ValueError(
-            f"increment: {tree}[{key!r}] holds {len(old)} bytes, not a u64"
-        ) from None
 
 
 @implementer(IKeyValueTree)
@@ -209,7 +199,7 @@ class SQLiteTree:
             cur.execute("BEGIN IMMEDIATE")
             try:
                 row = cur.execute(self._get, (key,)).fetchone()
-                n = _next_u64(None if row is None else row[0], self.name, key)
+                n = next_counter(None if row is None else row[0], self.name, key)
                 cur.execute(self._put, (key, _U64.pack(n)))
                 cur.execute("COMMIT")
             except BaseException:

@@ -1,0 +1,1 @@
+"""Small helpers shared by handlers and stores (no Matrix knowledge)."""

@@ -40,13 +40,43 @@ from conduit_tw.storage.stores.globals import GlobalsStore
 from conduit_tw.storage.stores.devices import DeviceStore
 from conduit_tw.storage.stores.tokens import TokenStore
 from conduit_tw.storage.stores.users import UserStore
+# -- account data, push, presence, typing (handlers/{account_data,filtering,pusher,presence,typing})
+from conduit_tw.api.client import account_data as account_data_api
+from conduit_tw.api.client import filter as filter_api
+from conduit_tw.api.client import presence as presence_api
+from conduit_tw.api.client import push_rules as push_rules_api
+from conduit_tw.api.client import pushers as pushers_api
+from conduit_tw.api.client import tags as tags_api
+from conduit_tw.api.client import typing as typing_api
+from conduit_tw.handlers.account_data import AccountDataHandler, PushRulesHandler
+from conduit_tw.handlers.filtering import FilterHandler
+from conduit_tw.handlers.presence import PresenceHandler
+from conduit_tw.handlers.pusher import PusherHandler
+from conduit_tw.handlers.typing import TypingHandler
+from conduit_tw.storage.stores.account_data import AccountDataStore
+from conduit_tw.storage.stores.filters import FilterStore
+from conduit_tw.storage.stores.presence import PresenceStore
+from conduit_tw.storage.stores.push_rules import PushRulesStore
+from conduit_tw.storage.stores.pushers import PusherStore
+# -- rooms and messaging
+from conduit_tw.api.client import membership as membership_api
+from conduit_tw.api.client import rooms as rooms_api
+from conduit_tw.handlers.events import EventHandler
+from conduit_tw.handlers.membership import MembershipHandler
+from conduit_tw.handlers.rooms import RoomCreationHandler
+from conduit_tw.handlers.serialize import EventSerializer
+from conduit_tw.handlers.visibility import Visibility
+from conduit_tw.storage.events import EventStore
+from conduit_tw.storage.stores.aliases import AliasStore
 
 log = get_logger("conduit_tw.homeserver")
 
 #: Modules that mount endpoints: each has C{register(router, hs)}.
 API_MODULES: list[Any] = [
+    account_data_api, tags_api, filter_api, push_rules_api, pushers_api, presence_api, typing_api,
     versions, wellknown, keys, version,
     register_api, login_api, account_api, devices_api, profile_api,
+    rooms_api, membership_api,
 ]
 
 
@@ -100,6 +130,40 @@ class HomeServer:
         self.profile = ProfileHandler(self.server_name, self.users)
         self.account = AccountHandler(self.users, self.devices, self.passwords, self.uia)
         self.server_keys: ServerKeys
+        # -- account data, filters, push, presence, typing
+        self.account_data = AccountDataHandler(AccountDataStore(db), self.globals, self.notifier)
+        self.push_rules = PushRulesHandler(
+            PushRulesStore(db), self.account_data, self.globals, self.notifier
+        )
+        self.filters = FilterHandler(FilterStore(db))
+        self.pushers = PusherHandler(
+            PusherStore(db), reactor, self.clock_ms, idle_timeout_s=config.pusher_idle_timeout
+        )
+        self.devices.on_devices_deleted.append(self.pushers.devices_deleted)
+        self.account.on_deactivated.append(self.pushers.user_deactivated)
+        self.presence = PresenceHandler(
+            PresenceStore(db), self.globals, self.notifier, self.users, reactor, self.clock_ms,
+            self.server_name, enabled=config.allow_local_presence,
+            idle_timeout_s=config.presence_idle_timeout_s,
+            offline_timeout_s=config.presence_offline_timeout_s,
+        )
+        self.typing = TypingHandler(
+            reactor, self.notifier, self.clock_ms,
+            config.typing_client_timeout_min_s, config.typing_client_timeout_max_s,
+        )
+        # -- rooms and messaging (storage/events.py, handlers/{events,rooms,membership})
+        cache_modifier = config.conduit_cache_capacity_modifier
+        self.event_store = EventStore(
+            db, self.globals, self.notifier, cache_modifier, config.pdu_cache_capacity
+        )
+        self.aliases_store = AliasStore(db)
+        self.events = EventHandler(self, self.event_store)
+        self.visibility = Visibility(self.event_store, cache_modifier)
+        self.serializer = EventSerializer(self.event_store, self.clock_ms)
+        self.room_creation = RoomCreationHandler(self)
+        self.membership = MembershipHandler(self)
+        self.profile.on_profile_changed.append(self.membership.profile_changed)
+        self.account.on_deactivated.append(self.membership.deactivated)
         self.router = Router()
         self.resource = MatrixResource(self.router)
 
@@ -107,6 +171,8 @@ class HomeServer:
         """Load (or create) persistent state and mount the API."""
         signing_key = await self.globals.get_or_create_signing_key()
         self.server_keys = ServerKeys(self.server_name, signing_key, self.clock_ms)
+        await self.event_store.setup()
+        await self.presence.start()
         for module in API_MODULES:
             module.register(self.router, self)
 
@@ -117,4 +183,7 @@ class HomeServer:
         Deferred.fromCoroutine(self.devices.flush()).addErrback(
             lambda f: log.failure("Flushing last-seen data failed", f)
         )
+        self.presence.stop()
+        self.typing.stop()
+        self.pushers.close()
         self.db.close()

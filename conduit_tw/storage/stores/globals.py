@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import secrets
 import string
+from typing import Any
 
 from nacl.signing import SigningKey
 
 from conduit_tw.events.hashes import decode_base64, encode_base64
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
-from conduit_tw.storage.keys import from_u64
+from conduit_tw.storage.keys import from_u64, u64
 
 _COUNTER = b"c"
 _SIGNING_KEY = b"signing_key"
@@ -31,13 +32,38 @@ class GlobalsStore:
     def __init__(self, db: IKeyValueDatabase) -> None:
         self.db = db
         self.tree = db.open_tree("global")
+        #: The newest position handed out, once loaded (see L{reserve_position}).
+        self._last: int | None = None
 
     async def next_position(self) -> int:
         """Reserve and return the next global stream position."""
-        return await self.tree.increment(_COUNTER)
+        position = await self.reserve_position()
+        # Always store the newest reserved value, so the stored counter
+        # never moves back whatever order writes commit in.
+        await self.tree.insert(_COUNTER, u64(self._last))  # type: ignore[arg-type]
+        return position
+
+    async def reserve_position(self) -> int:
+        """
+        Reserve the next position in memory only; the caller writes the
+        counter in the batch that uses it with L{put_position_in_batch}
+        (one commit per event instead of two). Positions reserved by a
+        batch that then fails are skipped, never reused.
+        """
+        if self._last is None:
+            self._last = await self.current_position()
+        self._last += 1
+        return self._last
+
+    def put_position_in_batch(self, batch: Any) -> None:
+        """Record the newest reserved position in C{batch} (call just before writing it)."""
+        if self._last is not None:
+            batch.put("global", _COUNTER, u64(self._last))
 
     async def current_position(self) -> int:
         """The last stream position handed out (0 on a new database)."""
+        if self._last is not None:
+            return self._last
         raw = await self.tree.get(_COUNTER)
         return from_u64(raw) if raw else 0
 

@@ -1,0 +1,180 @@
+"""
+Rooms and messaging (client-server-api "Rooms", "Room Events", "Sending
+events to a room", "Redactions"):
+
+- C{POST /createRoom}
+- C{PUT /rooms/{roomId}/send/{eventType}/{txnId}}
+- C{PUT /rooms/{roomId}/state/{eventType}/{stateKey}} (state key may be empty)
+- C{GET /rooms/{roomId}/state/{eventType}/{stateKey}} (C{?format=event}
+  answers the whole event instead of its content, as conduwuit does)
+- C{GET /rooms/{roomId}/state}
+- C{PUT /rooms/{roomId}/redact/{eventId}/{txnId}}, legacy C{POST
+  /rooms/{roomId}/redact/{eventId}}
+- C{GET /rooms/{roomId}/event/{eventId}}
+- C{GET /joined_rooms}
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from conduit_tw.api.client._paths import client_route
+from conduit_tw.api.resource import MatrixRequest
+from conduit_tw.api.router import Router
+from conduit_tw.errors import Codes, MatrixError, forbidden, not_found
+
+if TYPE_CHECKING:
+    from conduit_tw.handlers.auth import Requester
+    from conduit_tw.homeserver import HomeServer
+    from conduit_tw.storage.stores.timeline import StoredEvent
+
+
+def register(router: Router, hs: "HomeServer") -> None:
+    """Mount the rooms endpoints."""
+    store = hs.event_store
+    events = hs.events
+
+    def check_type(event_type: str) -> None:
+        if not event_type or len(event_type.encode("utf-8")) > 255:
+            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid event type")
+
+    async def create_room(request: MatrixRequest):
+        requester = await hs.auth.get_requester(request)
+        await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
+        room_id = await hs.room_creation.create_room(requester, request.json_object())
+        return {"room_id": room_id}
+
+    async def send_event(request: MatrixRequest, room_id: str, event_type: str, txn_id: str):
+        requester = await hs.auth.get_requester(request, allow_guest=True)
+        check_type(event_type)
+        content = request.json_object()
+        await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
+        stored = await events.send(
+            room_id, requester.user_id, event_type, content,
+            device_id=requester.device_id or requester.access_token, txn_id=txn_id,
+        )
+        return {"event_id": stored.event_id}
+
+    async def put_state(request: MatrixRequest, room_id: str, event_type: str, state_key: str):
+        requester = await hs.auth.get_requester(request)
+        check_type(event_type)
+        if len(state_key.encode("utf-8")) > 255:
+            raise MatrixError(400, Codes.INVALID_PARAM, "State key is too long")
+        content = request.json_object()
+        if event_type == "m.room.encryption" and not hs.config.allow_encryption:
+            raise forbidden("Encryption has been disabled on this server")
+        if event_type == "m.room.member":
+            raise MatrixError(
+                400, Codes.BAD_JSON,
+                "Use the membership endpoints (/join, /invite, /leave, /kick, /ban) for m.room.member",
+            )
+        if event_type == "m.room.canonical_alias":
+            await _check_canonical_alias(hs, room_id, content)
+        # Setting the same content again is a no-op (as Synapse does), so
+        # clients that re-send state do not fill the timeline.
+        current = await store.current_state_event(room_id, event_type, state_key)
+        if current is not None and current.sender == requester.user_id and current.content == content:
+            return {"event_id": current.event_id}
+        stored = await events.send(room_id, requester.user_id, event_type, content, state_key)
+        return {"event_id": stored.event_id}
+
+    async def visible_state_hash(requester: "Requester", room_id: str) -> int:
+        """The state the user may read: current if joined, at leaving if left, world_readable."""
+        room = await store.get_room(room_id)
+        if room is None or not (await store.head(room)).statehash:
+            raise forbidden("You aren't a member of the room and weren't previously a member")
+        rec = await store.membership_record(requester.user_id, room_id)
+        head = await store.head(room)
+        if rec is not None and rec.membership == "join":
+            return head.statehash
+        if await hs.visibility.history_visibility(head.statehash) == "world_readable":
+            return head.statehash
+        if rec is not None and rec.membership in ("leave", "ban") and rec.last_join_order:
+            ev = await store.get_event_by_short(rec.shorteventid)
+            if ev is not None:
+                return ev.state_after
+        raise forbidden("You aren't a member of the room and weren't previously a member")
+
+    async def get_state_event(request: MatrixRequest, room_id: str, event_type: str, state_key: str):
+        requester = await hs.auth.get_requester(request, allow_guest=True)
+        statehash = await visible_state_hash(requester, room_id)
+        ev = await store.state_event(statehash, event_type, state_key)
+        if ev is None:
+            raise not_found("Event not found.")
+        if request.arg("format") == "event":
+            return await hs.serializer.serialize_event(ev, requester.user_id, requester.device_id)
+        return ev.content
+
+    async def get_state(request: MatrixRequest, room_id: str):
+        requester = await hs.auth.get_requester(request, allow_guest=True)
+        statehash = await visible_state_hash(requester, room_id)
+        state = await store.state_events(statehash)
+        ordered = sorted(state.values(), key=lambda e: (e.order, e.event_id))
+        return (
+            200,
+            await hs.serializer.serialize_events(ordered, requester.user_id, requester.device_id),
+        )
+
+    async def redact(request: MatrixRequest, room_id: str, event_id: str, txn_id: str | None = None):
+        requester = await hs.auth.get_requester(request, allow_guest=True)
+        body = request.json_object()
+        content: dict[str, Any] = {}
+        reason = body.get("reason")
+        if reason is not None:
+            if not isinstance(reason, str):
+                raise MatrixError(400, Codes.BAD_JSON, "reason must be a string")
+            content["reason"] = reason
+        await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
+        stored = await events.send(
+            room_id, requester.user_id, "m.room.redaction", content,
+            device_id=requester.device_id or requester.access_token, txn_id=txn_id,
+            txn_kind="redact", redacts=event_id,
+        )
+        return {"event_id": stored.event_id}
+
+    async def get_event(request: MatrixRequest, room_id: str, event_id: str):
+        requester = await hs.auth.get_requester(request, allow_guest=True)
+        ev: StoredEvent | None = await store.get_event(event_id)
+        if (
+            ev is None
+            or ev.room_id_or_create() != room_id
+            or not ev.in_timeline
+            or not await hs.visibility.can_see_event(requester.user_id, ev)
+        ):
+            raise not_found("Event not found.")
+        return await hs.serializer.serialize_event(ev, requester.user_id, requester.device_id)
+
+    async def joined_rooms(request: MatrixRequest):
+        requester = await hs.auth.get_requester(request, allow_guest=True)
+        return {"joined_rooms": await store.joined_room_ids(requester.user_id)}
+
+    client_route(router, "POST", "/createRoom", create_room)
+    client_route(router, "PUT", "/rooms/{room_id}/send/{event_type}/{txn_id}", send_event)
+    client_route(router, "PUT", "/rooms/{room_id}/state/{event_type}/{state_key:*}", put_state)
+    client_route(router, "GET", "/rooms/{room_id}/state/{event_type}/{state_key:*}", get_state_event)
+    client_route(router, "GET", "/rooms/{room_id}/state", get_state)
+    client_route(router, "PUT", "/rooms/{room_id}/redact/{event_id}/{txn_id}", redact)
+    client_route(router, "POST", "/rooms/{room_id}/redact/{event_id}", redact)
+    client_route(router, "GET", "/rooms/{room_id}/event/{event_id}", get_event)
+    client_route(router, "GET", "/joined_rooms", joined_rooms)
+
+
+async def _check_canonical_alias(hs: "HomeServer", room_id: str, content: dict[str, Any]) -> None:
+    """
+    m.room.canonical_alias may only name local aliases that point to this
+    room (client-server-api m.room.canonical_alias: M_BAD_ALIAS).
+    """
+    names = []
+    if "alias" in content:
+        if not isinstance(content["alias"], str):
+            raise MatrixError(400, "M_BAD_ALIAS", "alias must be a string")
+        names.append(content["alias"])
+    alt = content.get("alt_aliases", [])
+    if not isinstance(alt, list) or not all(isinstance(a, str) for a in alt):
+        raise MatrixError(400, "M_BAD_ALIAS", "alt_aliases must be a list of aliases")
+    names.extend(alt)
+    for alias in names:
+        if alias.partition(":")[2] != hs.server_name:
+            continue  # remote aliases cannot be checked without federation
+        if await hs.aliases_store.get_room_for_alias(alias) != room_id:
+            raise MatrixError(400, "M_BAD_ALIAS", "%s does not point to this room" % (alias,))

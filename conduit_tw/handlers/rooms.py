@@ -1,0 +1,349 @@
+"""
+Room creation (client-server-api "Creation", create_room.yaml).
+
+The events are built in the order the spec lists, each on top of the state
+the previous ones made, and written in ONE atomic batch: the room exists
+completely or not at all.
+
+1. m.room.create (C{creation_content} + C{creator} before v11 +
+   C{room_version}; v12: the room ID is derived from it, and
+   C{trusted_private_chat} invitees join C{additional_creators});
+2. the creator's join (with their display name and avatar);
+3. m.room.power_levels (creator at 100 before v12; v12 creators have
+   infinite power and are not listed; tombstone needs 150 in v12;
+   C{trusted_private_chat} invitees at 100 before v12), then
+   C{power_level_content_override} on top;
+4. m.room.canonical_alias for C{room_alias_name};
+5. the preset's join_rules, history_visibility, guest_access (those not
+   given in C{initial_state});
+6. C{initial_state} in order;
+7. m.room.name, m.room.topic;
+8. invites (C{is_direct} carried on them).
+
+Not supported: C{invite_3pid} (third-party invites need an identity
+server): a non-empty list is refused with 400 M_UNRECOGNIZED before
+anything is created; invites of users on other servers need federation
+(400 M_UNKNOWN, likewise).
+
+Hook: L{RoomCreationHandler.on_room_created} (the directory publishes
+C{visibility: public} rooms there).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from conduit_tw.errors import Codes, MatrixError, forbidden
+from conduit_tw.events.auth_rules import is_valid_user_id
+from conduit_tw.events.room_versions import UnsupportedRoomVersion, get_room_version
+from conduit_tw.handlers.events import random_string
+
+if TYPE_CHECKING:
+    from conduit_tw.handlers.auth import Requester
+    from conduit_tw.homeserver import HomeServer
+
+#: C{(room_id, creator, request body)}, run after the room was created.
+RoomCreatedHook = Callable[[str, str, dict[str, Any]], "Awaitable[None] | None"]
+
+PRESETS = {
+    "private_chat": ("invite", "shared", "can_join"),
+    "trusted_private_chat": ("invite", "shared", "can_join"),
+    "public_chat": ("public", "shared", "forbidden"),
+}
+
+_ALIAS_LOCALPART = re.compile(r"[^\s:#]+")
+
+
+class _RoomExists(Exception):
+    """The room ID of a new create event is taken (see L{RoomCreationHandler.create_room})."""
+
+
+def _bad(msg: str) -> MatrixError:
+    return MatrixError(400, Codes.BAD_JSON, msg)
+
+
+def alias_forbidden(alias: str, patterns: list[str]) -> bool:
+    """
+    Whether C{forbidden_alias_names} refuses C{alias}: each entry is a
+    regular expression searched in the alias (a plain word matches as a
+    substring, as in Conduit/conduwuit).
+    """
+    for p in patterns:
+        try:
+            if re.search(p, alias):
+                return True
+        except re.error:
+            if p in alias:
+                return True
+    return False
+
+
+class RoomCreationHandler:
+    """C{POST /createRoom}."""
+
+    def __init__(self, hs: "HomeServer") -> None:
+        self.hs = hs
+        self.config = hs.config
+        self.store = hs.event_store
+        self.events = hs.events
+        self.aliases = hs.aliases_store
+        #: Async or sync callables run after a room was created.
+        self.on_room_created: list[RoomCreatedHook] = []
+
+    async def create_room(self, requester: "Requester", body: dict[str, Any]) -> str:
+        """Create a room as the spec says; returns its room ID."""
+        hs = self.hs
+        creator = requester.user_id
+        if not self.config.allow_room_creation and not await hs.users.is_admin(creator):
+            raise forbidden("Room creation has been disabled on this server")
+        if requester.is_guest:
+            raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guests cannot create rooms")
+
+        visibility = body.get("visibility", "private")
+        if visibility not in ("public", "private"):
+            raise _bad("visibility must be 'public' or 'private'")
+        preset = body.get("preset")
+        if preset is None:
+            preset = "public_chat" if visibility == "public" else "private_chat"
+        if preset not in PRESETS:
+            raise _bad("Unknown preset %r" % (preset,))
+        version_id = body.get("room_version", self.config.default_room_version)
+        if not isinstance(version_id, str):
+            raise _bad("room_version must be a string")
+        try:
+            version = get_room_version(version_id)
+        except UnsupportedRoomVersion:
+            raise MatrixError(
+                400, Codes.UNSUPPORTED_ROOM_VERSION,
+                "This server does not support room version %r" % (version_id,),
+            ) from None
+        if not version.stable and not self.config.allow_unstable_room_versions:
+            raise MatrixError(
+                400, Codes.UNSUPPORTED_ROOM_VERSION, "Unstable room versions are disabled"
+            )
+        creation_content = body.get("creation_content", {})
+        if not isinstance(creation_content, dict):
+            raise _bad("creation_content must be an object")
+        initial_state = body.get("initial_state", [])
+        if not isinstance(initial_state, list) or not all(
+            isinstance(s, dict)
+            and isinstance(s.get("type"), str)
+            and isinstance(s.get("content"), dict)
+            and isinstance(s.get("state_key", ""), str)
+            for s in initial_state
+        ):
+            raise _bad("initial_state must be a list of {type, state_key, content}")
+        invites = body.get("invite", [])
+        if not isinstance(invites, list) or not all(isinstance(u, str) for u in invites):
+            raise _bad("invite must be a list of user IDs")
+        for user in invites:
+            if not is_valid_user_id(user) or not user.startswith("@"):
+                raise _bad("%r is not a user ID" % (user,))
+            if user.partition(":")[2] != hs.server_name:
+                raise MatrixError(
+                    400, Codes.UNKNOWN,
+                    "Cannot invite %s: inviting users of other servers needs federation, "
+                    "which is not supported yet" % (user,),
+                )
+        invites = list(dict.fromkeys(u for u in invites if u != creator))
+        invite_3pid = body.get("invite_3pid", [])
+        if not isinstance(invite_3pid, list):
+            raise _bad("invite_3pid must be a list")
+        if invite_3pid:
+            raise MatrixError(
+                400, Codes.UNRECOGNIZED,
+                "Third-party invites (invite_3pid) are not supported by this server; "
+                "invite by Matrix user ID instead",
+            )
+        for key in ("name", "topic", "room_alias_name"):
+            if key in body and not isinstance(body[key], str):
+                raise _bad("%s must be a string" % key)
+        is_direct = body.get("is_direct", False)
+        if not isinstance(is_direct, bool):
+            raise _bad("is_direct must be a boolean")
+        pl_override = body.get("power_level_content_override")
+        if pl_override is not None and not isinstance(pl_override, dict):
+            raise _bad("power_level_content_override must be an object")
+        if not self.config.allow_encryption and any(
+            s["type"] == "m.room.encryption" for s in initial_state
+        ):
+            raise forbidden("Encryption has been disabled on this server")
+
+        alias = None
+        if body.get("room_alias_name"):
+            localpart = body["room_alias_name"]
+            if not _ALIAS_LOCALPART.fullmatch(localpart):
+                raise MatrixError(400, Codes.INVALID_PARAM, "Invalid room_alias_name")
+            alias = "#%s:%s" % (localpart, hs.server_name)
+            if len(alias.encode("utf-8")) > 255:
+                raise MatrixError(400, Codes.INVALID_PARAM, "Room alias is too long")
+            if alias_forbidden(alias, self.config.forbidden_alias_names):
+                raise MatrixError(400, Codes.INVALID_PARAM, "This room alias is forbidden")
+            if await self.aliases.is_taken(alias):
+                raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
+
+        # -- 1. create
+        content = dict(creation_content)
+        content.pop("room_version", None)
+        if version.implicit_room_creator:
+            content.pop("creator", None)
+        else:
+            content["creator"] = creator
+        content["room_version"] = version.identifier
+        if version.privileged_creators and preset == "trusted_private_chat":
+            extra = content.get("additional_creators", [])
+            if not isinstance(extra, list):
+                raise _bad("additional_creators must be a list")
+            content["additional_creators"] = list(
+                dict.fromkeys([u for u in extra if u != creator] + invites)
+            )
+        ts = hs.clock_ms()
+        while True:
+            room_id = None
+            if not version.room_id_from_create_event:
+                room_id = "!%s:%s" % (random_string(18), hs.server_name)
+            create = self.events.build_create(version, creator, content, room_id, ts)
+            room_id = create.room_id or "!" + create.event_id[1:]
+            if await self.store.get_room(room_id) is None:
+                try:
+                    await self._create(room_id, create, creator, body, version, preset,
+                                       initial_state, invites, is_direct, pl_override, alias)
+                    break
+                except _RoomExists:
+                    pass
+            ts += 1  # an identical v12 create event: move its timestamp on
+
+        for hook in list(self.on_room_created):
+            result = hook(room_id, creator, body)
+            if hasattr(result, "__await__"):
+                await result
+        return room_id
+
+    async def _create(
+        self, room_id: str, create: Any, creator: str, body: dict[str, Any], version: Any,
+        preset: str, initial_state: list[dict[str, Any]], invites: list[str], is_direct: bool,
+        pl_override: dict[str, Any] | None, alias: str | None,
+    ) -> None:
+        txn = self.store.txn()
+        hs = self.hs
+        try:
+            async with self.events.linearizer.queue(room_id):
+                if await self.store.get_room(room_id) is not None:
+                    raise _RoomExists()
+                await self.store.persist(create, txn=txn, new_event=True)
+                room = await self.store.get_room(room_id)
+                assert room is not None
+
+                async def send(etype: str, econtent: dict[str, Any], state_key: str | None = "") -> None:
+                    ev = await self.events.build(room, creator, etype, econtent, state_key, txn=txn)
+                    await self.store.persist(ev, txn=txn, new_event=True)
+
+                # -- 2. the creator joins
+                profile = await hs.users.get_profile(creator)
+                member: dict[str, Any] = {"membership": "join"}
+                for k in ("displayname", "avatar_url"):
+                    if isinstance(profile.get(k), str):
+                        member[k] = profile[k]
+                await send("m.room.member", member, creator)
+
+                # -- 3. power levels
+                given = {(s["type"], s.get("state_key", "")) for s in initial_state}
+                pl = self._power_levels(version, creator, preset, invites)
+                if pl_override:
+                    pl.update(pl_override)
+                if ("m.room.power_levels", "") not in given:
+                    await send("m.room.power_levels", pl)
+
+                # -- 4. canonical alias
+                if alias is not None:
+                    self.aliases.reserve(alias, txn)
+                    self.aliases.put_alias(txn, alias, room_id, creator)
+                    await send("m.room.canonical_alias", {"alias": alias})
+
+                # -- 5. preset
+                join_rule, history, guest = PRESETS[preset]
+                for etype, econtent in (
+                    ("m.room.join_rules", {"join_rule": join_rule}),
+                    ("m.room.history_visibility", {"history_visibility": history}),
+                    ("m.room.guest_access", {"guest_access": guest}),
+                ):
+                    if (etype, "") not in given:
+                        await send(etype, econtent)
+
+                # -- 6. initial state
+                for s in initial_state:
+                    etype, skey = s["type"], s.get("state_key", "")
+                    if etype == "m.room.create" or (etype, skey) == ("m.room.member", creator):
+                        continue
+                    if (etype == "m.room.name" and "name" in body) or (
+                        etype == "m.room.topic" and "topic" in body
+                    ):
+                        continue
+                    await send(etype, s["content"], skey)
+
+                # -- 7. name and topic
+                if "name" in body:
+                    await send("m.room.name", {"name": body["name"]})
+                if "topic" in body:
+                    topic = body["topic"]
+                    await send(
+                        "m.room.topic",
+                        {"topic": topic, "m.topic": [{"body": topic, "mimetype": "text/plain"}]},
+                    )
+
+                # -- 8. invites
+                for user in invites:
+                    invite: dict[str, Any] = {"membership": "invite"}
+                    if is_direct:
+                        invite["is_direct"] = True
+                    invite.update(await self._invitee_profile(user))
+                    await send("m.room.member", invite, user)
+
+                await txn.commit()
+        except MatrixError as e:
+            txn.abort()
+            if e.errcode == Codes.FORBIDDEN:
+                # An event implied by the request is not allowed by the
+                # room's own rules (e.g. a power level override).
+                raise MatrixError(
+                    400, Codes.INVALID_ROOM_STATE, "Invalid initial state: " + e.msg
+                ) from None
+            raise
+        except BaseException:
+            txn.abort()
+            raise
+
+    async def _invitee_profile(self, user_id: str) -> dict[str, Any]:
+        profile = await self.hs.users.get_profile(user_id)
+        return {k: profile[k] for k in ("displayname", "avatar_url") if isinstance(profile.get(k), str)}
+
+    @staticmethod
+    def _power_levels(version: Any, creator: str, preset: str, invites: list[str]) -> dict[str, Any]:
+        users: dict[str, int] = {}
+        if not version.privileged_creators:
+            users[creator] = 100
+            if preset == "trusted_private_chat":
+                for u in invites:
+                    users[u] = 100
+        return {
+            "users": users,
+            "users_default": 0,
+            "events": {
+                "m.room.name": 50,
+                "m.room.power_levels": 100,
+                "m.room.history_visibility": 100,
+                "m.room.canonical_alias": 50,
+                "m.room.avatar": 50,
+                "m.room.tombstone": 150 if version.privileged_creators else 100,
+                "m.room.server_acl": 100,
+                "m.room.encryption": 100,
+            },
+            "events_default": 0,
+            "state_default": 50,
+            "ban": 50,
+            "kick": 50,
+            "redact": 50,
+            "invite": 50 if preset == "public_chat" else 0,
+            "notifications": {"room": 50},
+        }

@@ -1,0 +1,78 @@
+"""
+Room aliases (client-server-api "Room aliases"): the minimal mapping that
+room creation needs; the directory code extends it.
+
+Layout (C{·} is 0xFF)::
+
+    alias_roomid     alias            -> compact JSON {"room_id", "creator"}
+    roomid_aliases   room_id·alias    -> b""
+
+Aliases and room IDs are at most 255 bytes, so keys fit every backend.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conduit_tw.storage.interfaces import IKeyValueDatabase
+from conduit_tw.storage.keys import SEP
+from conduit_tw.storage.txn import StoreTxn
+
+ALIASES = "alias_roomid"
+ROOM_ALIASES = "roomid_aliases"
+
+
+class AliasStore:
+    """See the module docstring."""
+
+    def __init__(self, db: IKeyValueDatabase) -> None:
+        self.db = db
+        self.aliases = db.open_tree(ALIASES)
+        self.room_aliases = db.open_tree(ROOM_ALIASES)
+        #: Aliases being created by transactions not yet committed, so two
+        #: concurrent requests cannot take the same one.
+        self._pending: set[str] = set()
+
+    async def get_alias(self, alias: str) -> dict[str, Any] | None:
+        """C{{"room_id", "creator"}} for an alias, or None."""
+        raw = await self.aliases.get(alias.encode("utf-8"))
+        return json.loads(raw) if raw is not None else None
+
+    async def get_room_for_alias(self, alias: str) -> str | None:
+        """The room ID an alias points to."""
+        info = await self.get_alias(alias)
+        return info["room_id"] if info else None
+
+    async def aliases_for_room(self, room_id: str) -> list[str]:
+        """Every local alias of a room, sorted."""
+        prefix = room_id.encode("utf-8") + SEP
+        rows = await self.room_aliases.scan_prefix(prefix)
+        return [k[len(prefix):].decode("utf-8") for k, _ in rows]
+
+    async def is_taken(self, alias: str) -> bool:
+        """Whether the alias exists or is being created."""
+        return alias in self._pending or await self.get_alias(alias) is not None
+
+    def reserve(self, alias: str, txn: StoreTxn) -> None:
+        """Hold C{alias} until C{txn} commits or fails (see L{is_taken})."""
+        self._pending.add(alias)
+        txn.after_commit(lambda: self._pending.discard(alias))
+        txn.after_failure(lambda: self._pending.discard(alias))
+
+    def put_alias(self, txn: StoreTxn, alias: str, room_id: str, creator: str) -> None:
+        """Write an alias mapping in C{txn}."""
+        value = json.dumps({"room_id": room_id, "creator": creator}, separators=(",", ":"))
+        txn.batch.put(ALIASES, alias.encode("utf-8"), value.encode("utf-8"))
+        txn.batch.put(ROOM_ALIASES, room_id.encode("utf-8") + SEP + alias.encode("utf-8"), b"")
+
+    async def delete_alias(self, alias: str) -> bool:
+        """Remove an alias; False if it did not exist."""
+        info = await self.get_alias(alias)
+        if info is None:
+            return False
+        batch = self.db.batch()
+        batch.delete(ALIASES, alias.encode("utf-8"))
+        batch.delete(ROOM_ALIASES, info["room_id"].encode("utf-8") + SEP + alias.encode("utf-8"))
+        await self.db.write(batch)
+        return True

@@ -1,0 +1,310 @@
+"""
+Events: stored once by short id, with their place in the room timeline and
+the global stream.
+
+Layout (u64 is 8 big-endian bytes)::
+
+    shorteventid_pdu   u64 shorteventid
+        -> compact JSON [event_id, pdu] or [event_id, pdu, extras]
+    shorteventid_meta  u64 shorteventid
+        -> u64 shortroomid + u64 order + u64 state_before + u64 state_after + u8 flags
+    timeline           u64 shortroomid + u64 order
+        -> u64 shorteventid + u64 state_before + u64 state_after
+    position_event     u64 stream position
+        -> u64 shortroomid + u64 shorteventid
+
+C{order} sorts a room's timeline: C{2**63 + stream position} for events
+that arrive live (local or federation) and C{2**63 - n} for the n-th
+backfilled event, so history fetched later sorts before everything that
+was live, and byte order is timeline order in both directions. Events
+outside the timeline (outliers, rejected and soft-failed events) have
+order 0 and no C{timeline} row. C{state_before}/C{state_after} are
+shortstatehashes (state.py); they are equal for message events.
+
+C{pdu} is the event exactly as it travels over federation (v1-2 events
+carry their own C{event_id}); C{extras} holds what is ours, not the
+event's: C{"rs"} the event ID this state event replaced
+(C{unsigned.replaces_state}/C{prev_content}), C{"tx"} C{[device_id,
+txn_id]} of a local send (C{unsigned.transaction_id}), C{"rb"} the ID of
+the redaction that pruned this event.
+
+Redactions: the stored PDU is replaced by its redacted form in the batch
+that persists the redaction (the original is not kept; see
+docs/architecture.md "Rooms: persistence").
+
+Flags: L{OUTLIER}, L{REJECTED}, L{SOFT_FAILED}, L{BACKFILLED}.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any, Iterable
+
+from conduit_tw.events.event import Event
+from conduit_tw.events.room_versions import RoomVersion
+from conduit_tw.storage.interfaces import IKeyValueDatabase
+from conduit_tw.storage.keys import from_u64, u64
+from conduit_tw.storage.stores.rooms import RoomStore
+from conduit_tw.storage.txn import StoreTxn
+from conduit_tw.util.caches import LruCache
+
+PDUS = "shorteventid_pdu"
+META = "shorteventid_meta"
+TIMELINE = "timeline"
+POSITIONS = "position_event"
+
+OUTLIER = 1
+REJECTED = 2
+SOFT_FAILED = 4
+BACKFILLED = 8
+
+#: Orders of live events are C{LIVE_BASE + position}.
+LIVE_BASE = 1 << 63
+
+_META = struct.Struct(">QQQQB")
+_ROW = struct.Struct(">QQQ")
+_TWO = struct.Struct(">QQ")
+
+
+def order_for_position(position: int) -> int:
+    """The timeline order of a live event at stream C{position}."""
+    return LIVE_BASE + position
+
+
+def position_of_order(order: int) -> int | None:
+    """The stream position of a live event's order (None for backfilled ones)."""
+    return order - LIVE_BASE if order > LIVE_BASE else None
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact JSON, as every room tree stores it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class StoredEvent(Event):
+    """
+    An L{Event} as stored here, with where it sits.
+
+    @ivar short: the shorteventid.
+    @ivar shortroomid: the room's short id.
+    @ivar order: the timeline order (0 outside the timeline).
+    @ivar state_before: shortstatehash of the state before the event.
+    @ivar state_after: shortstatehash of the state after it.
+    @ivar flags: L{OUTLIER} | L{REJECTED} | L{SOFT_FAILED} | L{BACKFILLED}.
+    @ivar extras: our own notes (see the module docstring); do not mutate.
+    """
+
+    __slots__ = ("short", "shortroomid", "order", "state_before", "state_after", "flags", "extras")
+
+    def __init__(
+        self,
+        pdu: dict[str, Any],
+        event_id: str,
+        room_version: RoomVersion,
+        short: int,
+        shortroomid: int,
+        order: int,
+        state_before: int,
+        state_after: int,
+        flags: int,
+        extras: dict[str, Any],
+    ) -> None:
+        super().__init__(pdu, event_id, room_version, bool(flags & REJECTED))
+        self.short = short
+        self.shortroomid = shortroomid
+        self.order = order
+        self.state_before = state_before
+        self.state_after = state_after
+        self.flags = flags
+        self.extras = extras
+
+    @property
+    def position(self) -> int | None:
+        """The stream position (None outside the live timeline)."""
+        return position_of_order(self.order) if self.order else None
+
+    @property
+    def in_timeline(self) -> bool:
+        """Whether the event has a place in the room timeline."""
+        return self.order != 0
+
+    @property
+    def redacted_because(self) -> str | None:
+        """The ID of the redaction that pruned this event, if any."""
+        return self.extras.get("rb")
+
+    def room_id_or_create(self) -> str:
+        """The room ID, derived from the event ID for a v12 create event."""
+        rid = self.pdu.get("room_id")
+        if rid is None:
+            return "!" + self.event_id[1:]
+        return rid
+
+
+class TimelineStore:
+    """See the module docstring."""
+
+    def __init__(self, db: IKeyValueDatabase, rooms: RoomStore, cache_size: int) -> None:
+        self.db = db
+        self.rooms = rooms
+        self.pdus = db.open_tree(PDUS)
+        self.meta = db.open_tree(META)
+        self.timeline = db.open_tree(TIMELINE)
+        self.positions = db.open_tree(POSITIONS)
+        self._cache: LruCache[int, StoredEvent] = LruCache(cache_size)
+
+    # -- decoding
+
+    async def _decode(self, short: int, raw_meta: bytes, raw_pdu: bytes) -> StoredEvent:
+        shortroomid, order, before, after, flags = _META.unpack(raw_meta)
+        record = json.loads(raw_pdu)
+        extras = record[2] if len(record) > 2 else {}
+        info = self.rooms.cached_room_by_short(shortroomid) or await self.rooms.get_room_by_short(
+            shortroomid
+        )
+        assert info is not None, f"event {short} in unknown room {shortroomid}"
+        ev = StoredEvent(
+            record[1], record[0], info.version, short, shortroomid, order, before, after, flags,
+            extras,
+        )
+        self._cache.set(short, ev)
+        return ev
+
+    # -- reading
+
+    def cached(self, short: int) -> StoredEvent | None:
+        """The event if it is in memory."""
+        return self._cache.get(short)
+
+    async def get(self, short: int) -> StoredEvent | None:
+        """One stored event by short id (None if we do not have it)."""
+        ev = self._cache.get(short)
+        if ev is not None:
+            return ev
+        key = u64(short)
+        raw_meta = await self.meta.get(key)
+        if raw_meta is None:
+            return None
+        raw_pdu = await self.pdus.get(key)
+        if raw_pdu is None:
+            return None
+        return await self._decode(short, raw_meta, raw_pdu)
+
+    async def get_many(self, shorts: Iterable[int]) -> list[StoredEvent | None]:
+        """L{get} for many (two batched reads for the misses)."""
+        ids = list(shorts)
+        out: list[StoredEvent | None] = [self._cache.get(s) for s in ids]
+        missing = [i for i, e in enumerate(out) if e is None]
+        if missing:
+            keys = [u64(ids[i]) for i in missing]
+            metas = await self.meta.get_many(keys)
+            pdus = await self.pdus.get_many(keys)
+            for i, m, p in zip(missing, metas, pdus):
+                if m is not None and p is not None:
+                    out[i] = await self._decode(ids[i], m, p)
+        return out
+
+    async def has(self, short: int) -> bool:
+        """Whether the event is stored (as timeline event or outlier)."""
+        if short in self._cache:
+            return True
+        return await self.meta.get(u64(short)) is not None
+
+    async def range(
+        self,
+        shortroomid: int,
+        start: int,
+        forward: bool,
+        limit: int,
+        end: int | None = None,
+    ) -> list[StoredEvent]:
+        """
+        Timeline events of a room by order: from C{start} (inclusive)
+        towards newer (C{forward}) or older events, stopping before C{end}
+        (exclusive) if given, at most C{limit} of them, in walking order.
+        """
+        prefix = u64(shortroomid)
+        if forward:
+            hi = prefix + u64(end) if end is not None else u64(shortroomid + 1)
+            if end is not None and end <= start:
+                return []
+            rows = await self.timeline.iter_range(prefix + u64(start), hi, limit=limit)
+        else:
+            lo = prefix + u64(end + 1 if end is not None else 0)
+            if end is not None and end >= start:
+                return []
+            if start >= (1 << 64) - 1:
+                hi = u64(shortroomid + 1)
+            else:
+                hi = prefix + u64(start + 1)
+            rows = await self.timeline.iter_range(lo, hi, reverse=True, limit=limit)
+        shorts = [from_u64(v[:8]) for _, v in rows]
+        events = await self.get_many(shorts)
+        return [e for e in events if e is not None]
+
+    async def latest(self, shortroomid: int, limit: int) -> list[StoredEvent]:
+        """The newest C{limit} timeline events, newest first."""
+        return await self.range(shortroomid, (1 << 64) - 1, False, limit)
+
+    async def since_position(self, position: int, limit: int) -> list[tuple[int, int, int]]:
+        """
+        Every live event after stream C{position}, as C{(position,
+        shortroomid, shorteventid)}, oldest first (for appservice and
+        federation senders).
+        """
+        rows = await self.positions.iter_range(u64(position + 1), None, limit=limit)
+        return [(from_u64(k),) + _TWO.unpack(v) for k, v in rows]  # type: ignore[misc]
+
+    # -- writing
+
+    def put(
+        self,
+        txn: StoreTxn,
+        event: Event,
+        short: int,
+        shortroomid: int,
+        order: int,
+        state_before: int,
+        state_after: int,
+        flags: int,
+        extras: dict[str, Any],
+    ) -> StoredEvent:
+        """Write a new event in C{txn}; it is cached once committed."""
+        key = u64(short)
+        record: list[Any] = [event.event_id, event.pdu]
+        if extras:
+            record.append(extras)
+        self.txn_put_record(txn, key, record)
+        txn.batch.put(META, key, _META.pack(shortroomid, order, state_before, state_after, flags))
+        if order:
+            txn.batch.put(
+                TIMELINE, u64(shortroomid) + u64(order), _ROW.pack(short, state_before, state_after)
+            )
+            position = position_of_order(order)
+            if position is not None:
+                txn.batch.put(POSITIONS, u64(position), _TWO.pack(shortroomid, short))
+        stored = StoredEvent(
+            event.pdu, event.event_id, event.room_version, short, shortroomid, order,
+            state_before, state_after, flags, extras,
+        )
+        txn.after_commit(lambda: self._cache.set(short, stored))
+        return stored
+
+    @staticmethod
+    def txn_put_record(txn: StoreTxn, key: bytes, record: list[Any]) -> None:
+        """Put the C{[event_id, pdu, extras?]} record."""
+        txn.batch.put(PDUS, key, encode_json(record))
+
+    def replace_pdu(self, txn: StoreTxn, event: StoredEvent, pdu: dict[str, Any], extras: dict[str, Any]) -> StoredEvent:
+        """Rewrite a stored event's PDU (redaction) in C{txn}."""
+        record: list[Any] = [event.event_id, pdu]
+        if extras:
+            record.append(extras)
+        self.txn_put_record(txn, u64(event.short), record)
+        new = StoredEvent(
+            pdu, event.event_id, event.room_version, event.short, event.shortroomid, event.order,
+            event.state_before, event.state_after, event.flags, extras,
+        )
+        txn.after_commit(lambda: self._cache.set(event.short, new))
+        return new

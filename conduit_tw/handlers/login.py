@@ -111,12 +111,18 @@ class LoginHandler:
         self.failed_login_limiter: Any = None
 
     def flows(self) -> list[dict[str, Any]]:
-        """The C{GET /login} flows."""
-        return [
+        """
+        The C{GET /login} flows. C{m.login.application_service} is offered
+        only once an appservice checker is installed, so clients are not
+        told about a login type that cannot succeed.
+        """
+        flows: list[dict[str, Any]] = [
             {"type": LOGIN_PASSWORD},
             {"type": LOGIN_TOKEN, "get_login_token": True},
-            {"type": LOGIN_APPSERVICE},
         ]
+        if self.appservice_login is not None:
+            flows.append({"type": LOGIN_APPSERVICE})
+        return flows
 
     async def check_password(self, user_id: str | None, password: Any) -> str:
         """

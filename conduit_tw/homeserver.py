@@ -68,6 +68,27 @@ from conduit_tw.handlers.serialize import EventSerializer
 from conduit_tw.handlers.visibility import Visibility
 from conduit_tw.storage.events import EventStore
 from conduit_tw.storage.stores.aliases import AliasStore
+# -- room history, upgrades, reports (handlers/{room_history,room_upgrade,reports})
+from conduit_tw.api.client import reporting as reporting_api
+from conduit_tw.api.client import room_history as room_history_api
+from conduit_tw.api.client import room_upgrades as room_upgrades_api
+from conduit_tw.handlers.reports import ReportHandler
+from conduit_tw.handlers.room_history import RoomHistoryHandler
+from conduit_tw.handlers.room_upgrade import RoomUpgradeHandler
+from conduit_tw.storage.stores.reports import ReportStore
+# -- aliases and the published room directory (handlers/directory.py)
+from conduit_tw.api.client import directory as directory_api
+from conduit_tw.handlers.directory import DirectoryHandler
+from conduit_tw.storage.stores.directory import DirectoryStore
+# -- sync, receipts, notifications (handlers/{sync,sync_rooms,receipts,notifications})
+from conduit_tw.api.client import notifications as notifications_api
+from conduit_tw.api.client import receipts as receipts_api
+from conduit_tw.api.client import sync as sync_api
+from conduit_tw.handlers.notifications import NotificationsHandler
+from conduit_tw.handlers.receipts import ReceiptsHandler
+from conduit_tw.handlers.sync import SyncHandler
+from conduit_tw.storage.stores.notifications import NotificationStore
+from conduit_tw.storage.stores.receipts import ReceiptStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -77,6 +98,9 @@ API_MODULES: list[Any] = [
     versions, wellknown, keys, version,
     register_api, login_api, account_api, devices_api, profile_api,
     rooms_api, membership_api,
+    room_history_api, room_upgrades_api, reporting_api,
+    directory_api,
+    sync_api, receipts_api, notifications_api,
 ]
 
 
@@ -162,8 +186,21 @@ class HomeServer:
         self.serializer = EventSerializer(self.event_store, self.clock_ms)
         self.room_creation = RoomCreationHandler(self)
         self.membership = MembershipHandler(self)
+        self.room_history = RoomHistoryHandler(self)
+        self.room_upgrades = RoomUpgradeHandler(self)
+        self.reports = ReportHandler(self, ReportStore(db))
+        self.directory_store = DirectoryStore(db)
+        self.directory = DirectoryHandler(self, self.directory_store)
         self.profile.on_profile_changed.append(self.membership.profile_changed)
         self.account.on_deactivated.append(self.membership.deactivated)
+        # -- sync, receipts, push counts
+        self.receipts = ReceiptsHandler(self, ReceiptStore(db, cache_modifier))
+        self.notifications = NotificationsHandler(self, NotificationStore(db))
+        self.event_store.persist_hooks.append(self.notifications.event_persisted)
+        self.sync = SyncHandler(self)
+        self.typing.is_joined = self.sync.is_joined
+        self.presence.shares_room = self.sync.shares_room
+        self.presence.rooms_of = self.sync.rooms_of
         self.router = Router()
         self.resource = MatrixResource(self.router)
 
@@ -172,6 +209,9 @@ class HomeServer:
         signing_key = await self.globals.get_or_create_signing_key()
         self.server_keys = ServerKeys(self.server_name, signing_key, self.clock_ms)
         await self.event_store.setup()
+        # /sync's "now" is the notifier's position (handlers/sync.py): start
+        # it at the stored counter so tokens stay valid across restarts.
+        self.notifier.position = max(self.notifier.position, await self.globals.current_position())
         await self.presence.start()
         for module in API_MODULES:
             module.register(self.router, self)
@@ -185,5 +225,6 @@ class HomeServer:
         )
         self.presence.stop()
         self.typing.stop()
+        self.notifications.stop()
         self.pushers.close()
         self.db.close()

@@ -68,6 +68,12 @@ class EventHandler:
         self.clock_ms: Callable[[], int] = hs.clock_ms
         #: Per-room serialisation of read-modify-write on the room.
         self.linearizer = Linearizer("rooms")
+        #: Local policy checks run by L{send} on each event once it is built
+        #: and authorised, before it is stored (under the room's linearizer
+        #: slot): C{validator(room, event)}, sync or async, raising
+        #: L{MatrixError} to refuse it (e.g. the directory's check of
+        #: m.room.canonical_alias). Room creation does not run them.
+        self.validators: list[Callable[[RoomInfo, Event], Any]] = []
 
     # ------------------------------------------------------------------
     # Building
@@ -242,6 +248,10 @@ class EventHandler:
             event = await self.build(
                 room, sender, event_type, content, state_key, redacts=redacts
             )
+            for validator in list(self.validators):
+                result = validator(room, event)
+                if hasattr(result, "__await__"):
+                    await result
             extras = {"tx": [device_id, txn_id]} if txn_id is not None else None
             return await self.store.persist(event, txn_key=key, extras=extras, new_event=True)
 

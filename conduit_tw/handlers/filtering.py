@@ -248,6 +248,15 @@ class Filter:
         return apply_event_fields(event, self.event_fields)
 
 
+def room_event_filter_from_json(definition: Any) -> EventFilter:
+    """
+    A C{RoomEventFilter} as the C{filter} query parameter of C{/messages}
+    and C{/context} gives it (not a whole sync filter), validated.
+    """
+    _check_event_filter(definition, "", room_event=True)
+    return EventFilter(definition)
+
+
 def apply_event_fields(event: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
     """
     Keep only the listed dot-separated paths of C{event}
@@ -315,3 +324,19 @@ class FilterHandler:
         if definition is None:
             raise not_found("Unknown filter.")
         return Filter(definition)
+
+    async def resolve_room_event_filter(self, user_id: str, param: str | None) -> EventFilter:
+        """
+        The L{EventFilter} for the C{filter} parameter of C{/messages} and
+        C{/context}: inline JSON is a C{RoomEventFilter}; a stored filter
+        ID gives that filter's C{room.timeline} section.
+        """
+        if param is None or param == "":
+            return EventFilter(None)
+        if param.lstrip().startswith("{"):
+            try:
+                definition = json.loads(param)
+            except ValueError:
+                raise MatrixError(400, Codes.NOT_JSON, "The filter is not valid JSON.") from None
+            return room_event_filter_from_json(definition)
+        return (await self.resolve(user_id, param)).room_timeline

@@ -25,7 +25,9 @@ server): a non-empty list is refused with 400 M_UNRECOGNIZED before
 anything is created; invites of users on other servers need federation
 (400 M_UNKNOWN, likewise).
 
-Hook: L{RoomCreationHandler.on_room_created} (the directory publishes
+Hooks: L{RoomCreationHandler.before_room_created} (checks that may refuse
+the request before anything is written) and
+L{RoomCreationHandler.on_room_created} (the directory publishes
 C{visibility: public} rooms there).
 """
 
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 
 #: C{(room_id, creator, request body)}, run after the room was created.
 RoomCreatedHook = Callable[[str, str, dict[str, Any]], "Awaitable[None] | None"]
+#: C{(requester, request body)}, run once the request is validated and
+#: before anything is written; raise L{MatrixError} to refuse the request.
+RoomCreateCheck = Callable[["Requester", dict[str, Any]], "Awaitable[None] | None"]
 
 PRESETS = {
     "private_chat": ("invite", "shared", "can_join"),
@@ -90,9 +95,21 @@ class RoomCreationHandler:
         self.aliases = hs.aliases_store
         #: Async or sync callables run after a room was created.
         self.on_room_created: list[RoomCreatedHook] = []
+        #: Async or sync checks run before a room is created (the directory
+        #: refuses C{visibility: public} under C{lockdown_public_room_directory}).
+        self.before_room_created: list[RoomCreateCheck] = []
 
-    async def create_room(self, requester: "Requester", body: dict[str, Any]) -> str:
-        """Create a room as the spec says; returns its room ID."""
+    async def create_room(
+        self, requester: "Requester", body: dict[str, Any], *, room_id: str | None = None
+    ) -> str:
+        """
+        Create a room as the spec says; returns its room ID.
+
+        @param room_id: use this ID (room versions before 12 only, whose
+            IDs are not derived from the create event; room upgrades
+            need the ID before the room exists). 400 M_ROOM_IN_USE if taken.
+        """
+        fixed_room_id = room_id
         hs = self.hs
         creator = requester.user_id
         if not self.config.allow_room_creation and not await hs.users.is_admin(creator):
@@ -183,6 +200,11 @@ class RoomCreationHandler:
             if await self.aliases.is_taken(alias):
                 raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
 
+        for check in list(self.before_room_created):
+            result = check(requester, body)
+            if hasattr(result, "__await__"):
+                await result
+
         # -- 1. create
         content = dict(creation_content)
         content.pop("room_version", None)
@@ -202,7 +224,7 @@ class RoomCreationHandler:
         while True:
             room_id = None
             if not version.room_id_from_create_event:
-                room_id = "!%s:%s" % (random_string(18), hs.server_name)
+                room_id = fixed_room_id or "!%s:%s" % (random_string(18), hs.server_name)
             create = self.events.build_create(version, creator, content, room_id, ts)
             room_id = create.room_id or "!" + create.event_id[1:]
             if await self.store.get_room(room_id) is None:
@@ -212,6 +234,8 @@ class RoomCreationHandler:
                     break
                 except _RoomExists:
                     pass
+            if fixed_room_id and not version.room_id_from_create_event:
+                raise MatrixError(400, Codes.ROOM_IN_USE, "Room ID already in use")
             ts += 1  # an identical v12 create event: move its timestamp on
 
         for hook in list(self.on_room_created):
@@ -289,7 +313,10 @@ class RoomCreationHandler:
                     topic = body["topic"]
                     await send(
                         "m.room.topic",
-                        {"topic": topic, "m.topic": [{"body": topic, "mimetype": "text/plain"}]},
+                        {
+                            "topic": topic,
+                            "m.topic": {"m.text": [{"body": topic, "mimetype": "text/plain"}]},
+                        },
                     )
 
                 # -- 8. invites

@@ -27,12 +27,13 @@ commit it updates the caches and wakes the notifier.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 from conduit_tw.events.auth_rules import CREATE_KEY, POWER_LEVELS_KEY, get_named_level, get_user_power_level
 from conduit_tw.events.event import Event
 from conduit_tw.events.redaction import redact_pdu
 from conduit_tw.events.signing import server_name_of, SignatureError
+from conduit_tw.logging import get_logger
 from conduit_tw.notifier import Notifier
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.stores.globals import GlobalsStore
@@ -53,6 +54,8 @@ from conduit_tw.storage.txn import StoreTxn
 from conduit_tw.util.caches import scaled
 
 StateKey = tuple[str, str]
+
+log = get_logger("conduit_tw.storage.events")
 
 #: L{EventStore.persist} kinds.
 TIMELINE = "timeline"
@@ -83,6 +86,12 @@ class EventStore:
             db, self.rooms, event_cache_size or scaled(10_000, cache_modifier)
         )
         self.membership_store = MembershipStore(db, cache_modifier)
+        #: C{async hook(txn, stored_event)} for each new live timeline event,
+        #: before the batch is written: a hook adds its own writes to
+        #: C{txn.batch} (one commit per event) and C{txn.after_commit}
+        #: callbacks (push evaluation: handlers/notifications.py). Failures
+        #: are logged and do not stop the event.
+        self.persist_hooks: list[Callable[[StoreTxn, StoredEvent], Awaitable[None]]] = []
 
     async def setup(self) -> None:
         """Load counters (call once before use)."""
@@ -507,6 +516,12 @@ class EventStore:
         if txn_key is not None:
             self.rooms.put_txn_event(txn, txn_key, event.event_id)
 
+        if live:
+            for hook in self.persist_hooks:
+                try:
+                    await hook(txn, stored)
+                except Exception:
+                    log.failure("A persist hook failed for {event_id}", event_id=event.event_id)
         if live and self.notifier is not None:
             notifier = self.notifier
             txn.after_commit(

@@ -79,7 +79,8 @@ class CreateRoomTests(RoomsTestCase):
         state = await self.state_map(room)
         self.assertEqual(state[("m.room.topic", "")]["content"]["topic"], "T")
         self.assertEqual(
-            state[("m.room.topic", "")]["content"]["m.topic"], [{"body": "T", "mimetype": "text/plain"}]
+            state[("m.room.topic", "")]["content"]["m.topic"],
+            {"m.text": [{"body": "T", "mimetype": "text/plain"}]},
         )
         self.assertEqual(state[("m.room.member", bob)]["content"]["membership"], "invite")
         self.assertEqual(

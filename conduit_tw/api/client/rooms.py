@@ -68,8 +68,8 @@ def register(router: Router, hs: "HomeServer") -> None:
                 400, Codes.BAD_JSON,
                 "Use the membership endpoints (/join, /invite, /leave, /kick, /ban) for m.room.member",
             )
-        if event_type == "m.room.canonical_alias":
-            await _check_canonical_alias(hs, room_id, content)
+        # m.room.canonical_alias is checked by the directory's validator
+        # in hs.events.send (handlers/directory.py).
         # Setting the same content again is a no-op (as Synapse does), so
         # clients that re-send state do not fill the timeline.
         current = await store.current_state_event(room_id, event_type, state_key)
@@ -158,23 +158,3 @@ def register(router: Router, hs: "HomeServer") -> None:
     client_route(router, "GET", "/rooms/{room_id}/event/{event_id}", get_event)
     client_route(router, "GET", "/joined_rooms", joined_rooms)
 
-
-async def _check_canonical_alias(hs: "HomeServer", room_id: str, content: dict[str, Any]) -> None:
-    """
-    m.room.canonical_alias may only name local aliases that point to this
-    room (client-server-api m.room.canonical_alias: M_BAD_ALIAS).
-    """
-    names = []
-    if "alias" in content:
-        if not isinstance(content["alias"], str):
-            raise MatrixError(400, "M_BAD_ALIAS", "alias must be a string")
-        names.append(content["alias"])
-    alt = content.get("alt_aliases", [])
-    if not isinstance(alt, list) or not all(isinstance(a, str) for a in alt):
-        raise MatrixError(400, "M_BAD_ALIAS", "alt_aliases must be a list of aliases")
-    names.extend(alt)
-    for alias in names:
-        if alias.partition(":")[2] != hs.server_name:
-            continue  # remote aliases cannot be checked without federation
-        if await hs.aliases_store.get_room_for_alias(alias) != room_id:
-            raise MatrixError(400, "M_BAD_ALIAS", "%s does not point to this room" % (alias,))

@@ -1,13 +1,17 @@
 """
-Room aliases (client-server-api "Room aliases"): the minimal mapping that
-room creation needs; the directory code extends it.
+Room aliases (client-server-api "Room aliases"): local aliases only (the
+server part of every alias stored here is ours). Used by room creation
+(C{room_alias_name}, in the room's own transaction) and by the directory
+handler (C{PUT/DELETE /directory/room/{alias}}).
 
 Layout (C{·} is 0xFF)::
 
     alias_roomid     alias            -> compact JSON {"room_id", "creator"}
     roomid_aliases   room_id·alias    -> b""
 
-Aliases and room IDs are at most 255 bytes, so keys fit every backend.
+C{creator} is the user who made the alias (they may always delete it).
+Both trees are written in one batch, so they never disagree. Aliases and
+room IDs are at most 255 bytes, so keys fit every backend.
 """
 
 from __future__ import annotations
@@ -65,6 +69,24 @@ class AliasStore:
         value = json.dumps({"room_id": room_id, "creator": creator}, separators=(",", ":"))
         txn.batch.put(ALIASES, alias.encode("utf-8"), value.encode("utf-8"))
         txn.batch.put(ROOM_ALIASES, room_id.encode("utf-8") + SEP + alias.encode("utf-8"), b"")
+
+    async def create_alias(self, alias: str, room_id: str, creator: str) -> bool:
+        """
+        Create an alias unless it exists (or is being created): False if
+        it is taken. Safe against concurrent calls for the same alias.
+        """
+        if alias in self._pending:
+            return False
+        self._pending.add(alias)
+        try:
+            if await self.get_alias(alias) is not None:
+                return False
+            txn = StoreTxn(self.db)
+            self.put_alias(txn, alias, room_id, creator)
+            await txn.commit()
+            return True
+        finally:
+            self._pending.discard(alias)
 
     async def delete_alias(self, alias: str) -> bool:
         """Remove an alias; False if it did not exist."""

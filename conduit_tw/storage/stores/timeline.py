@@ -12,6 +12,8 @@ Layout (u64 is 8 big-endian bytes)::
         -> u64 shorteventid + u64 state_before + u64 state_after
     position_event     u64 stream position
         -> u64 shortroomid + u64 shorteventid
+    roomid_ts          u64 shortroomid + u64 origin_server_ts + u64 order
+        -> u64 shorteventid
 
 C{order} sorts a room's timeline: C{2**63 + stream position} for events
 that arrive live (local or federation) and C{2**63 - n} for the n-th
@@ -31,6 +33,10 @@ the redaction that pruned this event.
 Redactions: the stored PDU is replaced by its redacted form in the batch
 that persists the redaction (the original is not kept; see
 docs/architecture.md "Rooms: persistence").
+
+C{roomid_ts} indexes every timeline event (order != 0) by its
+C{origin_server_ts} (clamped to 0 .. 2**64-1), so C{/timestamp_to_event}
+is one range seek in either direction (L{TimelineStore.by_timestamp}).
 
 Flags: L{OUTLIER}, L{REJECTED}, L{SOFT_FAILED}, L{BACKFILLED}.
 """
@@ -53,6 +59,7 @@ PDUS = "shorteventid_pdu"
 META = "shorteventid_meta"
 TIMELINE = "timeline"
 POSITIONS = "position_event"
+TIMESTAMPS = "roomid_ts"
 
 OUTLIER = 1
 REJECTED = 2
@@ -65,6 +72,8 @@ LIVE_BASE = 1 << 63
 _META = struct.Struct(">QQQQB")
 _ROW = struct.Struct(">QQQ")
 _TWO = struct.Struct(">QQ")
+_TS_KEY = struct.Struct(">QQQ")
+_U64_MAX = (1 << 64) - 1
 
 
 def order_for_position(position: int) -> int:
@@ -152,6 +161,7 @@ class TimelineStore:
         self.meta = db.open_tree(META)
         self.timeline = db.open_tree(TIMELINE)
         self.positions = db.open_tree(POSITIONS)
+        self.timestamps = db.open_tree(TIMESTAMPS)
         self._cache: LruCache[int, StoredEvent] = LruCache(cache_size)
 
     # -- decoding
@@ -256,6 +266,33 @@ class TimelineStore:
         rows = await self.positions.iter_range(u64(position + 1), None, limit=limit)
         return [(from_u64(k),) + _TWO.unpack(v) for k, v in rows]  # type: ignore[misc]
 
+    async def by_timestamp(
+        self, shortroomid: int, ts: int, forward: bool, limit: int, after: tuple[int, int] | None = None
+    ) -> list[tuple[int, int, int]]:
+        """
+        Timeline events of a room by C{origin_server_ts}: those with
+        C{ts >= ts} oldest first (C{forward}), or C{ts <= ts} newest first,
+        as C{(ts, order, shorteventid)}, at most C{limit}. C{after}
+        (a previous row's C{(ts, order)}) continues a scan past that row.
+        """
+        ts = min(max(ts, 0), _U64_MAX)
+        prefix = u64(shortroomid)
+        if forward:
+            start = _TS_KEY.pack(shortroomid, ts, 0)
+            if after is not None:
+                start = _TS_KEY.pack(shortroomid, after[0], after[1]) + b"\x00"
+            rows = await self.timestamps.iter_range(start, u64(shortroomid + 1), limit=limit)
+        else:
+            end = _TS_KEY.pack(shortroomid, ts, _U64_MAX) + b"\x00"
+            if after is not None:
+                end = _TS_KEY.pack(shortroomid, after[0], after[1])
+            rows = await self.timestamps.iter_range(prefix, end, reverse=True, limit=limit)
+        out = []
+        for k, v in rows:
+            _, row_ts, order = _TS_KEY.unpack(k)
+            out.append((row_ts, order, from_u64(v)))
+        return out
+
     # -- writing
 
     def put(
@@ -284,6 +321,11 @@ class TimelineStore:
             position = position_of_order(order)
             if position is not None:
                 txn.batch.put(POSITIONS, u64(position), _TWO.pack(shortroomid, short))
+            ts = event.pdu.get("origin_server_ts", 0)
+            ts = min(max(ts, 0), _U64_MAX) if isinstance(ts, int) else 0
+            txn.batch.put(
+                TIMESTAMPS, _TS_KEY.pack(shortroomid, ts, order), u64(short)
+            )
         stored = StoredEvent(
             event.pdu, event.event_id, event.room_version, short, shortroomid, order,
             state_before, state_after, flags, extras,

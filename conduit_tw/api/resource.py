@@ -198,9 +198,10 @@ class MatrixSite(server.Site):
         host = getattr(peer, "host", None) or "unix"
         if not self._proxies:
             return host
-        forwarded = request.getHeader(b"x-forwarded-for")
-        if not forwarded:
+        raw = request.getHeader(b"x-forwarded-for")
+        if not raw:
             return host
+        forwarded = raw.decode("latin-1") if isinstance(raw, bytes) else raw
         hops = [h.strip() for h in forwarded.split(",") if h.strip()] + [host]
         # Walk from the nearest hop outwards, skipping trusted proxies.
         for hop in reversed(hops):

@@ -185,3 +185,38 @@ class ErrorShapeTests(HomeserverTestCase):
         r = await self.request("GET", "/_test/limited")
         self.assertMatrixError(r, 429, "M_LIMIT_EXCEEDED")
         self.assertEqual(json.loads(r.body)["retry_after_ms"], 1500)
+
+
+async def _client_ip(request: MatrixRequest):
+    return {"ip": request.client_ip}
+
+
+class ForwardedForIgnoredTests(HomeserverTestCase):
+    """Without trusted proxies, X-Forwarded-For is not believed."""
+
+    async def test_ignored(self) -> None:
+        self.hs.router.add("GET", "/_test/ip", _client_ip)
+        r = await self.request(
+            "GET", "/_test/ip", headers={"X-Forwarded-For": "203.0.113.9"}, client_ip="10.0.0.2"
+        )
+        self.assertEqual(r.json["ip"], "10.0.0.2")
+
+
+class ForwardedForTrustedTests(HomeserverTestCase):
+    """Behind a configured proxy the first untrusted hop is the client."""
+
+    config_overrides = {"trusted_proxies": ["10.0.0.0/8"]}
+
+    async def test_trusted_proxy(self) -> None:
+        self.hs.router.add("GET", "/_test/ip", _client_ip)
+        r = await self.request(
+            "GET", "/_test/ip",
+            headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9, 10.1.1.1"},
+            client_ip="10.0.0.2",
+        )
+        self.assertEqual(r.json["ip"], "203.0.113.9")
+        # A request straight from an untrusted peer keeps the peer address.
+        r = await self.request(
+            "GET", "/_test/ip", headers={"X-Forwarded-For": "1.2.3.4"}, client_ip="192.0.2.1"
+        )
+        self.assertEqual(r.json["ip"], "192.0.2.1")

@@ -49,7 +49,8 @@ def configure(spec: str) -> None:
     C{"info,conduit_tw.api=debug"}: a default level and per-namespace
     levels. Unknown parts raise L{ValueError}.
     """
-    _predicate.clearLogLevels()
+    default = LogLevel.info
+    namespaces: list[tuple[str, LogLevel]] = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
@@ -58,9 +59,14 @@ def configure(spec: str) -> None:
             namespace = namespace.strip()
             if not namespace.startswith("conduit_tw"):
                 namespace = "conduit_tw." + namespace
-            _predicate.setLogLevelForNamespace(namespace, parse_level(level))
+            namespaces.append((namespace, parse_level(level)))
         else:
-            _predicate.defaultLogLevel = parse_level(part)
+            default = parse_level(part)
+    # clearLogLevels() takes the default from defaultLogLevel: set it first.
+    _predicate.defaultLogLevel = default
+    _predicate.clearLogLevels()
+    for namespace, level in namespaces:
+        _predicate.setLogLevelForNamespace(namespace, level)
 
 
 def get_logger(namespace: str) -> Logger:

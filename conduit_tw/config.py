@@ -194,6 +194,12 @@ class Config:
     database_backup_path: str | None = None
     database_backups_to_keep: int = 1
     db_cache_capacity_mb: float = 256.0
+    #: SQLite durability: "full" (fsync per commit: survives power loss),
+    #: "normal" (survives a crash or kill -9 of the server, may lose the last
+    #: commits on power loss), "extra".
+    sqlite_synchronous: str = "full"
+    #: LMDB durability: "full" (sync + metasync) or "normal" (no metasync).
+    lmdb_sync: str = "full"
     conduit_cache_capacity_modifier: float = 1.0
     pdu_cache_capacity: int = 150_000
     cleanup_second_interval: int = 60
@@ -339,6 +345,14 @@ class Config:
     unknown_keys: list[str] = field(default_factory=list)
     #: Keys accepted for compatibility that have no effect here, with their values.
     extra: dict[str, object] = field(default_factory=dict)
+
+    def database_options(self) -> dict[str, Any]:
+        """The backend options the storage layer takes from this config."""
+        return {
+            "db_cache_capacity_mb": self.db_cache_capacity_mb,
+            "sqlite_synchronous": self.sqlite_synchronous,
+            "lmdb_sync": self.lmdb_sync,
+        }
 
     @property
     def unix_socket_mode(self) -> int:
@@ -553,6 +567,15 @@ def _v_backend(path: str, v: Any) -> str:
     raise _bad(path, 'a storage backend name such as "sqlite" or "lmdb"', v)
 
 
+def _v_choice(*choices: str) -> Validator:
+    def check(path: str, v: Any) -> str:
+        if isinstance(v, str) and v.strip().lower() in choices:
+            return v.strip().lower()
+        raise _bad(path, "one of " + ", ".join(repr(c) for c in choices), v)
+
+    return check
+
+
 def _dedupe(values: list[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
@@ -572,6 +595,8 @@ _FIELDS: dict[str, Validator] = {
     "database_backup_path": _v_opt_str,
     "database_backups_to_keep": _NONNEG,
     "db_cache_capacity_mb": _v_float(0.0),
+    "sqlite_synchronous": _v_choice("full", "normal", "extra"),
+    "lmdb_sync": _v_choice("full", "normal"),
     "conduit_cache_capacity_modifier": _v_float(0.0, strictly_above=True),
     "pdu_cache_capacity": _NONNEG,
     "cleanup_second_interval": _POS,

@@ -125,7 +125,9 @@ class HomeServer:
         self.server_name = config.server_name
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         if db is None:
-            db = open_database(config.database_backend, config.database_path)
+            db = open_database(
+                config.database_backend, config.database_path, config.database_options()
+            )
         self.db = db
         self.globals = GlobalsStore(db)
         self.notifier = Notifier(reactor)
@@ -198,6 +200,7 @@ class HomeServer:
         self.notifications = NotificationsHandler(self, NotificationStore(db))
         self.event_store.persist_hooks.append(self.notifications.event_persisted)
         self.sync = SyncHandler(self)
+        self.event_store.persist_hooks.append(self.sync.event_persisted)
         self.typing.is_joined = self.sync.is_joined
         self.presence.shares_room = self.sync.shares_room
         self.presence.rooms_of = self.sync.rooms_of

@@ -704,3 +704,26 @@ class DocsTests(SynchronousTestCase):
         )
         self.assertEqual(missing, [])
         self.assertIn("`rocksdb_*`", text)
+
+
+class DatabaseOptionsTests(SynchronousTestCase):
+    """Durability keys reach the storage backend."""
+
+    def test_sqlite_synchronous(self) -> None:
+        import os
+
+        from twisted.internet import reactor
+
+        from conduit_tw.config import ConfigError, load_config
+        from conduit_tw.homeserver import HomeServer
+
+        path = os.path.abspath(self.mktemp())
+        config = load_config(None, {}, {"database_path": path, "sqlite_synchronous": "normal"})
+        self.assertEqual(config.database_options()["sqlite_synchronous"], "normal")
+        hs = HomeServer(config, reactor)
+        self.addCleanup(hs.close)
+        [(level,)] = hs.db._conn.execute("PRAGMA synchronous").fetchall()
+        self.assertEqual(level, 1)  # NORMAL
+        self.assertRaises(
+            ConfigError, load_config, None, {}, {"sqlite_synchronous": "off"}
+        )

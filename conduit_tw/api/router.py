@@ -39,7 +39,10 @@ class Router:
 
     def __init__(self) -> None:
         self._static: dict[str, dict[str, Handler]] = {}
-        self._dynamic: dict[int, list[Route]] = {}
+        # segment count -> index of the route's last literal segment ->
+        # that literal -> routes. Looking a path up costs a dict probe per
+        # distinct index (a handful), not a comparison per route.
+        self._dynamic: dict[int, dict[int, dict[str, list[Route]]]] = {}
         self._rest: list[Route] = []
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
@@ -62,7 +65,10 @@ class Router:
                 segments.append(p)
         route = Route(method, pattern, handler, tuple(segments), tuple(names), rest)
         if rest is None:
-            self._dynamic.setdefault(len(segments), []).append(route)
+            literal_at = max(i for i, seg in enumerate(segments) if seg is not None)
+            by_index = self._dynamic.setdefault(len(segments), {})
+            by_literal = by_index.setdefault(literal_at, {})
+            by_literal.setdefault(segments[literal_at], []).append(route)  # type: ignore[index]
         else:
             self._rest.append(route)
 
@@ -85,12 +91,13 @@ class Router:
             return handler, {}
         parts = path.strip("/").split("/")
         known_path = False
-        for route in self._dynamic.get(len(parts), ()):
-            args = _match(route, parts)
-            if args is not None:
-                if route.method == method:
-                    return route.handler, args
-                known_path = True
+        for index, by_literal in self._dynamic.get(len(parts), {}).items():
+            for route in by_literal.get(parts[index], ()):
+                args = _match(route, parts)
+                if args is not None:
+                    if route.method == method:
+                        return route.handler, args
+                    known_path = True
         for route in self._rest:
             n = len(route.segments)
             if len(parts) < n:

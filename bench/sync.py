@@ -118,8 +118,15 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-async def workload(base: str, rooms: int, events: int, members: int, samples: int) -> dict[str, float]:
+async def workload(
+    base: str, rooms: int, events: int, members: int, samples: int, pid: int | None = None
+) -> dict[str, float]:
     out: dict[str, float] = {}
+
+    def stage(name: str) -> None:
+        if pid is not None:
+            out["rss_after_" + name] = rss_mb(pid)
+
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -134,6 +141,7 @@ async def workload(base: str, rooms: int, events: int, members: int, samples: in
                 await user.send(room, f"message {j}")
 
         await gather_limited(20, [fill(r) for r in room_ids])
+        stage("setup")
         times = []
         body: dict[str, Any] = {}
         for run in range(3):
@@ -145,6 +153,7 @@ async def workload(base: str, rooms: int, events: int, members: int, samples: in
         joined = len(body.get("rooms", {}).get("join", {}))
         assert joined == rooms, f"initial sync returned {joined} rooms"
         out["initial_sync_s"] = statistics.median(times)
+        stage("initial")
 
         # -- 2. empty incremental sync
         since = body["next_batch"]
@@ -185,6 +194,7 @@ async def workload(base: str, rooms: int, events: int, members: int, samples: in
             lat.append((got_at - sent_at) * 1000)
         out["latency_p50_ms"] = pct(lat, 50)
         out["latency_p99_ms"] = pct(lat, 99)
+        stage("latency")
 
         # -- 4. fan-out to many long-polling members
         host = Client(session, base)
@@ -197,6 +207,7 @@ async def workload(base: str, rooms: int, events: int, members: int, samples: in
             50, [c.sync(timeout=0, filter='{"room":{"timeline":{"limit":1}}}') for c in clients]
         )
         sinces = [t["next_batch"] for t in tokens]
+        stage("members")
         fan = []
         for i in range(3):
             want = f"fan {i}"
@@ -234,10 +245,10 @@ TARGETS = {
 
 
 def run_conduit(args: argparse.Namespace, backend: str) -> dict[str, float]:
-    server = conduit_server(backend, CONDUIT_EXTRA)
+    server = conduit_server(backend, CONDUIT_EXTRA + args.conduit_extra.replace("\\n", "\n"))
     try:
         server.start()
-        figures = asyncio.run(workload(server.base_url, args.rooms, args.events, args.members, args.samples))
+        figures = asyncio.run(workload(server.base_url, args.rooms, args.events, args.members, args.samples, server.proc.pid))
         figures["rss_mb"] = rss_mb(server.proc.pid)
         return figures
     finally:
@@ -249,7 +260,7 @@ def run_synapse(args: argparse.Namespace, python: str) -> dict[str, float]:
     syn = SynapseProcess(python, SYNAPSE_EXTRA)
     try:
         syn.start()
-        figures = asyncio.run(workload(syn.base_url, args.rooms, args.events, args.members, args.samples))
+        figures = asyncio.run(workload(syn.base_url, args.rooms, args.events, args.members, args.samples, syn.proc.pid))
         figures["rss_mb"] = rss_mb(syn.proc.pid)
         return figures
     finally:
@@ -265,6 +276,10 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite", help="comma-separated: sqlite,lmdb")
     parser.add_argument("--no-synapse", action="store_true")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--conduit-extra", default="",
+        help='extra conduit.toml lines for experiments, e.g. "db_cache_capacity_mb = 16"',
+    )
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     for backend in args.backends.split(","):
@@ -278,6 +293,9 @@ def main() -> None:
         label = label.format(**vars(args))
         row = f"{label:<46}" + "".join(f"{results[n][key]:>20.3f}" for n in names)
         print(row + f"{target:>10}")
+    stages = sorted({k for r in results.values() for k in r if k.startswith("rss_after_")})
+    for key in stages:
+        print(f"{key:<46}" + "".join(f"{results[n].get(key, float('nan')):>20.1f}" for n in names))
     if "synapse" in results:
         syn = results["synapse"]
         for n in names:

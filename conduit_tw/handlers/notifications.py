@@ -14,8 +14,8 @@ implicit read marker go into the event's own batch: one commit per event
 (a second commit would double the fsyncs of the send path), counts never
 lost or half-written on a crash, and "the updated notification count
 from a new event MUST appear in the same /sync response as the event
-itself" holds by construction. Pushers are called a reactor turn after
-the commit, so they never delay the send or /sync wake-ups.
+itself" holds by construction. Pushers are called L{PUSH_DELAY_S} after
+the commit, so they never delay the send or the /sync responses it woke.
 
 Counts (L{room_counts}): the notifications after the user's unthreaded
 read-up-to order (one range scan of C{usernotif}), each checked against
@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 log = get_logger("conduit_tw.notifications")
 
 _PL = ("m.room.power_levels", "")
+#: Pushers run this long after the commit: after the reactor has flushed the
+#: /sync responses the event woke (a gateway round trip dwarfs it anyway).
+PUSH_DELAY_S = 0.02
 
 
 @dataclass
@@ -149,7 +152,7 @@ class NotificationsHandler:
             if local_sender:
                 self._counts.pop((sender, short))
             if notified:
-                call = hs.reactor.callLater(0, self._push, event, room_id, notified)
+                call = hs.reactor.callLater(PUSH_DELAY_S, self._push, event, room_id, notified)
                 self._push_calls.add(call)
 
         txn.after_commit(committed)

@@ -204,7 +204,7 @@ class RoomHistoryHandler:
                 return chunk, b, True
             scanned += len(rows)
             visible = {e.event_id for e in await self.visibility.filter_events_for_user(user_id, rows)}
-            everything = event_filter.limit is None and _passes_all(event_filter)
+            everything = _passes_all(event_filter)
             for i, ev in enumerate(rows):
                 b = ev.order if forward else ev.order - 1
                 if (

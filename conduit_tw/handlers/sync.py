@@ -18,8 +18,8 @@ C{HomeServer.setup} seeds the notifier with the stored counter, so tokens
 survive restarts.
 
 Which rooms an incremental sync looks at, without scanning timelines:
-the user's membership records (cached per user, revalidated by one range
-scan of the user's membership changes), and for each joined room the
+the user's membership records (cached per user, dropped when a member
+event about them is committed), and for each joined room the
 cached room head (C{last_position}), the receipts' last position, the
 typing serial and the room's account data changes. An idle incremental
 sync (nothing announced since the token) answers at once without reading
@@ -115,7 +115,10 @@ class SyncHandler:
         self.notifier = hs.notifier
         modifier = hs.config.conduit_cache_capacity_modifier
         self.rooms = RoomSync(hs)
+        #: user -> membership records, dropped when a member event about them commits.
         self._user_rooms: LruCache[str, _UserRooms] = LruCache(scaled(50_000, modifier))
+        self._filters: LruCache[tuple[str, str], Filter] = LruCache(scaled(10_000, modifier))
+        self._no_filter = Filter()
         #: (user, device) -> the lazy-loading memory of that device.
         self._ll: LruCache[tuple[str, str | None], dict[str, dict[str, str]]] = LruCache(
             scaled(10_000, modifier)
@@ -147,20 +150,37 @@ class SyncHandler:
         """C{hs.presence.rooms_of}: the rooms whose members see the user's presence."""
         return await self.joined_rooms(user_id)
 
+    async def event_persisted(self, txn: Any, event: Any) -> None:
+        """
+        C{EventStore.persist_hooks}: a membership event invalidates its
+        target's cached room list once committed.
+        """
+        if event.type == "m.room.member" and event.state_key is not None:
+            target = event.state_key
+            txn.after_commit(lambda: self._user_rooms.pop(target))
+
     async def _rooms_of_user(self, user_id: str, fresh: bool = False) -> _UserRooms:
-        now = self.notifier.position
         cached = None if fresh else self._user_rooms.get(user_id)
         if cached is not None:
-            if cached.checked >= now:
-                return cached
-            changes = await self.store.membership_store.changes_since(user_id, cached.checked, 1)
-            if not changes:
-                cached.checked = now
-                return cached
+            return cached
         records = {r.room_id: r for r in await self.store.rooms_for_user(user_id, None)}
-        entry = _UserRooms(now, records)
+        entry = _UserRooms(self.notifier.position, records)
         self._user_rooms.set(user_id, entry)
         return entry
+
+    async def resolve_filter(self, user_id: str, param: str | None) -> Filter:
+        """
+        C{hs.filters.resolve}, memoised: stored filters never change (their
+        IDs are content-addressed) and inline ones are keyed by their text.
+        """
+        if not param:
+            return self._no_filter
+        key = (user_id, param)
+        flt = self._filters.get(key)
+        if flt is None:
+            flt = await self.hs.filters.resolve(user_id, param)
+            self._filters.set(key, flt)
+        return flt
 
     def forget_user_rooms(self, user_id: str) -> None:
         """Drop the cached membership list (a room was forgotten)."""
@@ -181,8 +201,15 @@ class SyncHandler:
                 400, Codes.INVALID_PARAM, "set_presence must be one of online, offline, unavailable"
             )
         await self._presence(req)
-        if since is None or req.full_state or req.timeout_ms <= 0:
+        if since is None or req.full_state:
             body, _ = await self._compute(req, since, self.now_token())
+            return body
+        if req.timeout_ms <= 0:
+            now = self.now_token()
+            if since.position >= now.position and since.typing >= now.typing:
+                # Nothing was announced since the token: nothing to read.
+                return self._empty(since)
+            body, _ = await self._compute(req, since, now)
             return body
         clock = self.hs.reactor
         deadline = clock.seconds() + req.timeout_ms / 1000

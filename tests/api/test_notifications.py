@@ -189,7 +189,7 @@ class PusherDispatchTests(SyncTestCase):
         from twisted.internet import reactor
         from twisted.internet.task import deferLater
 
-        await deferLater(reactor, 0.01, lambda: None)
+        await deferLater(reactor, 0.05, lambda: None)
         self.assertEqual(len(calls), 1)
         (user, event, result, counts), _ = calls[0]
         self.assertEqual(user, bob)

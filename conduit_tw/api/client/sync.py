@@ -37,7 +37,7 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def sync(request: MatrixRequest):
         requester = await hs.auth.get_requester(request, allow_guest=True)
-        flt = await hs.filters.resolve(requester.user_id, request.arg("filter"))
+        flt = await hs.sync.resolve_filter(requester.user_id, request.arg("filter"))
         req = SyncRequest(
             user_id=requester.user_id,
             device_id=requester.device_id,

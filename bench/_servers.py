@@ -9,6 +9,7 @@ creates such an environment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from typing import Iterator, Union
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -100,7 +102,43 @@ class SynapseProcess:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def conduit_server(backend: str = "sqlite", extra: str = "") -> ServerProcess:
+#: conduit-tw config lines: open registration, rate limits off.
+CONDUIT_OPEN = (
+    "allow_registration = true\n"
+    "yes_i_am_very_very_sure_i_want_an_open_registration_server_prone_to_abuse = true\n"
+    "rc_message_per_second = 0\n"
+    "rc_registration_per_second = 0\n"
+    "rc_login_per_second = 0\n"
+    "rc_joins_per_second = 0\n"
+)
+
+
+def synapse_open(rate: int) -> str:
+    """Synapse config lines: open registration, every rate limit at C{rate}/s (and burst)."""
+    r = f"{{per_second: {rate}, burst_count: {rate}}}"
+    return f"""
+enable_registration: true
+enable_registration_without_verification: true
+rc_message: {r}
+rc_registration: {r}
+rc_login: {{address: {r}, account: {r}, failed_attempts: {r}}}
+rc_joins: {{local: {r}, remote: {r}}}
+rc_joins_per_room: {r}
+rc_room_creation: {r}
+rc_invites: {{per_room: {r}, per_user: {r}, per_issuer: {r}}}
+rc_presence: {{per_user: {r}}}
+"""
+
+
+class ConduitProcess(ServerProcess):
+    """A throwaway conduit-tw: L{cleanup} stops it and deletes its directory."""
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def conduit_server(backend: str = "sqlite", extra: str = "") -> ConduitProcess:
     """A throwaway conduit-tw server process."""
     workdir = tempfile.mkdtemp(prefix="bench-conduit-")
     port = free_port()
@@ -112,6 +150,15 @@ def conduit_server(backend: str = "sqlite", extra: str = "") -> ServerProcess:
         'address = "127.0.0.1"\n'
         f"port = {port}\n" + extra
     )
-    server = ServerProcess(workdir, config_text=text)
+    server = ConduitProcess(workdir, config_text=text)
     server.port = port
     return server
+
+
+@contextlib.contextmanager
+def started(server: Union[ConduitProcess, SynapseProcess]) -> Iterator[float]:
+    """Start C{server}, yield the seconds it took to answer, and always clean it up."""
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()

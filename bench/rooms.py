@@ -31,7 +31,6 @@ import glob
 import json
 import os
 import resource
-import shutil
 import statistics
 import sys
 import time
@@ -39,42 +38,15 @@ from typing import Any, Callable
 
 import aiohttp
 
-from _servers import SynapseProcess, conduit_server, synapse_python
+from _servers import (
+    CONDUIT_OPEN, SynapseProcess, conduit_server, started, synapse_open, synapse_python,
+)
 
 CLIENTS = 8
 TICK = os.sysconf("SC_CLK_TCK")
 
-CONDUIT_EXTRA = (
-    "allow_registration = true\n"
-    "yes_i_am_very_very_sure_i_want_an_open_registration_server_prone_to_abuse = true\n"
-    "rc_message_per_second = 0\n"
-    "rc_registration_per_second = 0\n"
-    "rc_login_per_second = 0\n"
-    "rc_joins_per_second = 0\n"
-)
-
-_UNLIMITED = "{per_second: 1000000, burst_count: 1000000}"
-SYNAPSE_EXTRA = f"""
-enable_registration: true
-enable_registration_without_verification: true
-rc_message: {_UNLIMITED}
-rc_registration: {_UNLIMITED}
-rc_room_creation: {_UNLIMITED}
-rc_login:
-  address: {_UNLIMITED}
-  account: {_UNLIMITED}
-  failed_attempts: {_UNLIMITED}
-rc_joins:
-  local: {_UNLIMITED}
-  remote: {_UNLIMITED}
-rc_joins_per_room: {_UNLIMITED}
-rc_invites:
-  per_room: {_UNLIMITED}
-  per_user: {_UNLIMITED}
-  per_issuer: {_UNLIMITED}
-rc_presence:
-  per_user: {_UNLIMITED}
-"""
+CONDUIT_EXTRA = CONDUIT_OPEN
+SYNAPSE_EXTRA = synapse_open(1000000)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -246,37 +218,27 @@ def dir_size(pattern: str) -> int:
     return sum(os.path.getsize(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
 
 
-def bench_conduit(backend: str, duration: float) -> dict[str, float]:
-    server = conduit_server(backend, CONDUIT_EXTRA)
-    try:
-        server.start()
+def bench_server(server: Any, duration: float, db_files: str) -> dict[str, float]:
+    """The workload against C{server} (conduit or Synapse); C{db_files} globs its database."""
+    with started(server):
 
         async def restart() -> int:
             server.stop()
             server.start()
             return server.proc.pid
 
-        size = lambda: dir_size(os.path.join(server.workdir, "data", "**"))  # noqa: E731
+        size = lambda: dir_size(db_files)  # noqa: E731
         return asyncio.run(run_workload(server.base_url, server.proc.pid, duration, restart, size))
-    finally:
-        server.stop()
-        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+def bench_conduit(backend: str, duration: float) -> dict[str, float]:
+    server = conduit_server(backend, CONDUIT_EXTRA)
+    return bench_server(server, duration, os.path.join(server.workdir, "data", "**"))
 
 
 def bench_synapse(python: str, duration: float) -> dict[str, float]:
     syn = SynapseProcess(python, SYNAPSE_EXTRA)
-    try:
-        syn.start()
-
-        async def restart() -> int:
-            syn.stop()
-            syn.start()
-            return syn.proc.pid
-
-        size = lambda: dir_size(os.path.join(syn.dir, "homeserver.db*"))  # noqa: E731
-        return asyncio.run(run_workload(syn.base_url, syn.proc.pid, duration, restart, size))
-    finally:
-        syn.cleanup()
+    return bench_server(syn, duration, os.path.join(syn.dir, "homeserver.db*"))
 
 
 ROWS = [

@@ -10,24 +10,22 @@ in the same run, and prints ratios. Targets: <= 0.5 s and <= 40 MB.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import time
+from typing import Any, Callable
 
-from _servers import SynapseProcess, conduit_server, rss_mb, synapse_python
+from _servers import SynapseProcess, conduit_server, rss_mb, started, synapse_python
 
 
-def measure_conduit(backend: str, runs: int) -> tuple[float, float]:
+def measure(make_server: Callable[[], Any], runs: int) -> tuple[float, float]:
+    """Median seconds to the first answer and RSS (MB) just after, over C{runs} fresh servers."""
     times, mems = [], []
     for _ in range(runs):
-        server = conduit_server(backend)
-        try:
-            times.append(server.start())
+        server = make_server()
+        with started(server) as seconds:
+            times.append(seconds)
             time.sleep(0.5)
             mems.append(rss_mb(server.proc.pid))
-        finally:
-            server.stop()
-            shutil.rmtree(server.workdir, ignore_errors=True)
     return statistics.median(times), statistics.median(mems)
 
 
@@ -37,19 +35,10 @@ def main() -> None:
     args = parser.parse_args()
     results = {}
     for backend in ("sqlite", "lmdb"):
-        results[f"conduit-tw/{backend}"] = measure_conduit(backend, args.runs)
+        results[f"conduit-tw/{backend}"] = measure(lambda: conduit_server(backend), args.runs)
     py = synapse_python()
     if py:
-        times, mems = [], []
-        for _ in range(max(1, args.runs // 2)):
-            syn = SynapseProcess(py)
-            try:
-                times.append(syn.start())
-                time.sleep(0.5)
-                mems.append(rss_mb(syn.proc.pid))
-            finally:
-                syn.cleanup()
-        results["synapse"] = (statistics.median(times), statistics.median(mems))
+        results["synapse"] = measure(lambda: SynapseProcess(py), max(1, args.runs // 2))
     print(f"{'server':<20} {'start-up s':>10} {'RSS MB':>8}")
     for name, (t, m) in results.items():
         print(f"{name:<20} {t:>10.3f} {m:>8.1f}")

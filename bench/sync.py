@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
 import time
 from typing import Any
@@ -31,30 +30,12 @@ from urllib.parse import quote
 
 import aiohttp
 
-from _servers import SynapseProcess, conduit_server, rss_mb, synapse_python
-
-CONDUIT_EXTRA = (
-    "allow_registration = true\n"
-    "yes_i_am_very_very_sure_i_want_an_open_registration_server_prone_to_abuse = true\n"
-    "rc_message_per_second = 0\n"
-    "rc_registration_per_second = 0\n"
-    "rc_login_per_second = 0\n"
-    "rc_joins_per_second = 0\n"
+from _servers import (
+    CONDUIT_OPEN, SynapseProcess, conduit_server, rss_mb, started, synapse_open, synapse_python,
 )
 
-_HUGE = "{per_second: 100000, burst_count: 100000}"
-SYNAPSE_EXTRA = f"""
-enable_registration: true
-enable_registration_without_verification: true
-rc_message: {_HUGE}
-rc_registration: {_HUGE}
-rc_login: {{address: {_HUGE}, account: {_HUGE}, failed_attempts: {_HUGE}}}
-rc_joins: {{local: {_HUGE}, remote: {_HUGE}}}
-rc_joins_per_room: {_HUGE}
-rc_room_creation: {_HUGE}
-rc_invites: {{per_room: {_HUGE}, per_user: {_HUGE}, per_issuer: {_HUGE}}}
-rc_presence: {{per_user: {_HUGE}}}
-"""
+CONDUIT_EXTRA = CONDUIT_OPEN
+SYNAPSE_EXTRA = synapse_open(100000)
 
 C = "/_matrix/client/v3"
 
@@ -244,27 +225,20 @@ TARGETS = {
 }
 
 
-def run_conduit(args: argparse.Namespace, backend: str) -> dict[str, float]:
-    server = conduit_server(backend, CONDUIT_EXTRA + args.conduit_extra.replace("\\n", "\n"))
-    try:
-        server.start()
+def run_server(args: argparse.Namespace, server: Any) -> dict[str, float]:
+    """The workloads against C{server} (conduit or Synapse), then its memory."""
+    with started(server):
         figures = asyncio.run(workload(server.base_url, args.rooms, args.events, args.members, args.samples, server.proc.pid))
         figures["rss_mb"] = rss_mb(server.proc.pid)
         return figures
-    finally:
-        server.stop()
-        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+def run_conduit(args: argparse.Namespace, backend: str) -> dict[str, float]:
+    return run_server(args, conduit_server(backend, CONDUIT_EXTRA + args.conduit_extra.replace("\\n", "\n")))
 
 
 def run_synapse(args: argparse.Namespace, python: str) -> dict[str, float]:
-    syn = SynapseProcess(python, SYNAPSE_EXTRA)
-    try:
-        syn.start()
-        figures = asyncio.run(workload(syn.base_url, args.rooms, args.events, args.members, args.samples, syn.proc.pid))
-        figures["rss_mb"] = rss_mb(syn.proc.pid)
-        return figures
-    finally:
-        syn.cleanup()
+    return run_server(args, SynapseProcess(python, SYNAPSE_EXTRA))
 
 
 def main() -> None:

@@ -164,6 +164,17 @@ class HomeserverTestCase(unittest.TestCase):
         """Start the server."""
         return Deferred.fromCoroutine(self._start())
 
+    def commit(self) -> None:
+        """
+        Make the writes applied so far durable now and run what waits for
+        them. SQLite commits once per reactor turn (group commit); a test
+        that drives a fake clock and awaits only already-fired Deferreds
+        never gives it one.
+        """
+        flush = getattr(self.hs.db, "flush", None)
+        if flush is not None:
+            flush()
+
     def request(self, method: str, path: str, content: Any = None, **kw: Any) -> Deferred[Response]:
         """See L{FakeClient.request}."""
         return self.client.request(method, path, content, **kw)

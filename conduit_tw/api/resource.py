@@ -159,7 +159,7 @@ class MatrixRequest(server.Request):
         return value
 
     def bool_arg(self, name: str, default: bool = False) -> bool:
-        """A C{true}/C{false} query argument."""
+        """A C{true}/C{false} (or C{1}/C{0}) query argument, 400 M_INVALID_PARAM otherwise."""
         raw = self.arg(name)
         if raw is None:
             return default
@@ -167,7 +167,9 @@ class MatrixRequest(server.Request):
             return True
         if raw in ("false", "0"):
             return False
-        raise MatrixError(400, Codes.INVALID_PARAM, f"{name!r} must be true or false")
+        raise MatrixError(
+            400, Codes.INVALID_PARAM, f"Query parameter {name!r} must be true or false"
+        )
 
 
 class MatrixSite(server.Site):

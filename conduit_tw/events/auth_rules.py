@@ -71,6 +71,23 @@ _HOST_RE = re.compile(
 )
 
 
+def split_identifier(identifier: Any, sigil: str) -> tuple[str, str] | None:
+    """
+    C{(localpart, server)} of C{<sigil>localpart:server}, or None when
+    C{identifier} is not a string of that shape: the sigil, at most 255
+    bytes in all, a C{:}, a localpart (before the first C{:}) without NUL.
+    The server part is the caller's to check.
+    """
+    if not isinstance(identifier, str) or not identifier.startswith(sigil):
+        return None
+    if len(identifier.encode("utf-8", "surrogatepass")) > 255:
+        return None
+    localpart, sep, server = identifier[len(sigil):].partition(":")
+    if not sep or "\x00" in localpart:
+        return None
+    return localpart, server
+
+
 def is_valid_user_id(user_id: Any) -> bool:
     """
     Whether C{user_id} is a user ID under the historical grammar, which
@@ -78,14 +95,8 @@ def is_valid_user_id(user_id: Any) -> bool:
     a localpart without C{:} or NUL (possibly empty), C{:}, a server name;
     at most 255 bytes.
     """
-    if not isinstance(user_id, str) or not user_id.startswith("@"):
-        return False
-    if len(user_id.encode("utf-8", "surrogatepass")) > 255:
-        return False
-    localpart, sep, server = user_id[1:].partition(":")
-    if not sep or "\x00" in localpart:
-        return False
-    return _HOST_RE.fullmatch(server) is not None
+    parts = split_identifier(user_id, "@")
+    return parts is not None and _HOST_RE.fullmatch(parts[1]) is not None
 
 
 def _domain(identifier: Any) -> str | None:

@@ -31,7 +31,16 @@ def reference_event_id(pdu: Mapping[str, Any], room_version: RoomVersion) -> str
         raise ValueError(
             "room version %s has no hash-based event IDs" % room_version.identifier
         )
-    digest = compute_reference_hash(pdu, room_version)
+    return event_id_from_reference_hash(compute_reference_hash(pdu, room_version), room_version)
+
+
+def event_id_from_reference_hash(digest: bytes, room_version: RoomVersion) -> str:
+    """The event ID (room v3+ formats) of an event whose reference hash is C{digest}."""
+    fmt = room_version.event_id_format
+    if fmt is EventIdFormat.SERVER_MADE:
+        raise ValueError(
+            "room version %s has no hash-based event IDs" % room_version.identifier
+        )
     return "$" + encode_base64(digest, urlsafe=fmt is EventIdFormat.URL_SAFE_BASE64)
 
 

@@ -11,6 +11,7 @@ no I/O: the keyring fetches keys, then calls L{verify_event_signatures}.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
@@ -123,19 +124,26 @@ def hash_and_sign_event(
     room_version: RoomVersion,
     signing_key: SigningKey,
     server_name: str,
-) -> None:
+) -> bytes:
     """
     Add the content hash, then sign the redacted event and add the
     signature to C{pdu} (server-server-api "Adding hashes and signatures to
     outgoing events"). Existing signatures are kept.
+
+    @return: the reference hash of the signed event (its event ID in room
+        v3+, L{conduit_tw.events.event_ids.event_id_from_reference_hash}):
+        the signed bytes, the redacted event without C{signatures} and
+        C{unsigned}, are exactly what the reference hash covers, so the
+        event is redacted and encoded once for both.
     """
     add_content_hash(pdu)
-    new = compute_event_signature(pdu, room_version, signing_key, server_name)
+    message = _signable_bytes(redact_pdu(pdu, room_version))
+    signature = signing_key.sign(message).signature
     sigs = pdu.get("signatures")
     if not isinstance(sigs, dict):
         sigs = pdu["signatures"] = {}
-    for server, by_key in new.items():
-        sigs.setdefault(server, {}).update(by_key)
+    sigs.setdefault(server_name, {})[key_id_of(signing_key)] = encode_base64(signature)
+    return hashlib.sha256(message).digest()
 
 
 def effective_valid_until_ts(valid_until_ts: int, fetched_at_ts: int) -> int:

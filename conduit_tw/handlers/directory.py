@@ -60,6 +60,7 @@ from conduit_tw.events.auth_rules import (
     POWER_LEVELS_KEY,
     get_send_level,
     get_user_power_level,
+    split_identifier,
 )
 from conduit_tw.handlers.rooms import alias_forbidden
 from conduit_tw.logging import get_logger
@@ -100,13 +101,10 @@ def is_valid_alias(alias: Any) -> bool:
     C{#localpart:server_name}, the localpart without C{:} or NUL, at most
     255 bytes in all.
     """
-    if not isinstance(alias, str) or not alias.startswith("#"):
+    parts = split_identifier(alias, "#")
+    if parts is None:
         return False
-    if len(alias.encode("utf-8", "surrogatepass")) > 255:
-        return False
-    localpart, sep, server = alias[1:].partition(":")
-    if not sep or "\x00" in localpart:
-        return False
+    localpart, server = parts
     if any(0xD800 <= ord(c) <= 0xDFFF for c in localpart):
         return False
     return is_valid_server_name(server)

@@ -11,7 +11,13 @@ current state by C{auth_rules.auth_types_for_event}, depth = max depth + 1,
 content hash and signature (C{signing.hash_and_sign_event}), event ID per
 room version, C{validation.validate_pdu}, then C{auth_rules.check_auth}
 (AuthError -> 403 M_FORBIDDEN with its message), then
-C{EventStore.persist}.
+C{EventStore.persist_apply}. The room's slot is released as soon as the
+event is applied (visible to the next build, caches updated); the send
+then waits, outside the slot, until the event is durable (SQLite's group
+commit makes that one fsync for all the events of a reactor turn), and
+only then answers: the notifier and the post-persist hooks run at that
+point too (C{after_commit}). Events of a room commit in the order they
+were built, so a crash loses a suffix of unacknowledged events at worst.
 
 Several events can be built and persisted in one transaction (room
 creation): pass the same L{StoreTxn} to L{EventHandler.build} and
@@ -33,14 +39,15 @@ from conduit_tw.events.auth_rules import (
     get_named_level,
     get_user_power_level,
 )
+from conduit_tw.events.canonical_json import InvalidJson, encode_canonical_json
 from conduit_tw.events.event import Event
-from conduit_tw.events.event_ids import compute_event_id
-from conduit_tw.events.room_versions import RoomVersion
+from conduit_tw.events.event_ids import compute_event_id, event_id_from_reference_hash
+from conduit_tw.events.room_versions import EventIdFormat, RoomVersion
 from conduit_tw.events.signing import hash_and_sign_event
 from conduit_tw.events.validation import InvalidEvent, validate_pdu
 from conduit_tw.storage.stores.rooms import RoomInfo, txn_key
 from conduit_tw.storage.stores.timeline import StoredEvent
-from conduit_tw.storage.txn import StoreTxn
+from conduit_tw.storage.txn import Durability, StoreTxn
 from conduit_tw.util.linearizer import Linearizer
 
 if TYPE_CHECKING:
@@ -56,6 +63,20 @@ _ALPHABET = string.ascii_letters + string.digits
 def random_string(n: int) -> str:
     """A random alphanumeric string."""
     return "".join(secrets.choice(_ALPHABET) for _ in range(n))
+
+
+class NewEvent(Event):
+    """
+    An event built here, with its canonical JSON (encoded once, for the
+    size check) for the store to reuse (C{TimelineStore.put}).
+    """
+
+    __slots__ = ("canonical",)
+
+    def __init__(self, pdu: dict[str, Any], event_id: str, room_version: RoomVersion) -> None:
+        super().__init__(pdu, event_id, room_version)
+        #: The PDU as canonical JSON once validated (None before).
+        self.canonical: bytes | None = None
 
 
 class EventHandler:
@@ -74,19 +95,31 @@ class EventHandler:
         #: L{MatrixError} to refuse it (e.g. the directory's check of
         #: m.room.canonical_alias). Room creation does not run them.
         self.validators: list[Callable[[RoomInfo, Event], Any]] = []
+        #: Events sent with a transaction ID that are applied but not yet
+        #: durable (a retry waits for them before answering).
+        self._unsettled: dict[str, Durability] = {}
 
     # ------------------------------------------------------------------
     # Building
 
-    def _sign(self, pdu: dict[str, Any], version: RoomVersion) -> Event:
+    def _sign(self, pdu: dict[str, Any], version: RoomVersion) -> NewEvent:
         keys = self.hs.server_keys
-        hash_and_sign_event(pdu, version, keys.signing_key, self.server_name)
-        event_id = compute_event_id(pdu, version)
-        return Event(pdu, event_id, version)
+        # One redaction and one encoding for both the signature and the ID.
+        digest = hash_and_sign_event(pdu, version, keys.signing_key, self.server_name)
+        if version.event_id_format is EventIdFormat.SERVER_MADE:
+            event_id = compute_event_id(pdu, version)
+        else:
+            event_id = event_id_from_reference_hash(digest, version)
+        return NewEvent(pdu, event_id, version)
 
-    def _validate(self, event: Event) -> None:
+    def _validate(self, event: NewEvent) -> None:
         try:
-            validate_pdu(event.pdu, event.room_version)
+            encoded: bytes | None = encode_canonical_json(event.pdu)
+        except InvalidJson:
+            encoded = None  # validate_pdu says why
+        try:
+            validate_pdu(event.pdu, event.room_version, encoded)
+            event.canonical = encoded
         except InvalidEvent as e:
             if "larger than" in e.message:
                 raise MatrixError(413, Codes.TOO_LARGE, "Event is too large: " + e.message) from None
@@ -102,7 +135,7 @@ class EventHandler:
         content: dict[str, Any],
         room_id: str | None,
         origin_server_ts: int | None = None,
-    ) -> Event:
+    ) -> NewEvent:
         """
         Build and check an m.room.create event. C{room_id} is ignored for
         room v12, whose room ID is derived from the event (so two rooms
@@ -143,7 +176,7 @@ class EventHandler:
         *,
         txn: StoreTxn | None = None,
         redacts: str | None = None,
-    ) -> Event:
+    ) -> NewEvent:
         """
         Build, sign and authorise an event on top of the room's current
         state (as changed by C{txn} so far).
@@ -227,39 +260,70 @@ class EventHandler:
 
         With C{txn_id}, the send is idempotent per user, device and kind:
         a retry returns the event of the first attempt (also after a
-        restart; the mapping is written with the event).
+        restart; the mapping is written with the event), once it is
+        durable.
+
+        Returns once the event is durable.
         """
         key = None
         if txn_id is not None:
             key = txn_key(txn_kind, sender, device_id, txn_id)
             existing = await self._txn_event(key)
             if existing is not None:
-                return existing
+                return await self._settled(existing)
         room = await self.get_room_or_404(room_id)
         contended = self.linearizer.is_busy(room_id)
         async with self.linearizer.queue(room_id):
             if key is not None and contended:
                 # A retry of the same transaction may have been ahead of us.
                 existing = await self._txn_event(key)
-                if existing is not None:
-                    return existing
-            if redacts is not None:
-                await self._check_redaction(room, sender, redacts)
-            event = await self.build(
-                room, sender, event_type, content, state_key, redacts=redacts
-            )
-            for validator in list(self.validators):
-                result = validator(room, event)
-                if hasattr(result, "__await__"):
-                    await result
-            extras = {"tx": [device_id, txn_id]} if txn_id is not None else None
-            return await self.store.persist(event, txn_key=key, extras=extras, new_event=True)
+            else:
+                existing = None
+            if existing is None:
+                if redacts is not None:
+                    await self._check_redaction(room, sender, redacts)
+                event = await self.build(
+                    room, sender, event_type, content, state_key, redacts=redacts
+                )
+                for validator in list(self.validators):
+                    result = validator(room, event)
+                    if hasattr(result, "__await__"):
+                        await result
+                extras = {"tx": [device_id, txn_id]} if txn_id is not None else None
+                stored, durable = await self.store.persist_apply(
+                    event, txn_key=key, extras=extras, new_event=True
+                )
+                if key is not None and not durable.done:
+                    self._track(stored.event_id, durable)
+        if existing is not None:
+            return await self._settled(existing)
+        # The room's slot is free again: the next event builds on this one
+        # while it is being committed.
+        await durable
+        return stored
+
+    def _track(self, event_id: str, durable: Durability) -> None:
+        unsettled = self._unsettled
+        unsettled[event_id] = durable
+
+        def settled(_: object) -> None:
+            if unsettled.get(event_id) is durable:
+                del unsettled[event_id]
+
+        durable.wait().addBoth(settled)
 
     async def _txn_event(self, key: bytes) -> StoredEvent | None:
         event_id = await self.store.rooms.get_txn_event(key)
         if event_id is None:
             return None
         return await self.store.get_event(event_id)
+
+    async def _settled(self, stored: StoredEvent) -> StoredEvent:
+        """C{stored} once durable (a retry may find an event still committing)."""
+        durable = self._unsettled.get(stored.event_id)
+        if durable is not None:
+            await durable
+        return stored
 
     async def _check_redaction(self, room: RoomInfo, sender: str, target_id: str) -> None:
         """Local policy: the target must exist here; others' events need redact power."""

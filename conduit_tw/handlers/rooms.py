@@ -327,7 +327,10 @@ class RoomCreationHandler:
                     invite.update(await self._invitee_profile(user))
                     await send("m.room.member", invite, user)
 
-                await txn.commit()
+                durable = await txn.apply()
+            # Applied (the room can be used by the next request); answer
+            # once durable, outside the room's slot.
+            await durable
         except MatrixError as e:
             txn.abort()
             if e.errcode == Codes.FORBIDDEN:

@@ -57,6 +57,29 @@ _STRIPPED_TYPES = (
 _MAX_TIMELINE_PAGES = 8
 
 
+def _timeline_and_state(
+    ctx: "SyncContext",
+    timeline: list[StoredEvent],
+    timeline_json: list[dict[str, Any]],
+    limited: bool,
+    hi: int,
+    state_json: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """
+    The C{timeline} and C{state} (C{state_after}) sections of a room entry;
+    C{hi} is the timeline's upper bound, which C{prev_batch} falls back on
+    when the timeline is empty.
+    """
+    return {
+        "timeline": {
+            "events": timeline_json,
+            "limited": limited,
+            "prev_batch": encode_token((timeline[0].order if timeline else hi) - 1),
+        },
+        "state_after" if ctx.use_state_after else "state": {"events": state_json},
+    }
+
+
 def stripped(event: StoredEvent) -> dict[str, Any]:
     """A stripped state event (type, state_key, sender, content)."""
     pdu = event.pdu
@@ -348,7 +371,6 @@ class RoomSync:
             return None
 
         serializer = hs.serializer
-        entry: dict[str, Any] = {}
         tl_json = await serializer.serialize_events(
             timeline, ctx.user_id, ctx.device_id, include_room_id=False
         )
@@ -358,12 +380,7 @@ class RoomSync:
         if ctx.filter.event_fields is not None:
             tl_json = [ctx.filter.project(e) for e in tl_json]
             state_json = [ctx.filter.project(e) for e in state_json]
-        entry["timeline"] = {
-            "events": tl_json,
-            "limited": limited,
-            "prev_batch": encode_token((timeline[0].order if timeline else hi) - 1),
-        }
-        entry["state_after" if ctx.use_state_after else "state"] = {"events": state_json}
+        entry = _timeline_and_state(ctx, timeline, tl_json, limited, hi, state_json)
         entry["ephemeral"] = {"events": ephemeral}
         entry["account_data"] = {"events": room_data}
         counts = await hs.notifications.room_counts(ctx.user_id, room.short)
@@ -413,24 +430,15 @@ class RoomSync:
                 ctx, room, base, target_hash, timeline, include_self=base is None
             )
         serializer = hs.serializer
-        entry: dict[str, Any] = {
-            "timeline": {
-                "events": await serializer.serialize_events(
-                    timeline, ctx.user_id, ctx.device_id, include_room_id=False
-                ),
-                "limited": limited,
-                "prev_batch": encode_token((timeline[0].order if timeline else hi) - 1),
-            },
-            "state_after" if ctx.use_state_after else "state": {
-                "events": await serializer.serialize_events(
-                    state, ctx.user_id, ctx.device_id, include_room_id=False
-                ),
-            },
-            "account_data": {
-                "events": [
-                    e for e in (account_data or ()) if ctx.filter.room_account_data.matches(e)
-                ],
-            },
+        tl_json = await serializer.serialize_events(
+            timeline, ctx.user_id, ctx.device_id, include_room_id=False
+        )
+        state_json = await serializer.serialize_events(
+            state, ctx.user_id, ctx.device_id, include_room_id=False
+        )
+        entry = _timeline_and_state(ctx, timeline, tl_json, limited, hi, state_json)
+        entry["account_data"] = {
+            "events": [e for e in (account_data or ()) if ctx.filter.room_account_data.matches(e)],
         }
         return entry
 

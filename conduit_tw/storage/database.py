@@ -147,9 +147,13 @@ def check_schema(db: IKeyValueDatabase, where: str = "the database") -> Deferred
     return Deferred.fromCoroutine(check())
 
 
-def _now(d: Deferred[Any], what: str) -> Any:
+def _now(d: Deferred[Any], what: str, db: Any = None) -> Any:
     results: list[Any] = []
     d.addBoth(results.append)
+    if not results and hasattr(db, "flush"):
+        # A backend that groups commits (SQLite) fires write Deferreds at
+        # its commit: make it commit now.
+        db.flush()
     if not results:
         d.cancel()
         raise TypeError(
@@ -187,7 +191,7 @@ def open_database(
             f"the {backend.name} backend cannot open {path!r}: {e}"
         ) from e
     try:
-        _now(check_schema(db, f"database {path!r}"), f"backend {backend.name!r}")
+        _now(check_schema(db, f"database {path!r}"), f"backend {backend.name!r}", db)
     except BaseException:
         db.close()
         raise

@@ -21,8 +21,11 @@ batch the event, its short id, its timeline place and stream position, the
 state after it (as a diff, state.py), the room head (current state,
 extremities, depth, counts), the membership indexes, the client
 transaction ID and, for redactions, the pruned target. Several events can
-share one batch (room creation) by passing the same L{StoreTxn}. After the
-commit it updates the caches and wakes the notifier.
+share one batch (room creation) by passing the same L{StoreTxn}. Once the
+batch is applied it updates the caches (so the next event of the room can
+be built on it at once); once it is durable it wakes the notifier.
+L{persist_apply} returns at the first point (the caller releases the room
+lock) with a Deferred for the second.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from conduit_tw.storage.stores.timeline import (
     StoredEvent,
     TimelineStore,
 )
-from conduit_tw.storage.txn import StoreTxn
+from conduit_tw.storage.txn import Durability, StoreTxn
 from conduit_tw.util.caches import scaled
 
 StateKey = tuple[str, str]
@@ -370,11 +373,44 @@ class EventStore:
             at once (the caller commits; later events of the same
             transaction see this one's effects).
         @return: the stored event (the existing one if it was already
-            stored).
+            stored), once durable (with C{txn}: once added to it).
         """
-        own = txn is None
-        if txn is None:
-            txn = self.txn()
+        if txn is not None:
+            try:
+                return await self._persist(
+                    txn, event, state_before, kind, soft_failed, current_state, txn_key,
+                    extras, new_event,
+                )
+            except BaseException:
+                txn.abort()
+                raise
+        stored, durable = await self.persist_apply(
+            event, state_before=state_before, kind=kind, soft_failed=soft_failed,
+            current_state=current_state, txn_key=txn_key, extras=extras, new_event=new_event,
+        )
+        await durable
+        return stored
+
+    async def persist_apply(
+        self,
+        event: Event,
+        *,
+        state_before: int | Mapping[StateKey, str] | None = None,
+        kind: str = TIMELINE,
+        soft_failed: bool = False,
+        current_state: int | Mapping[StateKey, str] | None = None,
+        txn_key: bytes | None = None,
+        extras: dict[str, Any] | None = None,
+        new_event: bool = False,
+    ) -> tuple[StoredEvent, Durability]:
+        """
+        L{persist} in its own transaction, returning as soon as the batch
+        is applied and the caches updated (the next event of the room may
+        be built on it: release the room lock then), with a L{Durability}
+        to await: it fires once the batch is durable and the notifier was
+        told. Answer the client only after that.
+        """
+        txn = self.txn()
         try:
             stored = await self._persist(
                 txn, event, state_before, kind, soft_failed, current_state, txn_key, extras,
@@ -383,9 +419,7 @@ class EventStore:
         except BaseException:
             txn.abort()
             raise
-        if own:
-            await txn.commit()
-        return stored
+        return stored, await txn.apply()
 
     async def _persist(
         self,
@@ -462,7 +496,7 @@ class EventStore:
             txn, event, short, room.short, order, before, after, flags, extras
         )
         pending_events[short] = stored
-        txn.after_commit(lambda: pending_events.pop(short, None))
+        txn.on_applied(lambda: pending_events.pop(short, None))
 
         # -- redactions prune their target at once
         if event.type == "m.room.redaction" and not rejected and not soft_failed and order:
@@ -511,7 +545,7 @@ class EventStore:
                 if heads.get(room.short) is final_head:
                     self.rooms.cache_head(room.short, final_head)
 
-            txn.after_commit(cache_head)
+            txn.on_applied(cache_head)
 
         if txn_key is not None:
             self.rooms.put_txn_event(txn, txn_key, event.event_id)

@@ -133,6 +133,9 @@ class IKeyValueDatabase(Interface):
         not C{bytes}, a tree never opened with L{open_tree}), none is
         applied and the Deferred fails. Watches fire after the commit.
 
+        Writes become durable in the order they are issued: when one's
+        Deferred fires, every write issued before it is durable too.
+
         @return: a L{Deferred} firing with C{None} once durable.
         """
 

@@ -5,18 +5,28 @@ tree (C{key BLOB PRIMARY KEY, value BLOB NOT NULL}), write-ahead log.
 Design
 ======
 
-  - One connection, used only from the reactor thread. Every call runs
-    synchronously and returns an already-fired L{Deferred}: a point read is
+  - One connection, used only from the reactor thread. Reads run
+    synchronously and return an already-fired L{Deferred}: a point read is
     a few microseconds, far less than a thread hop would cost. The one slow
     operation, L{SQLiteDatabase.backup}, runs in the reactor's thread pool
     on a connection of its own.
   - The SQL of every tree is built once, in L{SQLiteDatabase.open_tree};
     the statement cache is sized so that every tree's statements stay
     prepared.
-  - A batch is one C{BEGIN IMMEDIATE ... COMMIT}; any failure rolls it
-    back, so nothing of it is applied. The tables check C{typeof(...) =
-    'blob'} so a C{str} or C{int} is refused instead of being stored as
-    TEXT or INTEGER (which would also sort apart from every blob).
+  - Group commit. Writes (L{SQLiteDatabase.write}, C{insert}, C{remove},
+    C{increment}) are applied at once, inside one open transaction
+    (C{BEGIN IMMEDIATE} by the first write after a commit), so reads on
+    the connection see them immediately. Each batch runs inside a
+    C{SAVEPOINT}: a failing batch is rolled back to it, leaving nothing of
+    itself and nothing else undone, and its Deferred fails at once. The
+    Deferreds of the applied writes fire after the shared C{COMMIT}, which
+    runs once per reactor turn (C{reactor.callLater(0)}) or at once when
+    L{MAX_PENDING} writes are waiting, on L{SQLiteDatabase.flush},
+    L{SQLiteDatabase.backup} and L{SQLiteDatabase.close}. Prefix watches
+    fire after the C{COMMIT}, before the write Deferreds. The tables check
+    C{typeof(...) = 'blob'} so a C{str} or C{int} is refused instead of
+    being stored as TEXT or INTEGER (which would also sort apart from every
+    blob).
 
 Durability: C{synchronous = FULL} by default
 ============================================
@@ -37,14 +47,33 @@ value may already be in clients' hands.
     reused for other events: clients silently miss them. With C{FULL} the
     WAL is fsynced at every commit, so an acknowledged write is on disk.
 
-C{FULL} costs one fsync per commit, that is per L{IKeyValueDatabase.write}
-or single-key write, not per key (a whole event is one batch); reads are
-unaffected. A homeserver commits tens of times a second, not thousands,
-so we pay it. Operators who accept losing the last moments before a power
-cut (a throwaway test server, a battery-backed box) can set the backend
-option C{sqlite_synchronous = "normal"}, which is still safe against
-process crashes and never corrupts the file. C{"extra"} is accepted;
-C{"off"} is refused, because a power cut can then corrupt the database.
+C{FULL} costs one fsync per C{COMMIT}, and thanks to group commit a
+C{COMMIT} covers every write of a reactor turn (all the events, receipts,
+notifications ... applied during it), not one write; reads are unaffected.
+Operators who accept losing the last moments before a power cut (a
+throwaway test server, a battery-backed box) can set the backend option
+C{sqlite_synchronous = "normal"}, which is still safe against process
+crashes and never corrupts the file. C{"extra"} is accepted; C{"off"} is
+refused, because a power cut can then corrupt the database.
+
+Group commit keeps the rule: a write's Deferred fires only after the
+C{COMMIT} that made it durable. Writes become durable in the order they
+were applied (one transaction stream), so code may build on a write that
+is applied but not durable yet (the next event of a room on the previous
+one): a crash loses a suffix of the applied writes, never a prefix, and
+never anything acknowledged. What it does not give: a reader on this
+connection may see applied data up to one reactor turn before it is
+durable; anything that acknowledges (answers a client, notifies a sync)
+must wait for the Deferred.
+
+Fail-stop. If a C{COMMIT} fails (disk full, I/O error), or an error makes
+SQLite roll back the whole open transaction, the writes applied since the
+last commit are gone although in-memory state above us (caches, counters)
+already believes in them. The database then logs a critical error, fails
+the Deferreds of every pending write with L{WritesRefused}, and refuses
+every later write with it; reads go on (committed data). The server must
+be restarted (after fixing the disk): it never acknowledges, or builds
+on, data that is not stored.
 """
 
 from __future__ import annotations
@@ -56,8 +85,10 @@ from typing import Any, Iterable
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from conduit_tw.logging import get_logger
 from conduit_tw.storage.batch import WriteBatch
 from conduit_tw.storage.interfaces import (
     IKeyValueDatabase,
@@ -73,8 +104,24 @@ _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL", "extra": "EXTRA"}
 _U64 = struct.Struct(">Q")
 _NO_LIMIT = -1  # SQLite: a negative LIMIT means no limit
 
+#: Writes waiting for the C{COMMIT} above which it runs at once instead of
+#: at the end of the reactor turn (bounds the transaction and the latency
+#: of a turn that writes a lot).
+MAX_PENDING = 1000
+
 _succeed = defer.succeed
 _fail = defer.fail
+
+log = get_logger("conduit_tw.storage.sqlite")
+
+
+class WritesRefused(Exception):
+    """
+    A C{COMMIT} failed (or SQLite rolled the open transaction back): the
+    writes applied since the last commit are lost, and the database
+    refuses every write until the server is restarted (fail-stop, see the
+    module docstring).
+    """
 
 
 def _quote(name: str) -> str:
@@ -174,41 +221,52 @@ class SQLiteTree:
         """Keys starting with C{prefix} (see L{IKeyValueTree.scan_prefix})."""
         return self.iter_range(prefix, prefix_end(prefix), reverse, limit)
 
+    # One statement is atomic by itself (a failing one is undone without
+    # ending the transaction), so single-key writes need no savepoint.
+
     def insert(self, key: bytes, value: bytes) -> Deferred[None]:
-        """Set one key (see L{IKeyValueTree.insert})."""
+        """Set one key (see L{IKeyValueTree.insert}); fires after the commit."""
+        db = self._db
+        if db._refused is not None or not db._in_txn:
+            failed = db._begin()
+            if failed is not None:
+                return failed
         try:
             self._cur.execute(self._put, (key, value))
         except BaseException:
-            return _fail()
-        self._db._watchers.wake(self.name, key)
-        return _succeed(None)
+            return db._failed_write()
+        return db._pending_write(None, (self.name, key))
 
     def remove(self, key: bytes) -> Deferred[None]:
-        """Remove one key (see L{IKeyValueTree.remove})."""
+        """Remove one key (see L{IKeyValueTree.remove}); fires after the commit."""
+        db = self._db
+        if db._refused is not None or not db._in_txn:
+            failed = db._begin()
+            if failed is not None:
+                return failed
         try:
             self._cur.execute(self._del, (key,))
         except BaseException:
-            return _fail()
-        self._db._watchers.wake(self.name, key)
-        return _succeed(None)
+            return db._failed_write()
+        return db._pending_write(None, (self.name, key))
 
     def increment(self, key: bytes) -> Deferred[int]:
         """Add one to a u64 counter (see L{IKeyValueTree.increment})."""
+        db = self._db
+        if db._refused is not None or not db._in_txn:
+            failed = db._begin()
+            if failed is not None:
+                return failed
         cur = self._cur
         try:
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                row = cur.execute(self._get, (key,)).fetchone()
-                n = next_counter(None if row is None else row[0], self.name, key)
-                cur.execute(self._put, (key, _U64.pack(n)))
-                cur.execute("COMMIT")
-            except BaseException:
-                self._db._rollback()
-                raise
+            # Inside the open transaction: increments of the same turn see
+            # each other, so each number is handed out once.
+            row = cur.execute(self._get, (key,)).fetchone()
+            n = next_counter(None if row is None else row[0], self.name, key)
+            cur.execute(self._put, (key, _U64.pack(n)))
         except BaseException:
-            return _fail()
-        self._db._watchers.wake(self.name, key)
-        return _succeed(n)
+            return db._failed_write()
+        return db._pending_write(n, (self.name, key))
 
     def watch_prefix(self, prefix: bytes) -> Deferred[None]:
         """Wait for a write under C{prefix} (see L{IKeyValueTree.watch_prefix})."""
@@ -254,6 +312,9 @@ class SQLiteDatabase:
                 raise RuntimeError(f"{self.filename}: cannot use WAL (got {mode!r})")
             self._cur.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[level]}")
             self._cur.execute(f"PRAGMA cache_size = {-int(cache_mb * 1024)}")
+            # The savepoint of each batch keeps the original of every page it
+            # changes in a sub-journal: in memory, not in a temporary file.
+            self._cur.execute("PRAGMA temp_store = MEMORY")
         except BaseException:
             self._conn.close()
             raise
@@ -263,6 +324,17 @@ class SQLiteDatabase:
         self._del: dict[str, str] = {}
         self._watchers = PrefixWatchers()
         self._closed = False
+        # -- group commit (see the module docstring)
+        #: Whether our transaction (BEGIN IMMEDIATE) is open.
+        self._in_txn = False
+        #: Applied writes waiting for the COMMIT: (Deferred, result, what
+        #: to wake: a batch, or a (tree, key) pair).
+        self._pending: list[tuple[Deferred[Any], Any, Any]] = []
+        self._commit_call: Any = None
+        #: Set once a COMMIT failed: every write fails with it (fail-stop).
+        self._refused: WritesRefused | None = None
+        #: How many COMMITs ran (tests and metrics).
+        self.commits = 0
 
     def __repr__(self) -> str:
         return f"<SQLiteDatabase {self.filename!r}>"
@@ -291,43 +363,173 @@ class SQLiteDatabase:
         """A new, empty L{WriteBatch}."""
         return WriteBatch()
 
-    def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            self._cur.execute("ROLLBACK")
+    #: Writes are visible to reads as soon as L{write} returns, before they
+    #: are durable (L{conduit_tw.storage.txn.StoreTxn.apply} relies on it).
+    writes_visible_at_once = True
 
     def write(self, batch: IWriteBatch) -> Deferred[None]:
-        """Apply C{batch} in one transaction (see L{IKeyValueDatabase.write})."""
+        """
+        Apply C{batch} atomically in the open transaction (see
+        L{IKeyValueDatabase.write}); the Deferred fires after the commit.
+        """
+        if self._refused is not None or not self._in_txn:
+            if not len(batch) and self._refused is None:
+                return _succeed(None)  # nothing to apply, nothing pending
+            failed = self._begin()
+            if failed is not None:
+                return failed
         execute = self._cur.execute
         put = self._put
         delete = self._del
         tree = None
         try:
-            execute("BEGIN IMMEDIATE")
-            try:
-                for tree, key, value in batch:
-                    if value is None:
-                        execute(delete[tree], (key,))
-                    else:
-                        execute(put[tree], (key, value))
-                execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-        except KeyError:
-            if tree is not None and tree not in put:
-                return _fail(ValueError(f"write: tree {tree!r} was never opened"))
-            return _fail()
+            execute("SAVEPOINT w")
+            for tree, key, value in batch:
+                if value is None:
+                    execute(delete[tree], (key,))
+                else:
+                    execute(put[tree], (key, value))
+            execute("RELEASE w")
+        except BaseException as e:
+            error = e
+            if isinstance(e, KeyError) and tree is not None and tree not in put:
+                error = ValueError(f"write: tree {tree!r} was never opened")
+            if self._conn.in_transaction:
+                try:
+                    execute("ROLLBACK TO w")
+                    execute("RELEASE w")
+                except BaseException:
+                    self._refuse_writes(Failure(), "rolling back a failed batch")
+            return self._failed_write(error)
+        return self._pending_write(None, batch)
+
+    # -- group commit ---------------------------------------------------------
+
+    def _begin(self) -> Deferred[Any] | None:
+        """Open our transaction; a failed Deferred if writes cannot go on."""
+        if self._refused is not None:
+            return _fail(self._refused)
+        if self._closed:
+            return _fail(sqlite3.ProgrammingError("the database is closed"))
+        try:
+            self._cur.execute("BEGIN IMMEDIATE")
         except BaseException:
             return _fail()
-        self._watchers.wake_batch(batch)
-        return _succeed(None)
+        self._in_txn = True
+        return None
+
+    def _failed_write(self, error: BaseException | None = None) -> Deferred[Any]:
+        """
+        A write failed and was undone by itself (statement or savepoint);
+        if SQLite rolled the whole transaction back instead, the pending
+        writes are lost too: fail-stop.
+        """
+        failure = Failure(error) if error is not None else Failure()
+        if self._in_txn and not self._conn.in_transaction:
+            if self._pending:
+                self._refuse_writes(failure, "a failed write rolled the transaction back")
+            else:
+                self._in_txn = False  # nothing else was in it: nothing lost
+        return _fail(failure)
+
+    def _pending_write(self, result: Any, changes: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        pending = self._pending
+        pending.append((d, result, changes))
+        if len(pending) >= MAX_PENDING:
+            self.flush()
+        elif self._commit_call is None:
+            reactor = self._reactor
+            if reactor is None:
+                from twisted.internet import reactor
+            self._commit_call = reactor.callLater(0, self._scheduled_commit)
+        return d
+
+    def _scheduled_commit(self) -> None:
+        self._commit_call = None
+        self.flush()
+
+    def flush(self) -> None:
+        """
+        Commit the open transaction now (one fsync with C{FULL}), then wake
+        the watches and fire the Deferreds of the writes it made durable,
+        in the order they were applied. Runs by itself once per reactor
+        turn; call it to make writes durable at once (start-up, tests).
+        """
+        call = self._commit_call
+        if call is not None:
+            self._commit_call = None
+            if call.active():
+                call.cancel()
+        if not self._in_txn:
+            return
+        pending = self._pending
+        self._pending = []
+        try:
+            self._cur.execute("COMMIT")
+        except BaseException:
+            self._refuse_writes(Failure(), "COMMIT failed", pending)
+            return
+        self._in_txn = False
+        self.commits += 1
+        watchers = self._watchers
+        if watchers._trees:
+            for _, _, changes in pending:
+                if type(changes) is tuple:
+                    watchers.wake(changes[0], changes[1])
+                else:
+                    watchers.wake_batch(changes)
+        for d, result, _ in pending:
+            if not d.called:  # a waiter may have cancelled it
+                d.callback(result)
+
+    def _refuse_writes(
+        self,
+        failure: Failure,
+        what: str,
+        pending: list[tuple[Deferred[Any], Any, Any]] | None = None,
+    ) -> None:
+        """Fail-stop (module docstring): lose the open transaction, refuse writes."""
+        if pending is None:
+            pending = self._pending
+        self._pending = []
+        lost = len(pending)
+        if self._refused is None:
+            self._refused = WritesRefused(
+                f"{self.filename}: {what} ({failure.getErrorMessage()}); "
+                "the database refuses writes until the server is restarted"
+            )
+            self._refused.__cause__ = failure.value
+        log.critical(
+            "{db}: {what}: {error}. {lost} applied writes since the last commit are "
+            "lost and failed; refusing every further write (fail-stop). Restart the "
+            "server once the cause (disk full? I/O error?) is fixed.",
+            db=self.filename,
+            what=what,
+            error=failure.getErrorMessage(),
+            lost=lost,
+            log_failure=failure,
+        )
+        self._in_txn = False
+        try:
+            if self._conn.in_transaction:
+                self._cur.execute("ROLLBACK")
+        except BaseException:
+            log.failure("{db}: ROLLBACK after a failed commit failed", db=self.filename)
+        refused = self._refused
+        for d, _, _ in pending:
+            if not d.called:
+                d.errback(Failure(refused))
 
     def backup(self, path: str) -> Deferred[None]:
         """
         Copy the database into C{<path>/conduit.db} with SQLite's online
         backup API, in a thread, from a connection of its own: WAL lets the
-        server keep writing while the copy reads one consistent snapshot.
+        server keep writing while the copy reads one consistent snapshot
+        (which includes the writes applied before the call: they are
+        committed first).
         """
+        self.flush()
         if self._reactor is None:
             from twisted.internet import reactor
         else:
@@ -339,10 +541,24 @@ class SQLiteDatabase:
         )
 
     def close(self) -> None:
-        """Close the connection; pending watches never fire."""
-        if not self._closed:
-            self._closed = True
-            self._conn.close()
+        """
+        Commit the writes applied so far (their Deferreds fire), then close
+        the connection; pending watches never fire.
+        """
+        if self._closed:
+            return
+        # The Deferreds fired by a commit may write again: commit those too.
+        for _ in range(100):
+            if not self._in_txn:
+                break
+            self.flush()
+        self._closed = True
+        if self._in_txn:
+            self._refuse_writes(
+                Failure(sqlite3.ProgrammingError("writes still coming at close")),
+                "closing while writes keep arriving",
+            )
+        self._conn.close()
 
 
 def _fsync(path: str, directory: bool = False) -> None:

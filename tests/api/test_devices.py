@@ -139,7 +139,9 @@ class DeviceTests(AccountsTestCase):
         self.assertEqual(stored.last_seen_ts, written_ts)
         r = await self.request("GET", DEVICES, access_token=a["access_token"], client_ip="10.1.2.3")
         self.assertGreater(r.json["devices"][0]["last_seen_ts"], written_ts)
-        # After the flush interval it is written.
+        # After the flush interval it is written (once the first write is
+        # durable: one flush at a time).
+        self.commit()
         self.clock.advance(devices_module.LAST_SEEN_FLUSH_MS / 1000)
         await self.request("GET", "/_matrix/client/v3/account/whoami",
                            access_token=a["access_token"], client_ip="10.1.2.3")

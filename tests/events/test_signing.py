@@ -104,6 +104,24 @@ class SpecVectorTests(SynchronousTestCase):
                 },
             )
 
+    def test_sign_returns_reference_hash(self) -> None:
+        """
+        hash_and_sign_event returns the reference hash of the signed event
+        (the signed bytes are its input), in every room version, with
+        existing signatures and unsigned data present.
+        """
+        from conduit_tw.events.hashes import compute_reference_hash
+        from conduit_tw.events.room_versions import KNOWN_ROOM_VERSIONS
+
+        for v in KNOWN_ROOM_VERSIONS:
+            rv = get_room_version(v)
+            for base in (SPEC_MINIMAL_EVENT, SPEC_REDACTABLE_EVENT):
+                pdu = copy.deepcopy(base)
+                pdu["signatures"] = {"other": {"ed25519:x": "c2ln"}}
+                digest = hash_and_sign_event(pdu, rv, spec_signing_key(), SPEC_SERVER)
+                self.assertEqual(digest, compute_reference_hash(pdu, rv), v)
+                self.assertEqual(set(pdu["signatures"]), {"other", SPEC_SERVER})
+
     def test_sign_redactable_event(self) -> None:
         """The event with redactable content (a v1 event with event_id)."""
         pdu = copy.deepcopy(SPEC_REDACTABLE_EVENT)

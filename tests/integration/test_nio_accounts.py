@@ -10,61 +10,14 @@ process), so these are synchronous trial tests.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-from typing import Any
-
-from twisted.trial import unittest
-
-from tests.integration.process import ServerProcess, free_port
-
-try:
-    import nio
-    import nio.responses
-except ImportError:  # pragma: no cover - nio is a test dependency
-    nio = None
+from tests.integration.nio_support import NIO_MISSING, OPEN_REGISTRATION, ServerTestCase, nio
 
 
-def _config(data: str, port: int, extra: str) -> str:
-    return (
-        "[global]\n"
-        'server_name = "localhost"\n'
-        f'database_path = "{data}"\n'
-        'address = "127.0.0.1"\n'
-        f"port = {port}\n"
-        "allow_registration = true\n"
-        "rc_login_per_second = 0\n"
-        "rc_registration_per_second = 0\n"
-        f"{extra}"
-    )
-
-
-class NioAccountTests(unittest.SynchronousTestCase):
+class NioAccountTests(ServerTestCase):
     """matrix-nio drives the account API end to end."""
 
-    if nio is None:
-        skip = "matrix-nio is not installed"
-
-    def _server(self, extra: str) -> ServerProcess:
-        workdir = os.path.abspath(self.mktemp())
-        port = free_port()
-        server = ServerProcess(
-            workdir,
-            config_text=_config(os.path.join(workdir, "data"), port, extra),
-        )
-        server.port = port
-        self.addCleanup(server.stop)
-        server.start()
-        return server
-
-    def _run_async(self, coro: Any) -> Any:
-        # nio logs every error response it parses; the errors are expected here.
-        nio_log = logging.getLogger("nio")
-        level = nio_log.level
-        nio_log.setLevel(logging.CRITICAL)
-        self.addCleanup(nio_log.setLevel, level)
-        return asyncio.run(asyncio.wait_for(coro, 60))
+    skip = NIO_MISSING
+    nio_timeout = 60
 
     async def _session(self, base_url: str, register) -> None:
         client = nio.AsyncClient(base_url, "alice")
@@ -115,9 +68,7 @@ class NioAccountTests(unittest.SynchronousTestCase):
             await other.close()
 
     def test_open_registration(self) -> None:
-        server = self._server(
-            "yes_i_am_very_very_sure_i_want_an_open_registration_server_prone_to_abuse = true\n"
-        )
+        server = self._server(OPEN_REGISTRATION)
 
         async def register(client):
             return await client.register("alice", "correct horse", device_name="nio phone")

@@ -7,40 +7,20 @@ and pagination).
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
-from tests.integration.test_nio_rooms import _ServerTestCase
-
-try:
-    import nio
-except ImportError:  # pragma: no cover - nio is a test dependency
-    nio = None
+from tests.integration.nio_support import NIO_MISSING, ServerTestCase, nio
 
 
-class NioDirectoryTests(_ServerTestCase):
-    if nio is None:
-        skip = "matrix-nio is not installed"
-
-    def _run_async(self, coro: Any) -> Any:
-        nio_log = logging.getLogger("nio")
-        level = nio_log.level
-        nio_log.setLevel(logging.CRITICAL)
-        self.addCleanup(nio_log.setLevel, level)
-        return asyncio.run(asyncio.wait_for(coro, 120))
+class NioDirectoryTests(ServerTestCase):
+    skip = NIO_MISSING
 
     def test_aliases_and_directory(self) -> None:
         server = self._server()
         self._run_async(self._session(server.base_url))
 
     async def _session(self, base_url: str) -> None:
-        alice = nio.AsyncClient(base_url, "alice")
-        bob = nio.AsyncClient(base_url, "bob")
-        try:
-            for client in (alice, bob):
-                resp = await client.register(client.user, "password-" + client.user)
-                self.assertIsInstance(resp, nio.RegisterResponse, resp)
+        async with self._registered(base_url, "alice", "bob") as (alice, bob):
             created = await alice.room_create(
                 name="Cheese Club", visibility=nio.RoomVisibility.public
             )
@@ -89,6 +69,3 @@ class NioDirectoryTests(_ServerTestCase):
             self.assertIsInstance(r, nio.RoomDeleteAliasResponse, r)
             r = await bob.room_resolve_alias("#cheese:localhost")
             self.assertIsInstance(r, nio.RoomResolveAliasError, r)
-        finally:
-            await alice.close()
-            await bob.close()

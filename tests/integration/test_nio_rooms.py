@@ -11,70 +11,20 @@ Rooms end to end against the real `twistd -n conduit`:
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-from typing import Any
 from urllib.parse import quote
 
-from twisted.trial import unittest
-
-from tests.integration.process import ServerProcess, free_port
-
-try:
-    import nio
-except ImportError:  # pragma: no cover - nio is a test dependency
-    nio = None
+from tests.integration.nio_support import NIO_MISSING, ServerTestCase, nio
 
 
-def _config(data: str, port: int) -> str:
-    return (
-        "[global]\n"
-        'server_name = "localhost"\n'
-        f'database_path = "{data}"\n'
-        'address = "127.0.0.1"\n'
-        f"port = {port}\n"
-        "allow_registration = true\n"
-        "yes_i_am_very_very_sure_i_want_an_open_registration_server_prone_to_abuse = true\n"
-        "rc_login_per_second = 0\n"
-        "rc_registration_per_second = 0\n"
-        "rc_message_per_second = 0\n"
-    )
-
-
-class _ServerTestCase(unittest.SynchronousTestCase):
-    def _server(self) -> ServerProcess:
-        workdir = os.path.abspath(self.mktemp())
-        port = free_port()
-        server = ServerProcess(workdir, config_text=_config(os.path.join(workdir, "data"), port))
-        server.port = port
-        self.addCleanup(server.stop)
-        server.start()
-        return server
-
-
-class NioRoomsTests(_ServerTestCase):
-    if nio is None:
-        skip = "matrix-nio is not installed"
-
-    def _run_async(self, coro: Any) -> Any:
-        nio_log = logging.getLogger("nio")
-        level = nio_log.level
-        nio_log.setLevel(logging.CRITICAL)
-        self.addCleanup(nio_log.setLevel, level)
-        return asyncio.run(asyncio.wait_for(coro, 120))
+class NioRoomsTests(ServerTestCase):
+    skip = NIO_MISSING
 
     def test_two_clients(self) -> None:
         server = self._server()
         self._run_async(self._session(server.base_url))
 
     async def _session(self, base_url: str) -> None:
-        alice = nio.AsyncClient(base_url, "alice")
-        bob = nio.AsyncClient(base_url, "bob")
-        try:
-            for client in (alice, bob):
-                resp = await client.register(client.user, "password-" + client.user)
-                self.assertIsInstance(resp, nio.RegisterResponse, resp)
+        async with self._registered(base_url, "alice", "bob") as (alice, bob):
             created = await alice.room_create(name="Lobby", topic="Hello")
             self.assertIsInstance(created, nio.RoomCreateResponse, created)
             room = created.room_id
@@ -137,12 +87,9 @@ class NioRoomsTests(_ServerTestCase):
 
             rooms = await alice.joined_rooms()
             self.assertEqual(rooms.rooms, [room])
-        finally:
-            await alice.close()
-            await bob.close()
 
 
-class CrashTests(_ServerTestCase):
+class CrashTests(ServerTestCase):
     """Every acknowledged event survives SIGKILL."""
 
     def test_kill_9(self) -> None:

@@ -7,54 +7,13 @@ typing notifications and read receipts, and their unread counts.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 from typing import Any
 
-from twisted.trial import unittest
-
-from tests.integration.process import ServerProcess, free_port
-
-try:
-    import nio
-except ImportError:  # pragma: no cover - nio is a test dependency
-    nio = None
+from tests.integration.nio_support import NIO_MISSING, ServerTestCase, nio
 
 
-def _config(data: str, port: int) -> str:
-    return (
-        "[global]\n"
-        'server_name = "localhost"\n'
-        f'database_path = "{data}"\n'
-        'address = "127.0.0.1"\n'
-        f"port = {port}\n"
-        "allow_registration = true\n"
-        "yes_i_am_very_very_sure_i_want_an_open_registration_server_prone_to_abuse = true\n"
-        "rc_login_per_second = 0\n"
-        "rc_registration_per_second = 0\n"
-        "rc_message_per_second = 0\n"
-    )
-
-
-class NioSyncTests(unittest.SynchronousTestCase):
-    if nio is None:
-        skip = "matrix-nio is not installed"
-
-    def _server(self) -> ServerProcess:
-        workdir = os.path.abspath(self.mktemp())
-        port = free_port()
-        server = ServerProcess(workdir, config_text=_config(os.path.join(workdir, "data"), port))
-        server.port = port
-        self.addCleanup(server.stop)
-        server.start()
-        return server
-
-    def _run_async(self, coro: Any) -> Any:
-        nio_log = logging.getLogger("nio")
-        level = nio_log.level
-        nio_log.setLevel(logging.CRITICAL)
-        self.addCleanup(nio_log.setLevel, level)
-        return asyncio.run(asyncio.wait_for(coro, 120))
+class NioSyncTests(ServerTestCase):
+    skip = NIO_MISSING
 
     def test_two_clients_sync(self) -> None:
         server = self._server()
@@ -70,12 +29,7 @@ class NioSyncTests(unittest.SynchronousTestCase):
         self.fail(f"never saw {what}")
 
     async def _session(self, base_url: str) -> None:
-        alice = nio.AsyncClient(base_url, "alice")
-        bob = nio.AsyncClient(base_url, "bob")
-        try:
-            for client in (alice, bob):
-                resp = await client.register(client.user, "password-" + client.user)
-                self.assertIsInstance(resp, nio.RegisterResponse, resp)
+        async with self._registered(base_url, "alice", "bob") as (alice, bob):
             created = await alice.room_create(name="Lobby")
             room = created.room_id
             await alice.room_invite(room, bob.user_id)
@@ -161,6 +115,3 @@ class NioSyncTests(unittest.SynchronousTestCase):
                 return info and [e for e in info.timeline.events if getattr(e, "body", None) == "hi alice"]
 
             await self._wait_for(alice, answer, "bob's answer")
-        finally:
-            await alice.close()
-            await bob.close()

@@ -100,6 +100,25 @@ else:
     _Base = object
 
 
+class BackendTestsMixin(_Base):
+    """
+    For the tests particular to one backend: C{self.path}, a fresh
+    directory, and L{open}, which opens L{database_class} there (closed at
+    cleanup). Mix into C{twisted.trial.unittest.TestCase}.
+    """
+
+    #: The backend: called as C{database_class(path, options)}.
+    database_class: Any
+
+    def setUp(self) -> None:
+        self.path = self.mktemp()
+
+    def open(self, options: dict | None = None) -> Any:
+        db = self.database_class(self.path, options)
+        self.addCleanup(db.close)
+        return db
+
+
 class KeyValueDatabaseConformanceMixin(_Base):
     """
     Tests of the L{IKeyValueDatabase} contract. Mix into

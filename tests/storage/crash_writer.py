@@ -4,6 +4,7 @@ forever and prints each number once its write has been acknowledged.
 
     python -m tests.storage.crash_writer BACKEND PATH
 
+It issues L{PER_TURN} batches at a time (one group commit with SQLite).
 Batch C{n} puts L{KEYS_PER_TREE} keys C{u64(n) + u64(j)} in each of
 L{TREES}, and C{b"last"} = C{u64(n)} in the first tree. On a database that
 already has batches it goes on from C{last + 1}.
@@ -21,6 +22,7 @@ from conduit_tw.storage.keys import from_u64, u64
 TREES = ("crash_timeline", "crash_index", "crash_state")
 KEYS_PER_TREE = 3
 PAD = b"." * 2048
+PER_TURN = 3
 
 
 def key(n: int, j: int) -> bytes:
@@ -41,15 +43,22 @@ async def run(backend: str, path: str) -> None:
     n = 0 if last is None else from_u64(last) + 1  # go on after a crash
     out = sys.stdout
     while True:
-        batch = db.batch()
-        for name in TREES:
-            for j in range(KEYS_PER_TREE):
-                batch.put(name, key(n, j), value(name, n, j))
-        batch.put(TREES[0], b"last", u64(n))
-        await db.write(batch)
-        out.write(f"{n}\n")  # acknowledged: the write's Deferred has fired
-        out.flush()
-        n += 1
+        # Several batches per reactor turn, so that SQLite's group commit
+        # puts them in one COMMIT; each is reported once its own Deferred
+        # has fired (they fire in order).
+        writes = []
+        for i in range(PER_TURN):
+            batch = db.batch()
+            for name in TREES:
+                for j in range(KEYS_PER_TREE):
+                    batch.put(name, key(n + i, j), value(name, n + i, j))
+            batch.put(TREES[0], b"last", u64(n + i))
+            writes.append(db.write(batch))
+        for i, d in enumerate(writes):
+            await d
+            out.write(f"{n + i}\n")  # acknowledged: the write's Deferred has fired
+            out.flush()
+        n += PER_TURN
 
 
 def main(reactor: object, backend: str, path: str) -> defer.Deferred[None]:

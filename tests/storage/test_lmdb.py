@@ -9,7 +9,7 @@ from twisted.trial import unittest
 from conduit_tw.storage import lmdb as backend
 from conduit_tw.storage.keys import u64
 from conduit_tw.storage.lmdb import LMDBDatabase
-from tests.storage.conformance import KeyValueDatabaseConformanceMixin
+from tests.storage.conformance import BackendTestsMixin, KeyValueDatabaseConformanceMixin
 
 
 class LMDBConformanceTests(KeyValueDatabaseConformanceMixin, unittest.TestCase):
@@ -26,16 +26,10 @@ class LMDBSmallMapConformanceTests(KeyValueDatabaseConformanceMixin, unittest.Te
         return LMDBDatabase(path, {"lmdb_map_size": 64 * 1024})
 
 
-class LMDBTests(unittest.TestCase):
+class LMDBTests(BackendTestsMixin, unittest.TestCase):
     """What is particular to the LMDB backend."""
 
-    def setUp(self) -> None:
-        self.path = self.mktemp()
-
-    def open(self, options: dict | None = None) -> LMDBDatabase:
-        db = LMDBDatabase(self.path, options)
-        self.addCleanup(db.close)
-        return db
+    database_class = LMDBDatabase
 
     def test_imports_the_lmdb_package(self) -> None:
         """C{import lmdb} inside conduit_tw/storage/lmdb.py is the PyPI package."""

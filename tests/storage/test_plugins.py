@@ -123,9 +123,11 @@ class OpenDatabaseTests(unittest.TestCase):
             path = self.mktemp()
             db = open_database(name, path)
             g = db.open_tree("global")
-            self.successResultOf(g.insert(SCHEMA_KEY, u64(SCHEMA_VERSION + 5)))
-            self.successResultOf(db.open_tree("t").insert(b"k", b"v"))
-            db.close()
+            d1 = g.insert(SCHEMA_KEY, u64(SCHEMA_VERSION + 5))
+            d2 = db.open_tree("t").insert(b"k", b"v")
+            db.close()  # commits
+            self.successResultOf(d1)
+            self.successResultOf(d2)
             e = self.assertRaises(IncompatibleDatabase, open_database, name, path)
             self.assertIn(f"schema version {SCHEMA_VERSION + 5}", str(e))
             self.assertIn(path, str(e))
@@ -141,7 +143,8 @@ class OpenDatabaseTests(unittest.TestCase):
     def test_garbage_version_refused(self) -> None:
         path = self.mktemp()
         db = open_database("sqlite", path)
-        self.successResultOf(db.open_tree("global").insert(SCHEMA_KEY, b"1"))
-        db.close()
+        d = db.open_tree("global").insert(SCHEMA_KEY, b"1")
+        db.close()  # commits
+        self.successResultOf(d)
         e = self.assertRaises(IncompatibleDatabase, open_database, "sqlite", path)
         self.assertIn("not a version number", str(e))

@@ -41,40 +41,41 @@ def register(router: Router, hs: "HomeServer") -> None:
         requester = await hs.auth.get_requester(request)
         return await handler.get_ruleset(requester.user_id)
 
-    async def get_rule(request: MatrixRequest, scope: str, kind: str, rule_id: str):
+    async def rule_owner(request: MatrixRequest, scope: str) -> str:
+        """The requester's user ID, once the token and C{scope} are checked."""
         requester = await hs.auth.get_requester(request)
         _scope(scope)
-        return await handler.get_rule(requester.user_id, kind, rule_id)
+        return requester.user_id
+
+    async def get_rule(request: MatrixRequest, scope: str, kind: str, rule_id: str):
+        user_id = await rule_owner(request, scope)
+        return await handler.get_rule(user_id, kind, rule_id)
 
     async def put_rule(request: MatrixRequest, scope: str, kind: str, rule_id: str):
-        requester = await hs.auth.get_requester(request)
-        _scope(scope)
+        user_id = await rule_owner(request, scope)
         await handler.set_rule(
-            requester.user_id, kind, rule_id, request.json_object(),
+            user_id, kind, rule_id, request.json_object(),
             before=request.arg("before"), after=request.arg("after"),
         )
         return {}
 
     async def delete_rule(request: MatrixRequest, scope: str, kind: str, rule_id: str):
-        requester = await hs.auth.get_requester(request)
-        _scope(scope)
-        await handler.delete_rule(requester.user_id, kind, rule_id)
+        user_id = await rule_owner(request, scope)
+        await handler.delete_rule(user_id, kind, rule_id)
         return {}
 
     def attribute(attr: str):
         async def get_attr(request: MatrixRequest, scope: str, kind: str, rule_id: str):
-            requester = await hs.auth.get_requester(request)
-            _scope(scope)
-            rule = await handler.get_rule(requester.user_id, kind, rule_id)
+            user_id = await rule_owner(request, scope)
+            rule = await handler.get_rule(user_id, kind, rule_id)
             return {attr: rule[attr]}
 
         async def put_attr(request: MatrixRequest, scope: str, kind: str, rule_id: str):
-            requester = await hs.auth.get_requester(request)
-            _scope(scope)
+            user_id = await rule_owner(request, scope)
             body = request.json_object()
             if attr not in body:
                 raise missing_param(f"Missing '{attr}'.")
-            await handler.set_attribute(requester.user_id, kind, rule_id, attr, body[attr])
+            await handler.set_attribute(user_id, kind, rule_id, attr, body[attr])
             return {}
 
         return get_attr, put_attr

@@ -38,6 +38,20 @@ def register(router: Router, hs: "HomeServer") -> None:
         if not event_type or len(event_type.encode("utf-8")) > 255:
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid event type")
 
+    async def send_with_txn(
+        requester: "Requester", room_id: str, event_type: str, content: dict[str, Any],
+        txn_id: str | None, **kwargs: Any,
+    ) -> "StoredEvent":
+        """
+        Send as C{requester}, rate-limited like a message; the transaction ID
+        is scoped to the requester's device (its token when it has none).
+        """
+        await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
+        return await events.send(
+            room_id, requester.user_id, event_type, content,
+            device_id=requester.device_id or requester.access_token, txn_id=txn_id, **kwargs,
+        )
+
     async def create_room(request: MatrixRequest):
         requester = await hs.auth.get_requester(request)
         await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
@@ -48,11 +62,7 @@ def register(router: Router, hs: "HomeServer") -> None:
         requester = await hs.auth.get_requester(request, allow_guest=True)
         check_type(event_type)
         content = request.json_object()
-        await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
-        stored = await events.send(
-            room_id, requester.user_id, event_type, content,
-            device_id=requester.device_id or requester.access_token, txn_id=txn_id,
-        )
+        stored = await send_with_txn(requester, room_id, event_type, content, txn_id)
         return {"event_id": stored.event_id}
 
     async def put_state(request: MatrixRequest, room_id: str, event_type: str, state_key: str):
@@ -124,10 +134,8 @@ def register(router: Router, hs: "HomeServer") -> None:
             if not isinstance(reason, str):
                 raise MatrixError(400, Codes.BAD_JSON, "reason must be a string")
             content["reason"] = reason
-        await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
-        stored = await events.send(
-            room_id, requester.user_id, "m.room.redaction", content,
-            device_id=requester.device_id or requester.access_token, txn_id=txn_id,
+        stored = await send_with_txn(
+            requester, room_id, "m.room.redaction", content, txn_id,
             txn_kind="redact", redacts=event_id,
         )
         return {"event_id": stored.event_id}

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from conduit_tw.api.client._paths import client_route
 from conduit_tw.api.resource import MatrixRequest
 from conduit_tw.api.router import Router
-from conduit_tw.errors import Codes, MatrixError
 from conduit_tw.handlers.sync import SyncRequest
 
 if TYPE_CHECKING:
@@ -19,17 +18,6 @@ if TYPE_CHECKING:
 
 #: Longest long-poll we honour (clients ask for 30 s; proxies time out around 60 s).
 MAX_TIMEOUT_MS = 5 * 60 * 1000
-
-
-def _bool_arg(request: MatrixRequest, name: str) -> bool:
-    raw = request.arg(name)
-    if raw is None:
-        return False
-    if raw in ("true", "1"):
-        return True
-    if raw in ("false", "0"):
-        return False
-    raise MatrixError(400, Codes.INVALID_PARAM, f"Query parameter {name!r} must be true or false")
 
 
 def register(router: Router, hs: "HomeServer") -> None:
@@ -44,10 +32,10 @@ def register(router: Router, hs: "HomeServer") -> None:
             filter=flt,
             since=request.arg("since") or None,
             timeout_ms=request.int_arg("timeout", 0, minimum=0, maximum=MAX_TIMEOUT_MS) or 0,
-            full_state=_bool_arg(request, "full_state"),
+            full_state=request.bool_arg("full_state"),
             set_presence=request.arg("set_presence"),
-            use_state_after=_bool_arg(request, "use_state_after")
-            or _bool_arg(request, "org.matrix.msc4222.use_state_after"),
+            use_state_after=request.bool_arg("use_state_after")
+            or request.bool_arg("org.matrix.msc4222.use_state_after"),
             is_guest=requester.is_guest,
         )
         return await hs.sync.sync(req)

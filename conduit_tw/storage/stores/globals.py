@@ -19,8 +19,11 @@ from nacl.signing import SigningKey
 
 from conduit_tw.events.hashes import decode_base64, encode_base64
 
+from conduit_tw.logging import get_logger
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import from_u64, u64
+
+log = get_logger("conduit_tw.storage.globals")
 
 _COUNTER = b"c"
 _SIGNING_KEY = b"signing_key"
@@ -36,11 +39,22 @@ class GlobalsStore:
         self._last: int | None = None
 
     async def next_position(self) -> int:
-        """Reserve and return the next global stream position."""
+        """
+        Reserve and return the next global stream position, and write the
+        counter. Returns without waiting for that write to be durable:
+        the caller's own write of data at this position follows in the
+        same reactor turn, and writes become durable in the order they
+        are applied (so when the caller's write has fired, the counter is
+        durable too). Waiting here would let other writers reserve, commit
+        and announce higher positions before this one's data is applied,
+        and syncs would skip it.
+        """
         position = await self.reserve_position()
         # Always store the newest reserved value, so the stored counter
         # never moves back whatever order writes commit in.
-        await self.tree.insert(_COUNTER, u64(self._last))  # type: ignore[arg-type]
+        self.tree.insert(_COUNTER, u64(self._last)).addErrback(  # type: ignore[arg-type]
+            lambda f: log.failure("Writing the stream counter failed", f)
+        )
         return position
 
     async def reserve_position(self) -> int:

@@ -150,10 +150,10 @@ class MembershipStore:
                 CHANGES, uid + SEP + u64(new.position), _CHANGE.pack(shortroomid, CODES[new.membership])
             )
         key = (user_id, room_id)
-        txn.after_commit(lambda: self._cache.set(key, new))
+        txn.on_applied(lambda: self._cache.set(key, new))
 
     def forget(self, txn: StoreTxn, user_id: str, room_id: str) -> None:
         """Drop a left room from the user's list (C{/forget})."""
         txn.batch.delete(USER_ROOMS, _user_room_key(user_id, room_id))
         key = (user_id, room_id)
-        txn.after_commit(lambda: self._cache.set(key, None))
+        txn.on_applied(lambda: self._cache.set(key, None))

@@ -185,7 +185,7 @@ class RoomStore:
         return head
 
     def put_head(self, txn: StoreTxn, short: int, old: RoomHead, new: RoomHead) -> None:
-        """Write C{new} in C{txn}; the cache follows after the commit."""
+        """Write C{new} in C{txn}; the cache follows once it is applied."""
         txn.batch.put(HEAD, u64(short), new.encode())
         prefix = u64(short)
         for e in old.extremities - new.extremities:
@@ -194,7 +194,7 @@ class RoomStore:
             txn.batch.put(EXTREMITIES, prefix + e.encode("utf-8"), b"")
 
     def cache_head(self, short: int, head: RoomHead) -> None:
-        """Remember a committed head."""
+        """Remember a head written by an applied transaction."""
         self._heads.set(short, head)
 
     # -- transaction IDs

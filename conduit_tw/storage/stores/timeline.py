@@ -309,10 +309,20 @@ class TimelineStore:
     ) -> StoredEvent:
         """Write a new event in C{txn}; it is cached once committed."""
         key = u64(short)
-        record: list[Any] = [event.event_id, event.pdu]
-        if extras:
-            record.append(extras)
-        self.txn_put_record(txn, key, record)
+        canonical = getattr(event, "canonical", None)  # handlers.events.NewEvent
+        if canonical is not None:
+            # The PDU's canonical JSON, already encoded for the size check:
+            # the same record as encode_json would make (keys sorted).
+            parts = [b"[", encode_json(event.event_id), b",", canonical]
+            if extras:
+                parts += (b",", encode_json(extras))
+            parts.append(b"]")
+            txn.batch.put(PDUS, key, b"".join(parts))
+        else:
+            record: list[Any] = [event.event_id, event.pdu]
+            if extras:
+                record.append(extras)
+            self.txn_put_record(txn, key, record)
         txn.batch.put(META, key, _META.pack(shortroomid, order, state_before, state_after, flags))
         if order:
             txn.batch.put(
@@ -330,7 +340,7 @@ class TimelineStore:
             event.pdu, event.event_id, event.room_version, short, shortroomid, order,
             state_before, state_after, flags, extras,
         )
-        txn.after_commit(lambda: self._cache.set(short, stored))
+        txn.on_applied(lambda: self._cache.set(short, stored))
         return stored
 
     @staticmethod
@@ -348,5 +358,5 @@ class TimelineStore:
             pdu, event.event_id, event.room_version, event.short, event.shortroomid, event.order,
             event.state_before, event.state_after, event.flags, extras,
         )
-        txn.after_commit(lambda: self._cache.set(event.short, new))
+        txn.on_applied(lambda: self._cache.set(event.short, new))
         return new

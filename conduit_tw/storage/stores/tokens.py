@@ -30,6 +30,7 @@ from typing import Any
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import join
+from conduit_tw.util.caches import LruCache
 
 ACCESS = "accesstoken_info"
 BY_DEVICE = "userdevice_token"
@@ -96,6 +97,11 @@ class TokenStore:
         self.refresh = db.open_tree(REFRESH)
         self.refresh_by_device = db.open_tree(REFRESH_BY_DEVICE)
         self.login = db.open_tree(LOGIN)
+        # Stored record -> decoded TokenInfo (immutable). Keyed by the
+        # record itself, so the key read on every request still decides
+        # (a logged-out or changed token is never served from here); only
+        # the JSON decoding is saved.
+        self._decoded: LruCache[bytes, TokenInfo] = LruCache(10_000)
 
     # -- access tokens
 
@@ -104,7 +110,11 @@ class TokenStore:
         raw = await self.info.get(hash_token(token))
         if raw is None:
             return None
-        return _load(TokenInfo, raw)
+        info = self._decoded.get(raw)
+        if info is None:
+            info = _load(TokenInfo, raw)
+            self._decoded.set(raw, info)
+        return info
 
     def add_to_batch(self, batch: Any, token: str, info: TokenInfo, old_hash: bytes | None) -> None:
         """

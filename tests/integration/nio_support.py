@@ -1,0 +1,93 @@
+"""
+What the matrix-nio end-to-end tests share: a real C{twistd -n conduit} on
+a free loopback port with a throwaway config and data directory, nio run
+in its own asyncio loop in the test thread (the server is another
+process, so these are synchronous trial tests), and clients registered on
+it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any, AsyncIterator
+
+from twisted.trial import unittest
+
+from tests.integration.process import ServerProcess, free_port
+
+try:
+    import nio
+    import nio.responses
+except ImportError:  # pragma: no cover - nio is a test dependency
+    nio = None
+
+#: The C{skip} of a test case that needs matrix-nio, or None when it is there.
+NIO_MISSING = None if nio is not None else "matrix-nio is not installed"
+
+#: Config lines for open registration without a token.
+OPEN_REGISTRATION = (
+    "yes_i_am_very_very_sure_i_want_an_open_registration_server_prone_to_abuse = true\n"
+)
+
+
+def server_config(data: str, port: int, extra: str = "") -> str:
+    """A config with registration on and its rate limits off, plus C{extra} lines."""
+    return (
+        "[global]\n"
+        'server_name = "localhost"\n'
+        f'database_path = "{data}"\n'
+        'address = "127.0.0.1"\n'
+        f"port = {port}\n"
+        "allow_registration = true\n"
+        "rc_login_per_second = 0\n"
+        "rc_registration_per_second = 0\n"
+        f"{extra}"
+    )
+
+
+class ServerTestCase(unittest.SynchronousTestCase):
+    """Starts servers (stopped at cleanup) and runs nio coroutines."""
+
+    #: The config lines after L{server_config}'s when L{_server} is not told.
+    server_extra = OPEN_REGISTRATION + "rc_message_per_second = 0\n"
+    #: Seconds a whole nio session may take.
+    nio_timeout = 120
+
+    def _server(self, extra: str | None = None) -> ServerProcess:
+        workdir = os.path.abspath(self.mktemp())
+        port = free_port()
+        config = server_config(
+            os.path.join(workdir, "data"), port, self.server_extra if extra is None else extra
+        )
+        server = ServerProcess(workdir, config_text=config)
+        server.port = port
+        self.addCleanup(server.stop)
+        server.start()
+        return server
+
+    def _run_async(self, coro: Any) -> Any:
+        # nio logs every error response it parses; the errors are expected here.
+        nio_log = logging.getLogger("nio")
+        level = nio_log.level
+        nio_log.setLevel(logging.CRITICAL)
+        self.addCleanup(nio_log.setLevel, level)
+        return asyncio.run(asyncio.wait_for(coro, self.nio_timeout))
+
+    @contextlib.asynccontextmanager
+    async def _registered(self, base_url: str, *names: str) -> AsyncIterator[list[Any]]:
+        """
+        nio clients registered (password C{password-<name>}) in that order,
+        closed on the way out.
+        """
+        clients = [nio.AsyncClient(base_url, name) for name in names]
+        try:
+            for client in clients:
+                resp = await client.register(client.user, "password-" + client.user)
+                self.assertIsInstance(resp, nio.RegisterResponse, resp)
+            yield clients
+        finally:
+            for client in clients:
+                await client.close()

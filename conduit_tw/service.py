@@ -53,6 +53,18 @@ class ConduitService(MultiService):
             svc.setName(description)
             svc.setServiceParent(self)
         self.ready: Deferred[None] = Deferred()
+        if hasattr(homeserver.db, "on_fatal"):
+            homeserver.db.on_fatal = self._database_failed
+
+    def _database_failed(self, error: Exception) -> None:
+        """
+        The database lost applied writes (a failed COMMIT): exit with
+        status 1 so supervisord/systemd restart the server from what is
+        durable, instead of serving caches that may hold lost writes.
+        """
+        log.critical("Stopping: the database failed ({error})", error=str(error))
+        self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+        self.reactor.callLater(0, self.reactor.stop)
 
     def privilegedStartService(self) -> None:
         """

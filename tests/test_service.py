@@ -50,3 +50,36 @@ class GracefulShutdownTests(unittest.TestCase):
         self.assertEqual(await readBody(response), b'{"done":true}')
         await stopping
         self.assertEqual(closed, [True])
+
+
+class FatalDatabaseTests(unittest.TestCase):
+    """A failed COMMIT makes the server exit non-zero instead of serving on."""
+
+    def test_fail_stop_exits(self) -> None:
+        from twisted.internet.task import Clock
+
+        from conduit_tw.homeserver import HomeServer
+        from conduit_tw.service import ConduitService
+
+        class FakeReactor(Clock):
+            def __init__(self) -> None:
+                super().__init__()
+                self.stopped = False
+                self.triggers: list[tuple] = []
+
+            def stop(self) -> None:
+                self.stopped = True
+
+            def addSystemEventTrigger(self, *args) -> None:
+                self.triggers.append(args)
+
+        fake = FakeReactor()
+        path = os.path.abspath(self.mktemp())
+        hs = HomeServer(make_config(database_path=path, port=free_port()), fake)
+        self.addCleanup(hs.close)
+        ConduitService(hs)
+        hs.db.on_fatal(RuntimeError("disk full"))
+        fake.advance(0)
+        self.assertTrue(fake.stopped)
+        self.assertEqual([t[:2] for t in fake.triggers], [("after", "shutdown")])
+        self.assertEqual(fake.triggers[0][3], 1)

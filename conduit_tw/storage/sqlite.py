@@ -335,6 +335,10 @@ class SQLiteDatabase:
         self._refused: WritesRefused | None = None
         #: How many COMMITs ran (tests and metrics).
         self.commits = 0
+        #: Called once with the L{WritesRefused} when the database goes
+        #: fail-stop; the server uses it to exit, because its in-memory
+        #: caches may still hold the lost writes.
+        self.on_fatal: Any = None
 
     def __repr__(self) -> str:
         return f"<SQLiteDatabase {self.filename!r}>"
@@ -520,6 +524,9 @@ class SQLiteDatabase:
         for d, _, _ in pending:
             if not d.called:
                 d.errback(Failure(refused))
+        fatal, self.on_fatal = self.on_fatal, None
+        if fatal is not None:
+            fatal(refused)
 
     def backup(self, path: str) -> Deferred[None]:
         """

@@ -20,6 +20,7 @@ from typing import Any
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import SEP, join
+from conduit_tw.util.caches import LruCache
 
 PUSHERS = "appkeyuser_pusher"
 BY_USER = "userid_pusherkey"
@@ -40,9 +41,20 @@ class PusherStore:
         self.db = db
         self.pushers = db.open_tree(PUSHERS)
         self.by_user = db.open_tree(BY_USER)
+        #: user -> their pushers. Asked for every notified member of every
+        #: event, and almost always empty, so it is kept in memory; every
+        #: change goes through this store, which drops the entries.
+        self._cache: LruCache[str, list[dict[str, Any]]] = LruCache(50_000)
 
     async def for_user(self, user_id: str) -> list[dict[str, Any]]:
         """Every pusher of the user (stored dicts, with C{user_id})."""
+        cached = self._cache.get(user_id)
+        if cached is None:
+            cached = await self._load(user_id)
+            self._cache.set(user_id, cached)
+        return list(cached)
+
+    async def _load(self, user_id: str) -> list[dict[str, Any]]:
         prefix = user_id.encode("utf-8") + SEP
         rows = await self.by_user.scan_prefix(prefix)
         keys = []
@@ -71,9 +83,14 @@ class PusherStore:
                 if other != user_id:
                     batch.delete(PUSHERS, join(app_id, pk, other))
                     batch.delete(BY_USER, join(other, app_id, pk))
+                    self._cache.pop(other)
         batch.put(PUSHERS, join(app_id, pk, user_id), _dumps(pusher))
         batch.put(BY_USER, join(user_id, app_id, pk), b"")
-        await self.db.write(batch)
+        self._cache.pop(user_id)
+        try:
+            await self.db.write(batch)
+        finally:
+            self._cache.pop(user_id)
 
     async def delete(self, user_id: str, app_id: str, pushkey: str) -> None:
         """Remove one pusher (no error if absent)."""
@@ -81,4 +98,8 @@ class PusherStore:
         batch = self.db.batch()
         batch.delete(PUSHERS, join(app_id, pk, user_id))
         batch.delete(BY_USER, join(user_id, app_id, pk))
-        await self.db.write(batch)
+        self._cache.pop(user_id)
+        try:
+            await self.db.write(batch)
+        finally:
+            self._cache.pop(user_id)

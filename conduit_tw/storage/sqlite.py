@@ -226,26 +226,21 @@ class SQLiteTree:
 
     def insert(self, key: bytes, value: bytes) -> Deferred[None]:
         """Set one key (see L{IKeyValueTree.insert}); fires after the commit."""
-        db = self._db
-        if db._refused is not None or not db._in_txn:
-            failed = db._begin()
-            if failed is not None:
-                return failed
-        try:
-            self._cur.execute(self._put, (key, value))
-        except BaseException:
-            return db._failed_write()
-        return db._pending_write(None, (self.name, key))
+        return self._write_one(self._put, (key, value), key)
 
     def remove(self, key: bytes) -> Deferred[None]:
         """Remove one key (see L{IKeyValueTree.remove}); fires after the commit."""
+        return self._write_one(self._del, (key,), key)
+
+    def _write_one(self, sql: str, params: tuple[Any, ...], key: bytes) -> Deferred[None]:
+        """Apply one statement in the open transaction; fires after the commit."""
         db = self._db
         if db._refused is not None or not db._in_txn:
             failed = db._begin()
             if failed is not None:
                 return failed
         try:
-            self._cur.execute(self._del, (key,))
+            self._cur.execute(sql, params)
         except BaseException:
             return db._failed_write()
         return db._pending_write(None, (self.name, key))

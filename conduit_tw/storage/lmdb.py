@@ -59,6 +59,7 @@ from conduit_tw.storage.interfaces import (
     IWriteBatch,
 )
 from conduit_tw.storage.keys import next_counter, prefix_end
+from conduit_tw.storage.options import choice_option
 from conduit_tw.storage.watchers import PrefixWatchers
 
 DATA_FILE = "data.mdb"
@@ -237,12 +238,10 @@ class LMDBDatabase:
         self, path: str, options: dict[str, Any] | None = None, reactor: Any = None
     ) -> None:
         options = options or {}
-        level = str(options.get("lmdb_sync", "full")).lower()
-        if level not in _SYNC:
-            raise ValueError(
-                f"lmdb_sync must be one of {sorted(_SYNC)}, not {level!r} "
-                "(no-sync modes can corrupt the database on power loss)"
-            )
+        level = choice_option(
+            options, "lmdb_sync", _SYNC, "full",
+            "no-sync modes can corrupt the database on power loss",
+        )
         map_size = int(options.get("lmdb_map_size", DEFAULT_MAP_SIZE))
         os.makedirs(path, exist_ok=True)
         data = os.path.join(path, DATA_FILE)

@@ -96,6 +96,7 @@ from conduit_tw.storage.interfaces import (
     IWriteBatch,
 )
 from conduit_tw.storage.keys import next_counter, prefix_end
+from conduit_tw.storage.options import choice_option
 from conduit_tw.storage.watchers import PrefixWatchers
 
 FILENAME = "conduit.db"
@@ -285,12 +286,10 @@ class SQLiteDatabase:
         self, path: str, options: dict[str, Any] | None = None, reactor: Any = None
     ) -> None:
         options = options or {}
-        level = str(options.get("sqlite_synchronous", "full")).lower()
-        if level not in _SYNCHRONOUS:
-            raise ValueError(
-                f"sqlite_synchronous must be one of {sorted(_SYNCHRONOUS)}, "
-                f"not {level!r} ('off' can corrupt the database on power loss)"
-            )
+        level = choice_option(
+            options, "sqlite_synchronous", _SYNCHRONOUS, "full",
+            "'off' can corrupt the database on power loss",
+        )
         cache_mb = float(options.get("db_cache_capacity_mb", 64))
         os.makedirs(path, exist_ok=True)
         self.path = path

@@ -221,6 +221,8 @@ class Config:
     registration_token_file: str | None = None
     yes_i_am_very_very_sure_i_want_an_open_registration_server_prone_to_abuse: bool = False
     allow_guest_registration: bool = False
+    #: Accept the deprecated C{access_token} query parameter (the header wins).
+    allow_access_token_query_parameter: bool = True
     log_guest_registrations: bool = False
     allow_guests_auto_join_rooms: bool = False
     auto_join_rooms: list[str] = field(default_factory=list)
@@ -331,6 +333,24 @@ class Config:
     rc_login_burst_count: int = 3
     rc_joins_per_second: float = 0.1
     rc_joins_burst_count: int = 10
+    rc_profile_per_second: float = 0.1
+    rc_profile_burst_count: int = 5
+    rc_account_data_per_second: float = 1.0
+    rc_account_data_burst_count: int = 20
+    rc_room_aliases_per_second: float = 0.2
+    rc_room_aliases_burst_count: int = 10
+    rc_directory_per_second: float = 0.2
+    rc_directory_burst_count: int = 10
+    rc_pushers_per_second: float = 0.1
+    rc_pushers_burst_count: int = 5
+    rc_invites_per_second: float = 0.3
+    rc_invites_burst_count: int = 10
+    rc_keys_per_second: float = 1.0
+    rc_keys_burst_count: int = 20
+    rc_media_per_second: float = 1.0
+    rc_media_burst_count: int = 20
+    #: Largest stored user JSON (account data, filters, pusher data, room tags) in bytes.
+    max_account_data_size: int = 65536
 
     # -- logging
     log: str = "info"
@@ -612,6 +632,7 @@ _FIELDS: dict[str, Validator] = {
     "registration_token_file": _v_opt_str,
     OPEN_REGISTRATION_KEY: _v_bool,
     "allow_guest_registration": _v_bool,
+    "allow_access_token_query_parameter": _v_bool,
     "log_guest_registrations": _v_bool,
     "allow_guests_auto_join_rooms": _v_bool,
     "auto_join_rooms": _v_list(_v_room_ref, "room IDs"),
@@ -703,6 +724,23 @@ _FIELDS: dict[str, Validator] = {
     "rc_login_burst_count": _POS,
     "rc_joins_per_second": _v_float(0.0),
     "rc_joins_burst_count": _POS,
+    "rc_profile_per_second": _v_float(0.0),
+    "rc_profile_burst_count": _POS,
+    "rc_account_data_per_second": _v_float(0.0),
+    "rc_account_data_burst_count": _POS,
+    "rc_room_aliases_per_second": _v_float(0.0),
+    "rc_room_aliases_burst_count": _POS,
+    "rc_directory_per_second": _v_float(0.0),
+    "rc_directory_burst_count": _POS,
+    "rc_pushers_per_second": _v_float(0.0),
+    "rc_pushers_burst_count": _POS,
+    "rc_invites_per_second": _v_float(0.0),
+    "rc_invites_burst_count": _POS,
+    "rc_keys_per_second": _v_float(0.0),
+    "rc_keys_burst_count": _POS,
+    "rc_media_per_second": _v_float(0.0),
+    "rc_media_burst_count": _POS,
+    "max_account_data_size": _v_int(1024, 16_000_000),
     "log": _v_log,
 }
 

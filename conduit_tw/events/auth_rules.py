@@ -23,12 +23,13 @@ import math
 import re
 from typing import Any, Mapping, Sequence
 
-from signedjson.key import decode_verify_key_bytes
-from signedjson.sign import verify_signed_json
-from unpaddedbase64 import decode_base64
+from nacl.exceptions import CryptoError
+from nacl.signing import VerifyKey
 
 from conduit_tw.events.event import Event
+from conduit_tw.events.hashes import decode_base64
 from conduit_tw.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from conduit_tw.events.signing import SignatureError, verify_json
 
 StateKey = tuple[str, str]
 AuthState = Mapping[StateKey, Event]
@@ -662,9 +663,12 @@ def _third_party_signature_matches(signed: dict[str, Any], invite: Event) -> boo
     if not isinstance(signatures, dict):
         return False
     for public_key in _public_keys(invite):
+        key_bytes = decode_base64(public_key)
+        if key_bytes is None:
+            continue
         try:
-            key_bytes = decode_base64(public_key)
-        except Exception:
+            verify_key = VerifyKey(key_bytes)
+        except (CryptoError, ValueError, TypeError):
             continue
         for entity, entity_sigs in signatures.items():
             if not isinstance(entity_sigs, dict):
@@ -673,9 +677,8 @@ def _third_party_signature_matches(signed: dict[str, Any], invite: Event) -> boo
                 if not isinstance(key_id, str) or not key_id.startswith("ed25519:"):
                     continue
                 try:
-                    verify_key = decode_verify_key_bytes(key_id, key_bytes)
-                    verify_signed_json(signed, entity, verify_key)
-                except Exception:
+                    verify_json(signed, entity, {key_id: verify_key})
+                except SignatureError:
                     continue
                 return True
     return False

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from conduit_tw.errors import Codes, MatrixError
 from conduit_tw.handlers.registration import MAX_PASSWORD_LENGTH
 from conduit_tw.handlers.uia import PASSWORD
+from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
@@ -94,7 +95,4 @@ class AccountHandler:
             await self.users.erase_profile_in_batch(batch, user_id)
             if len(batch):
                 await self.users.db.write(batch)
-        for hook in list(self.on_deactivated):
-            result = hook(user_id, erase)
-            if hasattr(result, "__await__"):
-                await result
+        await run_hooks(self.on_deactivated, user_id, erase, what="on_deactivated")

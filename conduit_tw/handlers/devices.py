@@ -24,6 +24,7 @@ from conduit_tw.errors import Codes, MatrixError
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.devices import Device, DeviceStore
 from conduit_tw.storage.stores.tokens import TokenStore
+from conduit_tw.util.hooks import run_hooks
 
 log = get_logger("conduit_tw.devices")
 
@@ -210,10 +211,7 @@ class DeviceHandler:
         if len(batch):
             await self.store.db.write(batch)
         if deleted:
-            for hook in list(self.on_devices_deleted):
-                result = hook(user_id, deleted)
-                if hasattr(result, "__await__"):
-                    await result
+            await run_hooks(self.on_devices_deleted, user_id, deleted, what="on_devices_deleted")
         return deleted
 
     async def delete_all_devices(self, user_id: str, except_device: str | None = None) -> list[str]:

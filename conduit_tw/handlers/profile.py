@@ -21,6 +21,7 @@ import re
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from conduit_tw.errors import Codes, MatrixError, forbidden, not_found
+from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
@@ -151,7 +152,4 @@ class ProfileHandler:
             await self._changed(user_id, key, None)
 
     async def _changed(self, user_id: str, key: str, value: Any) -> None:
-        for hook in list(self.on_profile_changed):
-            result = hook(user_id, key, value)
-            if hasattr(result, "__await__"):
-                await result
+        await run_hooks(self.on_profile_changed, user_id, key, value, what="on_profile_changed")

@@ -35,6 +35,7 @@ from conduit_tw.errors import Codes, MatrixError, forbidden
 from conduit_tw.handlers.uia import DUMMY, REGISTRATION_TOKEN, Session, StageFailed
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.users import Account
+from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.config import Config
@@ -232,10 +233,7 @@ class RegistrationHandler:
             self.users.note_written(account)
         if make_admin:
             log.info("{user_id} is the first user and has been made a server admin", user_id=user_id)
-        for hook in list(self.on_registered):
-            result = hook(user_id, is_guest)
-            if hasattr(result, "__await__"):
-                await result
+        await run_hooks(self.on_registered, user_id, is_guest, what="on_registered")
         return account
 
     # -- the endpoint

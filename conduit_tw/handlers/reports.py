@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from conduit_tw.errors import Codes, MatrixError, not_found
 from conduit_tw.storage.stores.reports import ReportStore
+from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
@@ -65,10 +66,7 @@ class ReportHandler:
     async def _store(self, report: dict[str, Any]) -> int:
         report["ts"] = self.hs.clock_ms()
         report_id = await self.store.add(report)
-        for hook in list(self.on_report):
-            result = hook(report_id, report)
-            if hasattr(result, "__await__"):
-                await result
+        await run_hooks(self.on_report, report_id, report, what="on_report")
         return report_id
 
     async def report_event(

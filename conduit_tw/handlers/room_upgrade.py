@@ -50,6 +50,7 @@ from conduit_tw.handlers.events import random_string
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.keys import SEP
 from conduit_tw.storage.stores.aliases import ROOM_ALIASES
+from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
@@ -192,10 +193,7 @@ class RoomUpgradeHandler:
 
         await self._move_aliases(room_id, new_room_id, user_id, old_state)
         await self._restrict_old_room(room_id, user_id, old_state)
-        for hook in list(self.on_room_upgraded):
-            result = hook(room_id, new_room_id, user_id)
-            if hasattr(result, "__await__"):
-                await result
+        await run_hooks(self.on_room_upgraded, room_id, new_room_id, user_id, what="on_room_upgraded")
         return new_room_id
 
     # ------------------------------------------------------------------

@@ -40,6 +40,7 @@ from conduit_tw.errors import Codes, MatrixError, forbidden
 from conduit_tw.events.auth_rules import is_valid_user_id
 from conduit_tw.events.room_versions import UnsupportedRoomVersion, get_room_version
 from conduit_tw.handlers.events import random_string
+from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
@@ -238,10 +239,7 @@ class RoomCreationHandler:
                 raise MatrixError(400, Codes.ROOM_IN_USE, "Room ID already in use")
             ts += 1  # an identical v12 create event: move its timestamp on
 
-        for hook in list(self.on_room_created):
-            result = hook(room_id, creator, body)
-            if hasattr(result, "__await__"):
-                await result
+        await run_hooks(self.on_room_created, room_id, creator, body, what="on_room_created")
         return room_id
 
     async def _create(

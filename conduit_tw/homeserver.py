@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from conduit_tw.api import keys, wellknown
@@ -219,15 +220,25 @@ class HomeServer:
         for module in API_MODULES:
             module.register(self.router, self)
 
-    def close(self) -> None:
-        """Write pending last-seen data and close the database."""
-        from twisted.internet.defer import Deferred
+    def close(self) -> Deferred[None]:
+        """
+        Shut the components down, then close the database: the pending
+        last-seen data is written and the pushers' connections are closed
+        first, so nothing is written to a closed database. The Deferred
+        fires once the database is closed.
+        """
+        return Deferred.fromCoroutine(self._close())
 
-        Deferred.fromCoroutine(self.devices.flush()).addErrback(
-            lambda f: log.failure("Flushing last-seen data failed", f)
-        )
+    async def _close(self) -> None:
+        try:
+            await self.devices.flush()
+        except Exception:
+            log.failure("Flushing last-seen data failed")
         self.presence.stop()
         self.typing.stop()
         self.notifications.stop()
-        self.pushers.close()
+        try:
+            await self.pushers.close()
+        except Exception:
+            log.failure("Closing the pushers failed")
         self.db.close()

@@ -124,7 +124,7 @@ class ConduitService(MultiService):
             )
         else:
             timer.cancel()
-        self.homeserver.close()
+        yield self.homeserver.close()
 
 
 def listeners(config: Config, reactor: Any) -> list[tuple[str, Any]]:

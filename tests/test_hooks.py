@@ -8,6 +8,7 @@ from twisted.trial import unittest
 
 from conduit_tw.util.hooks import run_hooks
 from tests.api.accounts import AccountsTestCase
+from tests.api.rooms import RoomsTestCase
 
 
 class RunHooksTests(unittest.TestCase):
@@ -61,3 +62,19 @@ class HookFailureThroughAPITests(AccountsTestCase):
         r = await self.request("GET", path)
         self.assertEqual(r.json, {"displayname": "Al"})
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class CloseOrderTests(RoomsTestCase):
+    """HomeServer.close() writes pending data before the database closes."""
+
+    async def test_pending_last_seen_survives_close(self) -> None:
+        tok = (await self.register("alice"))["access_token"]
+        whoami = "/_matrix/client/v3/account/whoami"
+        await self.request("GET", whoami, access_token=tok)
+        self.clock.advance(5)
+        # Same device, same IP, inside the flush window: held in memory.
+        await self.request("GET", whoami, access_token=tok)
+        expected = self.hs.clock_ms()
+        await self.restart()
+        devices = await self.hs.device_store.list("@alice:test")
+        self.assertEqual([d.last_seen_ts for d in devices], [expected])

@@ -26,7 +26,7 @@ class GracefulShutdownTests(unittest.TestCase):
         release: defer.Deferred[None] = defer.Deferred()
         closed = []
         original_close = hs.close
-        hs.close = lambda: (closed.append(True), original_close())  # type: ignore[method-assign]
+        hs.close = lambda: (closed.append(True), original_close())[1]  # type: ignore[method-assign]
 
         async def slow(request):
             await release

@@ -109,7 +109,7 @@ class RoomsTestCase(AccountsTestCase):
         from conduit_tw.homeserver import HomeServer
         from tests.server import FakeClient
 
-        self.hs.close()
+        await self.hs.close()
         self.hs = HomeServer(self.config, reactor)
         self.addCleanup(self.hs.close)
         await self.hs.setup()

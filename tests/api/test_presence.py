@@ -174,7 +174,7 @@ class PresenceTimeoutTests(unittest.TestCase):
 
     async def test_timers_survive_restart(self) -> None:
         await self.hs.presence.set_presence(ALICE, "online")
-        self.hs.close()
+        await self.hs.close()
         self.advance(200)
         self.hs = await self.make_server(self.path)
         self.assertEqual(await self.state(), "online")

@@ -18,8 +18,8 @@ L{RateLimits.check_requester}).
 
 Per user, also through L{RateLimits.check_requester} at each endpoint:
 C{rc_joins_*} (join and knock), C{rc_invites_*}, C{rc_profile_*} (profile
-field changes), C{rc_account_data_*} (account data, room tags, filters,
-read markers), C{rc_room_aliases_*} (alias creation and deletion),
+field changes), C{rc_account_data_*} (account data, room tags, push rules,
+filters, read markers), C{rc_room_aliases_*} (alias creation and deletion),
 C{rc_directory_*} (directory visibility), C{rc_pushers_*} (C{/pushers/set})
 and C{rc_keys_*} (device updates; end-to-end key uploads once they land).
 C{rc_media_*} is built for the media repository, which does not exist yet.
@@ -155,7 +155,7 @@ class RateLimits:
         self.profile = RateLimiter(
             config.rc_profile_per_second, config.rc_profile_burst_count, clock_ms
         )
-        #: Account data, room tags, filters and read markers.
+        #: Account data, room tags, push rules, filters and read markers.
         self.account_data = RateLimiter(
             config.rc_account_data_per_second, config.rc_account_data_burst_count, clock_ms
         )

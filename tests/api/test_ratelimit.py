@@ -274,6 +274,26 @@ class WriteLimitTests(RoomsTestCase):
         await self.assert_limited(put_tag)
         await self.assert_limited(delete_tag)
 
+    async def test_push_rules(self) -> None:
+        rule = "/pushrules/global/override/r"
+
+        async def put(tok: str, i: int) -> Response:
+            return await self.put(f"{rule}{i}", {"actions": ["notify"], "conditions": []}, tok)
+
+        async def enable(tok: str, i: int) -> Response:
+            return await self.put("/pushrules/global/override/.m.rule.master/enabled", {"enabled": bool(i % 2)}, tok)
+
+        await self.assert_limited(put)
+        await self.assert_limited(enable)
+        uid, tok = await self.fresh()
+        for i in range(5):
+            self.clock.advance(100)
+            self.assertEqual((await put(tok, i)).code, 200)
+        self.clock.advance(200)
+        await self.assert_limited(
+            lambda t, i: self.request("DELETE", f"{V3}{rule}{i}", access_token=t), setup_tok=tok
+        )
+
     async def test_filters(self) -> None:
         async def make(tok: str, i: int) -> Response:
             return await self.post(f"/user/{q(await self.whoami(tok))}/filter", {"room": {"timeline": {"limit": i + 1}}}, tok)

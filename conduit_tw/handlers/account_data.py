@@ -197,9 +197,13 @@ class AccountDataHandler:
         return {"tags": tags if isinstance(tags, dict) else {}}
 
     async def add_tag(
-        self, requester_id: str, user_id: str, room_id: str, tag: str, body: Any
+        self, requester_id: str, user_id: str, room_id: str, tag: str, body: Any,
+        check_size: Callable[[Any, str], None] | None = None,
     ) -> None:
-        """C{PUT .../tags/{tag}}: validate C{order}, then replace the tag."""
+        """
+        C{PUT .../tags/{tag}}: validate C{order}, then replace the tag;
+        C{check_size} (L{RateLimits.check_size}) may refuse the new tag set.
+        """
         if requester_id != user_id:
             raise forbidden("Cannot add tags for other users.")
         check_room_id(room_id)
@@ -217,6 +221,8 @@ class AccountDataHandler:
         async with self.locks.queue(user_id):
             tags = await self._tags(user_id, room_id)
             tags[tag] = body
+            if check_size is not None:
+                check_size({"tags": tags}, "The room's tag set")
             await self.put(user_id, room_id, TAG, {"tags": tags})
 
     async def remove_tag(self, requester_id: str, user_id: str, room_id: str, tag: str) -> None:

@@ -15,12 +15,26 @@ for C{/login} per IP, failed password logins per account, and
 C{/login/get_token} per user, C{rc_message_per_second}/
 C{rc_message_burst_count} for sending events (used by the rooms code via
 L{RateLimits.check_requester}).
+
+Per user, also through L{RateLimits.check_requester} at each endpoint:
+C{rc_joins_*} (join and knock), C{rc_invites_*}, C{rc_profile_*} (profile
+field changes), C{rc_account_data_*} (account data, room tags, push rules,
+filters, read markers), C{rc_room_aliases_*} (alias creation and deletion),
+C{rc_directory_*} (directory visibility), C{rc_pushers_*} (C{/pushers/set})
+and C{rc_keys_*} (device updates; end-to-end key uploads once they land).
+C{rc_media_*} is built for the media repository, which does not exist yet.
+
+L{check_json_size} caps stored user JSON (account data, tag sets, filters,
+pushers) at C{max_account_data_size} bytes: 413 C{M_TOO_LARGE}
+(client-server-api "Standard error response": "The request or entity was
+too large").
 """
 
 from __future__ import annotations
 
+import json
 import math
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from conduit_tw.errors import Codes, MatrixError
 
@@ -32,6 +46,18 @@ if TYPE_CHECKING:
 #: Buckets kept before full ones are dropped (bounds memory under a flood
 #: of distinct IPs).
 _MAX_BUCKETS = 50_000
+
+
+def check_json_size(value: Any, limit: int, what: str = "Content") -> None:
+    """
+    Refuse C{value} with 413 C{M_TOO_LARGE} when its compact UTF-8 JSON
+    form is longer than C{limit} bytes.
+    """
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > limit:
+        raise MatrixError(
+            413, Codes.TOO_LARGE, f"{what} is too large ({size} bytes; at most {limit})"
+        )
 
 
 class RateLimiter:
@@ -119,6 +145,36 @@ class RateLimits:
         self.message = RateLimiter(
             config.rc_message_per_second, config.rc_message_burst_count, clock_ms
         )
+        #: Joins and knocks.
+        self.joins = RateLimiter(config.rc_joins_per_second, config.rc_joins_burst_count, clock_ms)
+        self.invites = RateLimiter(
+            config.rc_invites_per_second, config.rc_invites_burst_count, clock_ms
+        )
+        #: Profile field changes (display name and avatar changes write a
+        #: member event into every joined room).
+        self.profile = RateLimiter(
+            config.rc_profile_per_second, config.rc_profile_burst_count, clock_ms
+        )
+        #: Account data, room tags, push rules, filters and read markers.
+        self.account_data = RateLimiter(
+            config.rc_account_data_per_second, config.rc_account_data_burst_count, clock_ms
+        )
+        self.room_aliases = RateLimiter(
+            config.rc_room_aliases_per_second, config.rc_room_aliases_burst_count, clock_ms
+        )
+        #: Published room directory visibility changes.
+        self.directory = RateLimiter(
+            config.rc_directory_per_second, config.rc_directory_burst_count, clock_ms
+        )
+        self.pushers = RateLimiter(
+            config.rc_pushers_per_second, config.rc_pushers_burst_count, clock_ms
+        )
+        #: Device updates (and end-to-end key uploads once they land).
+        self.keys = RateLimiter(config.rc_keys_per_second, config.rc_keys_burst_count, clock_ms)
+        #: For the media repository (not there yet).
+        self.media = RateLimiter(config.rc_media_per_second, config.rc_media_burst_count, clock_ms)
+        #: Largest stored user JSON (account data, tag set, filter, pusher).
+        self.max_json_size = config.max_account_data_size
 
     async def check_requester(self, limiter: RateLimiter, requester: "Requester") -> None:
         """Rate-limit an authenticated request by user; appservices and admins pass."""
@@ -127,6 +183,10 @@ class RateLimits:
         if await self._users.is_admin(requester.user_id):
             return
         limiter.check(requester.user_id)
+
+    def check_size(self, value: Any, what: str = "Content") -> None:
+        """413 C{M_TOO_LARGE} when C{value} exceeds C{max_account_data_size}."""
+        check_json_size(value, self.max_json_size, what)
 
     def check_ip(self, limiter: RateLimiter, ip: str) -> None:
         """Rate-limit an unauthenticated request by client IP."""

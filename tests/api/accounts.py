@@ -23,6 +23,14 @@ OPEN = {
     "rc_registration_per_second": 0,
     "rc_login_per_second": 0,
     "rc_message_per_second": 0,
+    "rc_joins_per_second": 0,
+    "rc_invites_per_second": 0,
+    "rc_profile_per_second": 0,
+    "rc_account_data_per_second": 0,
+    "rc_room_aliases_per_second": 0,
+    "rc_directory_per_second": 0,
+    "rc_pushers_per_second": 0,
+    "rc_keys_per_second": 0,
 }
 
 

@@ -23,7 +23,10 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def put_global(request: MatrixRequest, user_id: str, type: str):
         requester = await hs.auth.get_requester(request)
-        await handler.client_put(requester.user_id, user_id, None, type, request.json_object())
+        content = request.json_object()
+        hs.ratelimit.check_size(content, "Account data")
+        await hs.ratelimit.check_requester(hs.ratelimit.account_data, requester)
+        await handler.client_put(requester.user_id, user_id, None, type, content)
         return {}
 
     async def get_global(request: MatrixRequest, user_id: str, type: str):
@@ -32,7 +35,10 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def put_room(request: MatrixRequest, user_id: str, room_id: str, type: str):
         requester = await hs.auth.get_requester(request)
-        await handler.client_put(requester.user_id, user_id, room_id, type, request.json_object())
+        content = request.json_object()
+        hs.ratelimit.check_size(content, "Account data")
+        await hs.ratelimit.check_requester(hs.ratelimit.account_data, requester)
+        await handler.client_put(requester.user_id, user_id, room_id, type, content)
         return {}
 
     async def get_room(request: MatrixRequest, user_id: str, room_id: str, type: str):

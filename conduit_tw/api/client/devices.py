@@ -39,6 +39,7 @@ def register(router: Router, hs: "HomeServer") -> None:
     async def put_device(request: MatrixRequest, device_id: str):
         requester = await hs.auth.get_requester(request, allow_guest=True)
         body = request.json_object()
+        await hs.ratelimit.check_requester(hs.ratelimit.keys, requester)
         if "display_name" in body:
             await devices.set_display_name(requester.user_id, device_id, body["display_name"])
         else:

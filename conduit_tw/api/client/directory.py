@@ -39,6 +39,7 @@ def register(router: Router, hs: "HomeServer") -> None:
         body = request.json_object()
         if "room_id" not in body:
             raise missing_param("room_id is required")
+        await hs.ratelimit.check_requester(hs.ratelimit.room_aliases, requester)
         await directory.create_alias(requester, room_alias, body["room_id"])
         return {}
 
@@ -47,6 +48,7 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def delete_alias(request: MatrixRequest, room_alias: str):
         requester = await hs.auth.get_requester(request)
+        await hs.ratelimit.check_requester(hs.ratelimit.room_aliases, requester)
         await directory.delete_alias(requester, room_alias)
         return {}
 
@@ -60,6 +62,7 @@ def register(router: Router, hs: "HomeServer") -> None:
     async def put_visibility(request: MatrixRequest, room_id: str):
         requester = await hs.auth.get_requester(request)
         body = request.json_object()
+        await hs.ratelimit.check_requester(hs.ratelimit.directory, requester)
         await directory.set_visibility(requester, room_id, body.get("visibility", "public"))
         return {}
 

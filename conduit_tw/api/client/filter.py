@@ -23,7 +23,10 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def create(request: MatrixRequest, user_id: str):
         requester = await hs.auth.get_requester(request, allow_guest=True)
-        filter_id = await handler.create(requester.user_id, user_id, request.json_object())
+        definition = request.json_object()
+        hs.ratelimit.check_size(definition, "Filter")
+        await hs.ratelimit.check_requester(hs.ratelimit.account_data, requester)
+        filter_id = await handler.create(requester.user_id, user_id, definition)
         return {"filter_id": filter_id}
 
     async def get(request: MatrixRequest, user_id: str, filter_id: str):

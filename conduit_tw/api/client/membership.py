@@ -33,6 +33,7 @@ def register(router: Router, hs: "HomeServer") -> None:
             raise MatrixError(
                 400, Codes.UNRECOGNIZED, "Third-party invites are not supported by this server"
             )
+        await hs.ratelimit.check_requester(hs.ratelimit.joins, requester)
         room_id = await membership.join(requester, room_id_or_alias, body.get("reason"))
         return {"room_id": room_id}
 
@@ -49,6 +50,7 @@ def register(router: Router, hs: "HomeServer") -> None:
             )
         if "user_id" not in body:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing user_id")
+        await hs.ratelimit.check_requester(hs.ratelimit.invites, requester)
         await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
         await membership.invite(requester, room_id, body["user_id"], body.get("reason"))
         return {}
@@ -78,6 +80,7 @@ def register(router: Router, hs: "HomeServer") -> None:
     async def knock(request: MatrixRequest, room_id_or_alias: str):
         requester = await hs.auth.get_requester(request)
         body = request.json_object()
+        await hs.ratelimit.check_requester(hs.ratelimit.joins, requester)
         room_id = await membership.knock(requester, room_id_or_alias, body.get("reason"))
         return {"room_id": room_id}
 

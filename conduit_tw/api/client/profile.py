@@ -31,11 +31,13 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def put_field(request: MatrixRequest, user_id: str, key: str):
         requester = await hs.auth.get_requester(request, allow_guest=True)
+        await hs.ratelimit.check_requester(hs.ratelimit.profile, requester)
         await profile.set_field(requester, user_id, key, request.json_object())
         return {}
 
     async def delete_field(request: MatrixRequest, user_id: str, key: str):
         requester = await hs.auth.get_requester(request, allow_guest=True)
+        await hs.ratelimit.check_requester(hs.ratelimit.profile, requester)
         await profile.delete_field(requester, user_id, key)
         return {}
 

@@ -41,10 +41,15 @@ def register(router: Router, hs: "HomeServer") -> None:
         requester = await hs.auth.get_requester(request)
         return await handler.get_ruleset(requester.user_id)
 
-    async def rule_owner(request: MatrixRequest, scope: str) -> str:
-        """The requester's user ID, once the token and C{scope} are checked."""
+    async def rule_owner(request: MatrixRequest, scope: str, write: bool = False) -> str:
+        """
+        The requester's user ID, once the token and C{scope} are checked
+        (and, for a change, C{rc_account_data}: push rules are account data).
+        """
         requester = await hs.auth.get_requester(request)
         _scope(scope)
+        if write:
+            await hs.ratelimit.check_requester(hs.ratelimit.account_data, requester)
         return requester.user_id
 
     async def get_rule(request: MatrixRequest, scope: str, kind: str, rule_id: str):
@@ -52,7 +57,7 @@ def register(router: Router, hs: "HomeServer") -> None:
         return await handler.get_rule(user_id, kind, rule_id)
 
     async def put_rule(request: MatrixRequest, scope: str, kind: str, rule_id: str):
-        user_id = await rule_owner(request, scope)
+        user_id = await rule_owner(request, scope, write=True)
         await handler.set_rule(
             user_id, kind, rule_id, request.json_object(),
             before=request.arg("before"), after=request.arg("after"),
@@ -60,7 +65,7 @@ def register(router: Router, hs: "HomeServer") -> None:
         return {}
 
     async def delete_rule(request: MatrixRequest, scope: str, kind: str, rule_id: str):
-        user_id = await rule_owner(request, scope)
+        user_id = await rule_owner(request, scope, write=True)
         await handler.delete_rule(user_id, kind, rule_id)
         return {}
 
@@ -71,7 +76,7 @@ def register(router: Router, hs: "HomeServer") -> None:
             return {attr: rule[attr]}
 
         async def put_attr(request: MatrixRequest, scope: str, kind: str, rule_id: str):
-            user_id = await rule_owner(request, scope)
+            user_id = await rule_owner(request, scope, write=True)
             body = request.json_object()
             if attr not in body:
                 raise missing_param(f"Missing '{attr}'.")

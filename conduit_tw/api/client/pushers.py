@@ -27,7 +27,10 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def set_pusher(request: MatrixRequest):
         requester = await hs.auth.get_requester(request)
-        await handler.set_pusher(requester, request.json_object())
+        body = request.json_object()
+        hs.ratelimit.check_size(body, "Pusher")
+        await hs.ratelimit.check_requester(hs.ratelimit.pushers, requester)
+        await handler.set_pusher(requester, body)
         return {}
 
     client_route(router, "GET", "/pushers", get_pushers)

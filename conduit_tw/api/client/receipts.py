@@ -28,6 +28,7 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def post_read_markers(request: MatrixRequest, room_id: str):
         requester = await hs.auth.get_requester(request, allow_guest=True)
+        await hs.ratelimit.check_requester(hs.ratelimit.account_data, requester)
         await hs.receipts.read_markers(requester.user_id, room_id, request.json_object())
         return {}
 

@@ -27,11 +27,16 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def put_tag(request: MatrixRequest, user_id: str, room_id: str, tag: str):
         requester = await hs.auth.get_requester(request)
-        await handler.add_tag(requester.user_id, user_id, room_id, tag, request.json_object())
+        await hs.ratelimit.check_requester(hs.ratelimit.account_data, requester)
+        await handler.add_tag(
+            requester.user_id, user_id, room_id, tag, request.json_object(),
+            check_size=hs.ratelimit.check_size,
+        )
         return {}
 
     async def delete_tag(request: MatrixRequest, user_id: str, room_id: str, tag: str):
         requester = await hs.auth.get_requester(request)
+        await hs.ratelimit.check_requester(hs.ratelimit.account_data, requester)
         await handler.remove_tag(requester.user_id, user_id, room_id, tag)
         return {}
 

@@ -53,6 +53,7 @@ from conduit_tw.handlers.filtering import FilterHandler
 from conduit_tw.handlers.presence import PresenceHandler
 from conduit_tw.handlers.pusher import PusherHandler
 from conduit_tw.handlers.typing import TypingHandler
+from conduit_tw.http.client import OutgoingHTTPClient
 from conduit_tw.storage.stores.account_data import AccountDataStore
 from conduit_tw.storage.stores.filters import FilterStore
 from conduit_tw.storage.stores.presence import PresenceStore
@@ -162,9 +163,9 @@ class HomeServer:
             PushRulesStore(db), self.account_data, self.globals, self.notifier
         )
         self.filters = FilterHandler(FilterStore(db))
-        self.pushers = PusherHandler(
-            PusherStore(db), reactor, self.clock_ms, idle_timeout_s=config.pusher_idle_timeout
-        )
+        #: The one outgoing HTTP client (ip_range_denylist, TLS policy, caps).
+        self.http_client = OutgoingHTTPClient(reactor, config)
+        self.pushers = PusherHandler(PusherStore(db), reactor, self.clock_ms, self.http_client)
         self.devices.on_devices_deleted.append(self.pushers.devices_deleted)
         self.account.on_deactivated.append(self.pushers.user_deactivated)
         self.presence = PresenceHandler(
@@ -229,5 +230,5 @@ class HomeServer:
         self.presence.stop()
         self.typing.stop()
         self.notifications.stop()
-        self.pushers.close()
+        self.http_client.close()
         self.db.close()

@@ -54,6 +54,7 @@ from conduit_tw.handlers.filtering import FilterHandler
 from conduit_tw.handlers.presence import PresenceHandler
 from conduit_tw.handlers.pusher import PusherHandler
 from conduit_tw.handlers.typing import TypingHandler
+from conduit_tw.http.client import OutgoingHTTPClient
 from conduit_tw.storage.stores.account_data import AccountDataStore
 from conduit_tw.storage.stores.filters import FilterStore
 from conduit_tw.storage.stores.presence import PresenceStore
@@ -163,9 +164,9 @@ class HomeServer:
             PushRulesStore(db), self.account_data, self.globals, self.notifier
         )
         self.filters = FilterHandler(FilterStore(db))
-        self.pushers = PusherHandler(
-            PusherStore(db), reactor, self.clock_ms, idle_timeout_s=config.pusher_idle_timeout
-        )
+        #: The one outgoing HTTP client (ip_range_denylist, TLS policy, caps).
+        self.http_client = OutgoingHTTPClient(reactor, config)
+        self.pushers = PusherHandler(PusherStore(db), reactor, self.clock_ms, self.http_client)
         self.devices.on_devices_deleted.append(self.pushers.devices_deleted)
         self.account.on_deactivated.append(self.pushers.user_deactivated)
         self.presence = PresenceHandler(
@@ -223,7 +224,7 @@ class HomeServer:
     def close(self) -> Deferred[None]:
         """
         Shut the components down, then close the database: the pending
-        last-seen data is written and the pushers' connections are closed
+        last-seen data is written and the outgoing connections are closed
         first, so nothing is written to a closed database. The Deferred
         fires once the database is closed.
         """
@@ -238,7 +239,7 @@ class HomeServer:
         self.typing.stop()
         self.notifications.stop()
         try:
-            await self.pushers.close()
+            await self.http_client.close()
         except Exception:
-            log.failure("Closing the pushers failed")
+            log.failure("Closing outgoing connections failed")
         self.db.close()

@@ -10,7 +10,11 @@ HTTP pusher of a user: one request per pusher (each has its own URL and
 data), the full event or only IDs for C{format: event_id_only}. A failed
 request (connection error, timeout, 5xx, 429) is retried with exponential
 backoff; a 2xx answer's C{rejected} pushkeys have their pushers removed,
-as the spec requires. Other 4xx answers are not retried.
+as the spec requires. Other 4xx answers and redirects (never followed)
+are not retried. Requests go through the server's shared outgoing client
+(L{conduit_tw.http.client}): a gateway resolving only to addresses in
+C{ip_range_denylist} is never connected to and is treated like an
+unreachable one.
 
 Deviation: the spec says the URL MUST be HTTPS; plain HTTP is accepted too
 (self-hosted and test gateways), as Synapse does. The path must be
@@ -28,10 +32,12 @@ from twisted.internet.task import deferLater
 
 from conduit_tw.errors import Codes, MatrixError, invalid_param
 from conduit_tw.handlers.push_rules import PushResult, result_for
+from conduit_tw.http.client import DeniedDestinationError
 from conduit_tw.logging import get_logger
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
+    from conduit_tw.http.client import OutgoingHTTPClient
     from conduit_tw.storage.stores.pushers import PusherStore
 
 log = get_logger("conduit_tw.push")
@@ -39,6 +45,8 @@ log = get_logger("conduit_tw.push")
 NOTIFY_PATH = "/_matrix/push/v1/notify"
 MAX_PUSHKEY_BYTES = 512
 MAX_APP_ID_CHARS = 64
+#: A gateway answers C{{"rejected": [...]}} for one pusher: small.
+MAX_GATEWAY_RESPONSE_BYTES = 64 * 1024
 _REQUIRED_WHEN_SET = ("app_display_name", "device_display_name", "lang", "data")
 #: Fields shown by C{GET /pushers}.
 _CLIENT_FIELDS = (
@@ -55,8 +63,8 @@ class PusherHandler:
         store: "PusherStore",
         reactor: IReactorTime,
         clock_ms: Any,
-        idle_timeout_s: float = 15,
-        request_timeout_s: float = 30,
+        http_client: "OutgoingHTTPClient",
+        request_timeout_s: float | None = None,
         max_attempts: int = 10,
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 600.0,
@@ -64,13 +72,13 @@ class PusherHandler:
         self.store = store
         self.reactor = reactor
         self.clock_ms = clock_ms
+        #: The server's shared outgoing client (denylist, TLS, size cap).
+        self.http_client = http_client
+        #: Per-request total timeout; None: the client's C{request_timeout}.
         self.request_timeout_s = request_timeout_s
         self.max_attempts = max_attempts
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
-        self._idle_timeout_s = idle_timeout_s
-        self._pool: Any = None
-        self._http: Any = None
         self._in_flight: set[Deferred[None]] = set()
 
     # -- the client API
@@ -145,17 +153,6 @@ class PusherHandler:
 
     # -- delivery
 
-    def _client(self) -> Any:
-        if self._http is None:
-            from treq.client import HTTPClient
-            from twisted.web.client import Agent, HTTPConnectionPool
-
-            self._pool = HTTPConnectionPool(self.reactor, persistent=True)
-            self._pool.maxPersistentPerHost = 2
-            self._pool.cachedConnectionTimeout = self._idle_timeout_s
-            self._http = HTTPClient(Agent(self.reactor, pool=self._pool))
-        return self._http
-
     def dispatch(
         self,
         user_id: str,
@@ -212,14 +209,14 @@ class PusherHandler:
         delay = self.backoff_initial_s
         for attempt in range(1, self.max_attempts + 1):
             try:
-                response = await self._client().post(
-                    url, json=body, timeout=self.request_timeout_s, reactor=self.reactor
+                response = await self.http_client.post_json(
+                    url, body, max_size=MAX_GATEWAY_RESPONSE_BYTES, timeout=self.request_timeout_s
                 )
                 code = response.code
                 if 200 <= code < 300:
                     try:
-                        answer = await response.json()
-                    except Exception:
+                        answer = response.json()
+                    except ValueError:
                         answer = {}
                     rejected = answer.get("rejected") if isinstance(answer, dict) else None
                     if isinstance(rejected, list) and pusher["pushkey"] in rejected:
@@ -229,12 +226,17 @@ class PusherHandler:
                         )
                         await self.store.delete(pusher["user_id"], pusher["app_id"], pusher["pushkey"])
                     return
-                await response.content()
-                if 400 <= code < 500 and code != 429:
+                if 300 <= code < 400 or (400 <= code < 500 and code != 429):
+                    # Redirects are never followed (conduit_tw/http/client.py).
                     log.warn("Push gateway {url} answered {code}; not retrying", url=url, code=code)
                     return
                 reason = f"HTTP {code}"
-            except Exception as e:  # connection refused, DNS, timeout ...
+            except DeniedDestinationError as e:
+                # Treated like an unreachable gateway: retried (DNS may change), never connected.
+                if attempt == 1:
+                    log.warn("Push gateway {url} refused: {reason}", url=url, reason=str(e))
+                reason = str(e)
+            except Exception as e:  # connection refused, DNS, timeout, TLS, oversized ...
                 reason = repr(e)
             if attempt == self.max_attempts:
                 log.warn("Giving up pushing to {url} after {n} attempts: {reason}",
@@ -245,14 +247,6 @@ class PusherHandler:
             await deferLater(self.reactor, delay, lambda: None)
             delay = min(delay * 2, self.backoff_max_s)
 
-    def close(self) -> Deferred[None]:
-        """Close cached gateway connections (shutdown, tests)."""
-        if self._pool is None:
-            d: Deferred[None] = Deferred()
-            d.callback(None)
-            return d
-        return self._pool.closeCachedConnections()
-
 
 def check_gateway_url(url: Any) -> None:
     """400 M_INVALID_PARAM unless C{url} is an http(s) URL to the notify path."""
@@ -260,10 +254,12 @@ def check_gateway_url(url: Any) -> None:
         raise invalid_param("'data.url' is required for HTTP pushers.")
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a bad port
+        url.encode("ascii")
     except ValueError:
         raise invalid_param("'data.url' is not a valid URL.") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise invalid_param("'data.url' must be an HTTPS URL.")
+        raise invalid_param("'data.url' must be an http(s) URL with a host.")
     if parts.path != NOTIFY_PATH:
         raise invalid_param(f"'data.url' must have the path {NOTIFY_PATH}.")
 

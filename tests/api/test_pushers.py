@@ -83,6 +83,8 @@ class PusherApiTests(AccountsTestCase):
         for body in (
             pusher(data={}), pusher(data={"url": "https://x/other/path"}),
             pusher(data={"url": "ftp://x/_matrix/push/v1/notify"}), pusher(data="url"),
+            pusher(data={"url": "https:///_matrix/push/v1/notify"}),
+            pusher(data={"url": "https://x:99999/_matrix/push/v1/notify"}),
             pusher(kind="email"), pusher(kind="carrier-pigeon"), pusher(app_id="a" * 65),
             pusher(pushkey=""), pusher(append="yes"), pusher(lang=5),
         ):

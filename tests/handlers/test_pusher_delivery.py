@@ -13,7 +13,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from conduit_tw.handlers.push_rules import result_for
-from tests.api.accounts import AccountsTestCase
+from tests.api.accounts import OPEN, AccountsTestCase
 
 
 class Gateway(Resource):
@@ -36,17 +36,27 @@ class Gateway(Resource):
         return json.dumps(body).encode()
 
 
-class DeliveryTests(AccountsTestCase):
-    """PusherHandler.deliver against a local gateway."""
+class GatewaySite(Site):
+    """Counts accepted connections."""
+
+    connections = 0
+    timeOut = None
+
+    def buildProtocol(self, addr: Any) -> Any:
+        self.connections += 1
+        return super().buildProtocol(addr)
+
+
+class GatewayTestCase(AccountsTestCase):
+    """A local gateway on 127.0.0.1 and a user to push to."""
 
     async def setUp(self) -> None:  # type: ignore[override]
         await super().setUp()
         self.gateway = Gateway()
-        site = Site(self.gateway)
-        site.timeOut = None
-        self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.site = GatewaySite(self.gateway)
+        self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
-        self.addCleanup(self.hs.pushers.close)
+        self.addCleanup(self.hs.http_client.close)
         self.url = f"http://127.0.0.1:{self.port.getHost().port}/_matrix/push/v1/notify"
         self.hs.pushers.backoff_initial_s = 0.01
         self.hs.pushers.max_attempts = 4
@@ -65,6 +75,12 @@ class DeliveryTests(AccountsTestCase):
             "event_id": "$ev1", "room_id": "!r:test", "type": "m.room.message", "sender": "@bob:test",
             "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "I'm floating"},
         }
+
+
+class DeliveryTests(GatewayTestCase):
+    """PusherHandler.deliver against a local gateway (127.0.0.1: not denied here)."""
+
+    config_overrides = {**OPEN, "ip_range_denylist": []}
 
     async def test_full_format(self) -> None:
         await self.add_pusher(custom="x")
@@ -150,3 +166,23 @@ class DeliveryTests(AccountsTestCase):
         await d  # gives up, logs, never raises
         self.assertEqual(self.gateway.received, [])
         self.assertEqual(len(await self.hs.pushers.list_pushers("@alice:test")), 1)
+
+    async def test_redirect_not_followed_nor_retried(self) -> None:
+        await self.add_pusher()
+        self.gateway.script = [(307, {})]
+        await self.hs.pushers.deliver("@alice:test", self.event(), ["notify"], {})
+        self.assertEqual(self.gateway.paths, [b"/_matrix/push/v1/notify"])
+
+
+class DeniedGatewayTests(GatewayTestCase):
+    """The default C{ip_range_denylist} covers 127.0.0.0/8: nothing is sent."""
+
+    config_overrides = OPEN
+
+    async def test_delivery_refused_before_connecting(self) -> None:
+        await self.add_pusher()  # accepted: the URL is well-formed
+        self.hs.pushers.max_attempts = 2
+        await self.hs.pushers.dispatch("@alice:test", self.event(), ["notify"], {})
+        self.assertEqual(self.gateway.received, [])
+        self.assertEqual(self.site.connections, 0, "never connected")
+        self.assertEqual(len(await self.hs.pushers.list_pushers("@alice:test")), 1, "kept, like unreachable")

@@ -1,0 +1,1 @@
+"""Outgoing HTTP: the one shared client every outgoing request goes through."""

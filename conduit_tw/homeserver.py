@@ -132,7 +132,10 @@ class HomeServer:
         self.globals = GlobalsStore(db)
         self.notifier = Notifier(reactor)
         self.tokens = TokenStore(db)
-        self.auth = Auth(self.tokens, self.clock_ms)
+        self.auth = Auth(
+            self.tokens, self.clock_ms,
+            allow_query_token=config.allow_access_token_query_parameter,
+        )
         # -- accounts and sessions (handlers/{uia,registration,login,...})
         self.users = UserStore(db)
         self.device_store = DeviceStore(db)

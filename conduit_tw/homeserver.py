@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from conduit_tw.api import keys, wellknown
 from conduit_tw.api.client import account as account_api
+from conduit_tw.api.client import capabilities as capabilities_api
 from conduit_tw.api.client import devices as devices_api
 from conduit_tw.api.client import login as login_api
 from conduit_tw.api.client import profile as profile_api
@@ -96,7 +97,7 @@ log = get_logger("conduit_tw.homeserver")
 API_MODULES: list[Any] = [
     account_data_api, tags_api, filter_api, push_rules_api, pushers_api, presence_api, typing_api,
     versions, wellknown, keys, version,
-    register_api, login_api, account_api, devices_api, profile_api,
+    register_api, login_api, account_api, devices_api, profile_api, capabilities_api,
     rooms_api, membership_api,
     room_history_api, room_upgrades_api, reporting_api,
     directory_api,

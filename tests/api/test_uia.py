@@ -164,7 +164,8 @@ class UIAPasswordTests(AccountsTestCase):
             {"new_password": "x", "auth": self.password_auth("alice", session=sid)},
             access_token=tok,
         )
-        self.assertMatrixError(r, 400, "M_UNKNOWN")
+        # A session only authorises the operation it was started for.
+        self.assertMatrixError(r, 403, "M_FORBIDDEN")
 
     async def test_missing_password_is_a_bad_request(self) -> None:
         await self._setup_users()

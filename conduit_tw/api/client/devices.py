@@ -5,8 +5,16 @@ Device management (client-server-api "Device Management"):
 - C{POST /_matrix/client/v3/delete_devices}
 
 Deleting devices uses UIA (C{m.login.password}), except for appservices
-(v1.17). C{PUT} only updates existing devices here; creating devices is
-for appservices (v1.17) and lands with them.
+(v1.17). A UIA session authorises only the deletion it was started for
+(the device ID, or the list of IDs). C{DELETE /devices/{deviceId}} of a
+device the caller does not have answers 404 M_NOT_FOUND ("The current
+user has no device with the given ID", as C{GET}/C{PUT} do) before any UIA
+round, so another user's device is never answered with a 401. C{PUT} only
+updates existing devices here; creating devices is for appservices (v1.17)
+and lands with them.
+
+Device objects (C{client_device.yaml}) leave out C{display_name} when the
+device has none, rather than sending C{null}.
 """
 
 from __future__ import annotations
@@ -22,6 +30,15 @@ from conduit_tw.handlers.uia import PASSWORD
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
     from conduit_tw.homeserver import HomeServer
+    from conduit_tw.storage.stores.devices import Device
+
+
+def client_device(device: "Device") -> dict[str, Any]:
+    """A device for the client API, without C{display_name} when unset."""
+    out = device.to_client()
+    if out.get("display_name") is None:
+        out.pop("display_name", None)
+    return out
 
 
 def register(router: Router, hs: "HomeServer") -> None:
@@ -30,11 +47,11 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def get_devices(request: MatrixRequest):
         requester = await hs.auth.get_requester(request, allow_guest=True)
-        return {"devices": [d.to_client() for d in await devices.list_devices(requester.user_id)]}
+        return {"devices": [client_device(d) for d in await devices.list_devices(requester.user_id)]}
 
     async def get_device(request: MatrixRequest, device_id: str):
         requester = await hs.auth.get_requester(request, allow_guest=True)
-        return (await devices.get_device(requester.user_id, device_id)).to_client()
+        return client_device(await devices.get_device(requester.user_id, device_id))
 
     async def put_device(request: MatrixRequest, device_id: str):
         requester = await hs.auth.get_requester(request, allow_guest=True)
@@ -45,14 +62,20 @@ def register(router: Router, hs: "HomeServer") -> None:
             await devices.get_device(requester.user_id, device_id)
         return {}
 
-    async def _uia(requester: "Requester", body: dict[str, Any], endpoint: str) -> None:
+    async def _uia(
+        requester: "Requester", body: dict[str, Any], endpoint: str, operation: Any
+    ) -> None:
         if requester.appservice_id is None:
-            await hs.uia.authenticate(body, endpoint, [[PASSWORD]], user_id=requester.user_id)
+            await hs.uia.authenticate(
+                body, endpoint, [[PASSWORD]], user_id=requester.user_id, operation=operation
+            )
 
     async def delete_device(request: MatrixRequest, device_id: str):
         requester = await hs.auth.get_requester(request)
         body = request.json_object()
-        await _uia(requester, body, "devices/delete")
+        # Ownership first: a device the caller does not have is a 404, not a UIA round.
+        await devices.get_device(requester.user_id, device_id)
+        await _uia(requester, body, "devices/delete", ("DELETE", device_id))
         await devices.delete_devices(requester.user_id, [device_id])
         return {}
 
@@ -62,7 +85,7 @@ def register(router: Router, hs: "HomeServer") -> None:
         ids = body.get("devices")
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise MatrixError(400, Codes.BAD_JSON, "'devices' must be a list of device IDs")
-        await _uia(requester, body, "delete_devices")
+        await _uia(requester, body, "delete_devices", ("POST", tuple(sorted(set(ids)))))
         await devices.delete_devices(requester.user_id, ids)
         return {}
 

@@ -89,14 +89,15 @@ class UIAShapeTests(AccountsTestCase):
         )
         self.assertEqual(r.code, 200, r.body)
 
-    async def test_session_used_up(self) -> None:
+    async def test_completed_session_cannot_register_another_user(self) -> None:
         first = await self.request("POST", REGISTER, {"username": "alice"})
         sid = first.json["session"]
         auth = {"type": "m.login.dummy", "session": sid}
         r = await self.request("POST", REGISTER, {"username": "alice", "auth": auth})
         self.assertEqual(r.code, 200)
         r = await self.request("POST", REGISTER, {"username": "bob", "auth": auth})
-        self.assertMatrixError(r, 400, "M_UNKNOWN")
+        self.assertMatrixError(r, 403, "M_FORBIDDEN")
+        self.assertFalse(await self.hs.users.exists("@bob:test"))
 
 
 class UIAPasswordTests(AccountsTestCase):

@@ -26,14 +26,10 @@ class DeviceTests(AccountsTestCase):
         self.assertEqual(phone["last_seen_ip"], "127.0.0.1")
         self.assertIsInstance(phone["last_seen_ts"], int)
         laptop = [d for d in r.json["devices"] if d["device_id"] == "LAPTOP"][0]
-        # An unset display name is left out, not null.
-        self.assertNotIn("display_name", laptop)
+        # Unset values are null (as Synapse answers; matrix-nio requires the keys).
+        self.assertIsNone(laptop["display_name"])
         r = await self.request("GET", DEVICES + "/PHONE", access_token=a["access_token"])
         self.assertEqual(r.json["device_id"], "PHONE")
-        r = await self.request("GET", DEVICES + "/LAPTOP", access_token=a["access_token"])
-        self.assertEqual(r.code, 200)
-        self.assertNotIn("display_name", r.json)
-        self.assertNotIn(b"null", r.body.split(b'"last_seen')[0])
         r = await self.request("GET", "/_matrix/client/r0/devices/PHONE", access_token=a["access_token"])
         self.assertEqual(r.code, 200)
 

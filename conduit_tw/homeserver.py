@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from conduit_tw.api import keys, wellknown
 from conduit_tw.api.client import account as account_api
+from conduit_tw.api.client import capabilities as capabilities_api
 from conduit_tw.api.client import devices as devices_api
 from conduit_tw.api.client import login as login_api
 from conduit_tw.api.client import profile as profile_api
@@ -98,7 +99,7 @@ log = get_logger("conduit_tw.homeserver")
 API_MODULES: list[Any] = [
     account_data_api, tags_api, filter_api, push_rules_api, pushers_api, presence_api, typing_api,
     versions, wellknown, keys, version,
-    register_api, login_api, account_api, devices_api, profile_api,
+    register_api, login_api, account_api, devices_api, profile_api, capabilities_api,
     rooms_api, membership_api,
     room_history_api, room_upgrades_api, reporting_api,
     directory_api,
@@ -134,7 +135,10 @@ class HomeServer:
         self.globals = GlobalsStore(db)
         self.notifier = Notifier(reactor)
         self.tokens = TokenStore(db)
-        self.auth = Auth(self.tokens, self.clock_ms)
+        self.auth = Auth(
+            self.tokens, self.clock_ms,
+            allow_query_token=config.allow_access_token_query_parameter,
+        )
         # -- accounts and sessions (handlers/{uia,registration,login,...})
         self.users = UserStore(db)
         self.device_store = DeviceStore(db)

@@ -1,12 +1,17 @@
 """
 Who is calling: access-token authentication (client-server-api "Using
-access tokens"). Tokens are accepted only in the C{Authorization: Bearer}
-header; the query-string form is no longer supported by the spec (v1.20),
-so a request that only has C{?access_token=} is treated as unauthenticated.
+access tokens"). Tokens come from the C{Authorization: Bearer} header or,
+unless C{allow_access_token_query_parameter} is false, from the
+C{access_token} query parameter (deprecated by the spec, but still sent by
+many clients and bridges). When both are given the header wins. The query
+form never reaches a log line: the request log writes the path without
+its query string, and L{redact_uri} masks the token in any URI that must
+be logged.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -37,16 +42,49 @@ def bearer_token(request) -> str | None:
     return token.strip()
 
 
+def query_token(request) -> str | None:
+    """The C{access_token} query parameter, if present and non-empty."""
+    args = getattr(request, "args", None) or {}
+    values = args.get(b"access_token")
+    if not values:
+        return None
+    raw = values[0]
+    token = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return token.strip() or None
+
+
+_TOKEN_IN_URI = re.compile(r"(?i)([?&]access_token=)[^&#]*")
+
+
+def redact_uri(uri: str | bytes) -> str:
+    """C{uri} with the value of any C{access_token} query parameter masked."""
+    if isinstance(uri, bytes):
+        uri = uri.decode("ascii", "replace")
+    return _TOKEN_IN_URI.sub(r"\1<redacted>", uri)
+
+
 class Auth:
     """Turns a request into a L{Requester} or a 401."""
 
-    def __init__(self, tokens: TokenStore, clock_ms: Callable[[], int]) -> None:
+    def __init__(
+        self, tokens: TokenStore, clock_ms: Callable[[], int], allow_query_token: bool = True
+    ) -> None:
         self.tokens = tokens
+        #: Whether C{?access_token=} is accepted (config
+        #: C{allow_access_token_query_parameter}).
+        self.allow_query_token = allow_query_token
         self._clock_ms = clock_ms
         #: Called as C{seen(user_id, device_id, ip)} for every authenticated
         #: request (the device handler keeps last_seen_ip/ts with it). Must
         #: be cheap and synchronous.
         self.seen: Optional[Callable[[str, str, str], None]] = None
+
+    def token_of(self, request) -> str | None:
+        """The request's access token: the header, else the query parameter."""
+        token = bearer_token(request)
+        if token is None and self.allow_query_token:
+            token = query_token(request)
+        return token
 
     async def get_requester(
         self, request, allow_guest: bool = False, allow_expired: bool = False
@@ -60,7 +98,7 @@ class Auth:
             "Soft logout"), 403 M_GUEST_ACCESS_FORBIDDEN for guests on
             endpoints they may not use.
         """
-        token = bearer_token(request)
+        token = self.token_of(request)
         if token is None:
             raise MatrixError(401, Codes.MISSING_TOKEN, "Missing access token.")
         info = await self.tokens.lookup(token)

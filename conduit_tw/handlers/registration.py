@@ -16,6 +16,22 @@ callable telling whether a user ID is in an exclusive namespace, so
 registration answers M_EXCLUSIVE) and L{RegistrationHandler.on_registered}
 (e.g. auto-joining rooms, announcing the user to the admin room).
 
+A UIA session of C{/register} remembers the parameters of its requests
+(L{BOUND_PARAMS}): the first value given for each is kept, a later request
+that gives a different one answers 403 M_FORBIDDEN, and one that leaves a
+parameter out gets the remembered value (so the password or
+C{inhibit_login} of the first request cannot be changed or lost on the
+way). The session is kept after it completes, with the answer: a retried
+request of a completed session (the response got lost) gets the same
+answer again, and never makes a second account (client-server-api
+"User-Interactive Authentication API": "servers must return [...] the
+result of the API call if all the stages were completed when a client
+retries a stage"). Concurrent retries wait for the first one. The
+remembered values live in memory only, for the session's lifetime.
+
+With C{inhibit_login} the answer has neither C{access_token} nor
+C{device_id} and no device is made.
+
 A guest upgrades by registering with C{guest_access_token} and its own
 localpart as C{username}; it keeps its user ID (and so its rooms), its
 guest sessions end, and the answer logs in a new device.
@@ -29,7 +45,8 @@ import secrets
 import string
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from twisted.internet.defer import DeferredLock
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.python.failure import Failure
 
 from conduit_tw.errors import Codes, MatrixError, forbidden
 from conduit_tw.handlers.uia import DUMMY, REGISTRATION_TOKEN, Session, StageFailed
@@ -53,6 +70,19 @@ log = get_logger("conduit_tw.registration")
 LOCALPART_RE = re.compile(r"[a-z0-9._=\-/+]+")
 MAX_USER_ID_BYTES = 255
 MAX_PASSWORD_LENGTH = 1024
+
+#: Request parameters a registration UIA session is bound to.
+BOUND_PARAMS = (
+    "username",
+    "password",
+    "guest_access_token",
+    "inhibit_login",
+    "device_id",
+    "initial_device_display_name",
+    "refresh_token",
+)
+#: The endpoint name of registration UIA sessions.
+UIA_ENDPOINT = "register"
 
 RegisteredHook = Callable[[str, bool], "Awaitable[None] | None"]
 
@@ -257,6 +287,15 @@ class RegistrationHandler:
         if isinstance(auth, dict) and auth.get("type") == "m.login.application_service":
             raise MatrixError(400, Codes.UNKNOWN, "Application service registration is not supported yet")
 
+        sid = auth.get("session") if isinstance(auth, dict) else None
+        known = self.uia.get_session(sid) if isinstance(sid, str) else None
+        if known is not None and known.endpoint == UIA_ENDPOINT and known.user_id is None:
+            body = {**body, **self._bind(known, body, store=False)}
+            outcome = self._outcome(known)
+            if outcome is not None:
+                # A retry of a completed registration: the same answer.
+                return await outcome
+
         password = body.get("password")
         if password is not None and (not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH):
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid password")
@@ -279,13 +318,89 @@ class RegistrationHandler:
             # Spec: username problems are answered before UIA.
             user_id = await self.check_available(username) if username is not None else None
 
-        await self.uia.authenticate(
+        def remember(session: Session) -> None:
+            self._bind(session, body)
+
+        if known is not None and known.endpoint == UIA_ENDPOINT and known.user_id is None:
+            remember(known)
+
+        session = await self.uia.authenticate(
             body,
-            "register",
+            UIA_ENDPOINT,
             self.flows(),
             checkers={REGISTRATION_TOKEN: self._token_stage},
+            on_new_session=remember,
+            keep=True,
         )
+        outcome = self._outcome(session)
+        if outcome is not None:
+            return await outcome
+        waiters: list[Deferred[dict[str, Any]]] = []
+        session.data["outcome"] = waiters
+        try:
+            result = await self._finish(
+                body, user_id, upgrade, password, inhibit_login, device_id, display_name, ip
+            )
+        except BaseException:
+            failure = Failure()
+            session.data.pop("outcome", None)
+            for d in waiters:
+                d.errback(failure)
+            raise
+        session.data["outcome"] = result
+        for d in waiters:
+            d.callback(dict(result))
+        return dict(result)
 
+    @staticmethod
+    def _bind(session: Session, body: dict[str, Any], store: bool = True) -> dict[str, Any]:
+        """
+        Remember C{body}'s L{BOUND_PARAMS} in C{session} (unless not
+        C{store}): the first value of each is kept; a different later value
+        is refused.
+
+        @return: every remembered parameter.
+        @raise MatrixError: 403 M_FORBIDDEN when a parameter changed.
+        """
+        remembered: dict[str, Any] = session.data.setdefault("params", {})
+        bound = remembered if store else dict(remembered)
+        for key in BOUND_PARAMS:
+            value = body.get(key)
+            if value is None:
+                continue
+            if key not in bound:
+                bound[key] = value
+            elif not _same(bound[key], value):
+                raise forbidden(
+                    "Requested operation has changed during the UI authentication session"
+                )
+        return dict(bound)
+
+    @staticmethod
+    def _outcome(session: Session) -> "Deferred[dict[str, Any]] | None":
+        """The answer of the session's registration, once it has started."""
+        state = session.data.get("outcome")
+        if state is None:
+            return None
+        d: Deferred[dict[str, Any]] = Deferred()
+        if isinstance(state, list):
+            state.append(d)  # still running: wait for it
+        else:
+            d.callback(dict(state))
+        return d
+
+    async def _finish(
+        self,
+        body: dict[str, Any],
+        user_id: str | None,
+        upgrade: bool,
+        password: str | None,
+        inhibit_login: bool,
+        device_id: str | None,
+        display_name: str | None,
+        ip: str,
+    ) -> dict[str, Any]:
+        """Make (or upgrade) the account and log it in unless inhibited."""
         if upgrade:
             assert user_id is not None
             await self.users.update_account(
@@ -356,3 +471,10 @@ class RegistrationHandler:
         if not isinstance(token, str):
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'token'")
         return {"valid": self.token_valid(token)}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two request values are equal (strings compared in constant time)."""
+    if isinstance(a, str) and isinstance(b, str):
+        return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+    return type(a) is type(b) and a == b

@@ -10,12 +10,20 @@ that does not finish a flow answers 401 with C{completed}; a failed one
 answers 401 with C{errcode}/C{error} added; when some flow is complete the
 call returns and the endpoint does its work. A session is then consumed, so
 every UIA-protected call (e.g. C{/login/get_token}, which must re-prompt)
-needs a fresh authentication.
+needs a fresh authentication; an endpoint whose retries must be answered
+with the result of the call (the spec: "servers must return either a 401
+response with the completed stages, or the result of the API call", e.g.
+C{/register}) passes C{keep=True} and keeps the session until it expires.
 
 Sessions live in memory: they last minutes (L{SESSION_LIFETIME_MS}), and a
 restart only makes a client start its flow again. A session is bound to
-the endpoint and to the authenticated user that started it; an unknown,
-expired or foreign session answers 400 C{M_UNKNOWN}.
+the authenticated user that started it (an unknown, expired or foreign
+session answers 400 C{M_UNKNOWN}) and to the operation of its first
+request: the endpoint plus an C{operation} value the endpoint derives from
+the method, path and identifying body parameters (e.g. the device to
+delete). A session used for a different operation answers 403
+C{M_FORBIDDEN}, so authenticating "delete device X" never authorises
+"delete device Y" or a password change.
 """
 
 from __future__ import annotations
@@ -62,6 +70,8 @@ class Session:
     flows: list[list[str]]
     params: dict[str, Any]
     completed: list[str] = field(default_factory=list)
+    #: What the session's first request asked for (see the module docstring).
+    operation: Any = None
     #: Free space for the endpoint (e.g. what registration validated).
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -77,12 +87,17 @@ class UIA:
         self.lifetime_ms = SESSION_LIFETIME_MS
 
     def _new_session(
-        self, endpoint: str, user_id: str | None, flows: list[list[str]], params: dict[str, Any]
+        self,
+        endpoint: str,
+        user_id: str | None,
+        flows: list[list[str]],
+        params: dict[str, Any],
+        operation: Any = None,
     ) -> Session:
         now = self._clock_ms()
         self._expire(now)
         sid = secrets.token_urlsafe(18)
-        session = Session(sid, endpoint, user_id, now, flows, params)
+        session = Session(sid, endpoint, user_id, now, flows, params, operation=operation)
         self._sessions[sid] = session
         return session
 
@@ -122,6 +137,8 @@ class UIA:
         params: dict[str, Any] | None = None,
         checkers: dict[str, Checker] | None = None,
         on_new_session: Callable[[Session], Awaitable[None] | None] | None = None,
+        operation: Any = None,
+        keep: bool = False,
     ) -> Session:
         """
         Run one UIA step for a request.
@@ -132,10 +149,17 @@ class UIA:
         @param user_id: the authenticated user, when there is one; sessions
             are bound to it and C{m.login.password} checks against it.
         @param checkers: extra stage checkers for this call.
-        @return: the completed session (already removed from the store).
+        @param operation: a comparable value naming what this request asks
+            for (method, path, identifying parameters); a session only
+            authorises the operation of its first request.
+        @param keep: keep the completed session (until it expires) so a
+            retry of the same call finds it complete.
+        @return: the completed session (removed from the store unless
+            C{keep}).
         @raise InteractiveAuthRequired: 401 with the UIA state.
         @raise MatrixError: 400 M_UNKNOWN for an unknown/expired/foreign
-            session, or the error a checker raised for a malformed request.
+            session, 403 M_FORBIDDEN for a session of another operation,
+            or the error a checker raised for a malformed request.
         """
         auth = body.get("auth")
         if auth is not None and not isinstance(auth, dict):
@@ -149,15 +173,21 @@ class UIA:
             raise MatrixError(400, Codes.BAD_JSON, "'auth.type' must be a string")
 
         if sid is None:
-            session = self._new_session(endpoint, user_id, flows, params)
+            session = self._new_session(endpoint, user_id, flows, params, operation)
             if on_new_session is not None:
                 await _maybe_await(on_new_session(session))
             if stage is None:
                 raise InteractiveAuthRequired(self._body(session, with_completed=False))
         else:
             found = self.get_session(sid)
-            if found is None or found.endpoint != endpoint or found.user_id != user_id:
+            if found is None or found.user_id != user_id:
                 raise MatrixError(400, Codes.UNKNOWN, "Unknown or expired session ID")
+            if found.endpoint != endpoint or found.operation != operation:
+                raise MatrixError(
+                    403,
+                    Codes.FORBIDDEN,
+                    "Requested operation has changed during the UI authentication session",
+                )
             session = found
 
         if stage is not None and stage not in session.completed:
@@ -198,7 +228,8 @@ class UIA:
             session.completed.append(stage)
 
         if any(session.completed == f for f in session.flows):
-            self._sessions.pop(session.session_id, None)
+            if not keep:
+                self._sessions.pop(session.session_id, None)
             return session
         raise InteractiveAuthRequired(self._body(session, with_completed=True))
 

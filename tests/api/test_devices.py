@@ -80,11 +80,68 @@ class DeviceTests(AccountsTestCase):
         self.assertMatrixError(r, 401, "M_UNKNOWN_TOKEN")
         r = await self.request("GET", DEVICES + "/LAPTOP", access_token=a["access_token"])
         self.assertMatrixError(r, 404, "M_NOT_FOUND")
-        # Deleting an already-deleted device succeeds.
+        # The device is gone: deleting it again is a 404, before any UIA.
         r = await self.request(
             "DELETE", DEVICES + "/LAPTOP", {"auth": self.password_auth("alice")}, access_token=a["access_token"]
         )
-        self.assertEqual(r.code, 200)
+        self.assertMatrixError(r, 404, "M_NOT_FOUND")
+
+    async def test_delete_foreign_or_unknown_device_is_not_a_uia_round(self) -> None:
+        a = await self._alice()
+        await self.register("bob", device_id="BOBDEV")
+        for device_id in ("BOBDEV", "NOPE"):
+            r = await self.request("DELETE", DEVICES + "/" + device_id, {}, access_token=a["access_token"])
+            self.assertMatrixError(r, 404, "M_NOT_FOUND")
+        self.assertIsNotNone(await self.hs.device_store.get("@bob:test", "BOBDEV"))
+
+    async def test_uia_session_bound_to_the_device(self) -> None:
+        a = await self._alice()
+        await self.login(device_id="D1")
+        await self.login(device_id="D2")
+        r = await self.request("DELETE", DEVICES + "/D1", {}, access_token=a["access_token"])
+        self.assertEqual(r.code, 401)
+        sid = r.json["session"]
+        # The session started for D1 does not authorise deleting D2 ...
+        r = await self.request(
+            "DELETE", DEVICES + "/D2", {"auth": self.password_auth("alice", session=sid)},
+            access_token=a["access_token"],
+        )
+        self.assertMatrixError(r, 403, "M_FORBIDDEN")
+        # ... nor a bulk deletion or a password change.
+        r = await self.request(
+            "POST", "/_matrix/client/v3/delete_devices",
+            {"devices": ["D2"], "auth": self.password_auth("alice", session=sid)},
+            access_token=a["access_token"],
+        )
+        self.assertMatrixError(r, 403, "M_FORBIDDEN")
+        r = await self.request(
+            "POST", "/_matrix/client/v3/account/password",
+            {"new_password": "new pw", "auth": self.password_auth("alice", session=sid)},
+            access_token=a["access_token"],
+        )
+        self.assertMatrixError(r, 403, "M_FORBIDDEN")
+        self.assertIsNotNone(await self.hs.device_store.get("@alice:test", "D2"))
+        # It still works for D1.
+        r = await self.request(
+            "DELETE", DEVICES + "/D1", {"auth": self.password_auth("alice", session=sid)},
+            access_token=a["access_token"],
+        )
+        self.assertEqual(r.code, 200, r.body)
+        self.assertIsNone(await self.hs.device_store.get("@alice:test", "D1"))
+
+    async def test_bulk_uia_session_bound_to_the_list(self) -> None:
+        a = await self._alice()
+        await self.login(device_id="D1")
+        await self.login(device_id="D2")
+        path = "/_matrix/client/v3/delete_devices"
+        r = await self.request("POST", path, {"devices": ["D1"]}, access_token=a["access_token"])
+        sid = r.json["session"]
+        r = await self.request(
+            "POST", path, {"devices": ["D1", "D2"], "auth": self.password_auth("alice", session=sid)},
+            access_token=a["access_token"],
+        )
+        self.assertMatrixError(r, 403, "M_FORBIDDEN")
+        self.assertEqual(len(await self.hs.device_store.list("@alice:test")), 3)
 
     async def test_delete_devices_bulk(self) -> None:
         a = await self._alice()

@@ -98,10 +98,11 @@ class LoginTests(AccountsTestCase):
         self.assertEqual(d.last_seen_ip, "127.0.0.1")
         self.assertIsNotNone(d.last_seen_ts)
 
-    async def test_query_string_token_refused(self) -> None:
+    async def test_query_string_token_accepted_other_schemes_not(self) -> None:
         body = await self.register("alice")
+        # Deprecated but accepted (see tests.api.test_auth_query).
         r = await self.request("GET", WHOAMI + "?access_token=" + body["access_token"])
-        self.assertMatrixError(r, 401, "M_MISSING_TOKEN")
+        self.assertEqual(r.code, 200, r.body)
         r = await self.request("GET", WHOAMI, headers={"Authorization": "Basic abc"})
         self.assertMatrixError(r, 401, "M_MISSING_TOKEN")
 
@@ -201,6 +202,37 @@ class LoginTokenTests(AccountsTestCase):
         self.assertMatrixError(r, 400, "M_MISSING_PARAM")
         r = await self.request("POST", GET_TOKEN, {})
         self.assertMatrixError(r, 401, "M_MISSING_TOKEN")
+
+
+class LoginTokenRateLimitTests(AccountsTestCase):
+    """With get_token rate-limited, the UIA probe still answers 401 with flows."""
+
+    config_overrides = {**OPEN, "rc_login_per_second": 0.001, "rc_login_burst_count": 2}
+
+    async def test_probe_always_gets_flows(self) -> None:
+        await self.register("admin", password="admin pw")  # the first user is an exempt admin
+        b = await self.register("bob", password="bob pw")
+        tok = b["access_token"]
+        for _ in range(2):
+            r = await self.request("POST", GET_TOKEN, {}, access_token=tok)
+            self.assertEqual(r.code, 401, r.body)
+            self.assertEqual(r.json["flows"], [{"stages": ["m.login.password"]}])
+            r = await self.request(
+                "POST", GET_TOKEN, {"auth": self.password_auth("bob", "bob pw", r.json["session"])},
+                access_token=tok,
+            )
+            self.assertEqual(r.code, 200, r.body)
+        # The bucket is empty: the probe still shows the flows ...
+        r = await self.request("POST", GET_TOKEN, {}, access_token=tok)
+        self.assertEqual(r.code, 401, r.body)
+        self.assertEqual(r.json["flows"], [{"stages": ["m.login.password"]}])
+        self.assertIn("session", r.json)
+        # ... but another attempt is refused.
+        r = await self.request(
+            "POST", GET_TOKEN, {"auth": self.password_auth("bob", "bob pw", r.json["session"])},
+            access_token=tok,
+        )
+        self.assertMatrixError(r, 429, "M_LIMIT_EXCEEDED")
 
 
 class RefreshTests(AccountsTestCase):

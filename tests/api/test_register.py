@@ -180,6 +180,86 @@ class OpenRegistrationTests(AccountsTestCase):
         self.assertEqual(seen, [("@alice:test", False)])
 
 
+class RegistrationSessionTests(AccountsTestCase):
+    """A registration UIA session: retries are idempotent, parameters are bound."""
+
+    async def _probe(self, body: dict) -> str:
+        r = await self.request("POST", REGISTER, body)
+        self.assertEqual(r.code, 401, r.body)
+        return r.json["session"]
+
+    async def test_retry_gives_the_same_answer(self) -> None:
+        sid = await self._probe({"username": "alice", "password": "secret pw"})
+        body = {"username": "alice", "password": "secret pw", "auth": {"type": "m.login.dummy", "session": sid}}
+        first = await self.request("POST", REGISTER, body)
+        self.assertEqual(first.code, 200, first.body)
+        again = await self.request("POST", REGISTER, body)
+        self.assertEqual(again.code, 200, again.body)
+        self.assertEqual(again.json, first.json)
+        self.assertEqual(len(await self.hs.device_store.list("@alice:test")), 1)
+
+    async def test_retry_without_username_makes_no_second_account(self) -> None:
+        made = []
+        self.hs.registration.on_registered.append(lambda uid, guest: made.append(uid))
+        sid = await self._probe({"password": "secret pw"})
+        body = {"password": "secret pw", "auth": {"type": "m.login.dummy", "session": sid}}
+        first = await self.request("POST", REGISTER, body)
+        self.assertEqual(first.code, 200, first.body)
+        again = await self.request("POST", REGISTER, {"auth": {"session": sid}})
+        self.assertEqual(again.code, 200, again.body)
+        self.assertEqual(again.json, first.json)
+        self.assertEqual(made, [first.json["user_id"]])
+        # Only one generated account exists: it logs in with the password.
+        r = await self.login(first.json["user_id"])
+        self.assertEqual(r.code, 200, r.body)
+
+    async def test_concurrent_retries_make_one_account(self) -> None:
+        from twisted.internet.defer import gatherResults
+
+        made = []
+        self.hs.registration.on_registered.append(lambda uid, guest: made.append(uid))
+        sid = await self._probe({})
+        body = {"password": "pw", "auth": {"type": "m.login.dummy", "session": sid}}
+        responses = await gatherResults([self.request("POST", REGISTER, body) for _ in range(3)])
+        self.assertEqual([r.code for r in responses], [200, 200, 200])
+        self.assertEqual(len({r.json["user_id"] for r in responses}), 1)
+        self.assertEqual(len(made), 1)
+
+    async def test_username_and_password_bound_to_the_session(self) -> None:
+        sid = await self._probe({"username": "alice", "password": "first pw"})
+        r = await self.request(
+            "POST", REGISTER,
+            {"username": "mallory", "password": "first pw", "auth": {"type": "m.login.dummy", "session": sid}},
+        )
+        self.assertMatrixError(r, 403, "M_FORBIDDEN")
+        r = await self.request(
+            "POST", REGISTER,
+            {"username": "alice", "password": "other pw", "auth": {"type": "m.login.dummy", "session": sid}},
+        )
+        self.assertMatrixError(r, 403, "M_FORBIDDEN")
+        # Leaving them out keeps the first request's values.
+        r = await self.request("POST", REGISTER, {"auth": {"type": "m.login.dummy", "session": sid}})
+        self.assertEqual(r.code, 200, r.body)
+        self.assertEqual(r.json["user_id"], "@alice:test")
+        self.assertFalse(await self.hs.users.exists("@mallory:test"))
+        self.assertEqual((await self.login("alice", "first pw")).code, 200)
+        self.assertEqual((await self.login("alice", "other pw")).code, 403)
+
+    async def test_inhibit_login_of_the_first_request_is_kept(self) -> None:
+        sid = await self._probe({"username": "alice", "password": "pw", "inhibit_login": True})
+        r = await self.request(
+            "POST", REGISTER, {"username": "alice", "password": "pw", "auth": {"type": "m.login.dummy", "session": sid}}
+        )
+        self.assertEqual(r.code, 200, r.body)
+        self.assertNotIn("access_token", r.json)
+        self.assertNotIn("device_id", r.json)
+        self.assertEqual(await self.hs.device_store.list("@alice:test"), [])
+
+    async def test_inhibit_login_with_refresh_token(self) -> None:
+        body = await self.register("alice", inhibit_login=True, refresh_token=True, device_id="DEV")
+        self.assertEqual(set(body), {"user_id", "home_server"})
+
+
 class ForbiddenUsernamesTests(AccountsTestCase):
     """forbidden_usernames are regular expressions."""
 

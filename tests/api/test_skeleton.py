@@ -103,8 +103,9 @@ class ConventionsTests(HomeserverTestCase):
         self.assertEqual((r.code, r.json), (200, {"a": 1}))
         r = await self.request("GET", "/_test/authed")
         self.assertMatrixError(r, 401, "M_MISSING_TOKEN")
+        # The (deprecated) query parameter is read: an unknown token.
         r = await self.request("GET", "/_test/authed?access_token=abc")
-        self.assertMatrixError(r, 401, "M_MISSING_TOKEN")
+        self.assertMatrixError(r, 401, "M_UNKNOWN_TOKEN")
         r = await self.request("GET", "/_test/authed", access_token="nope")
         self.assertMatrixError(r, 401, "M_UNKNOWN_TOKEN")
         r = await self.request("GET", "/_test/boom")

@@ -89,14 +89,15 @@ class UIAShapeTests(AccountsTestCase):
         )
         self.assertEqual(r.code, 200, r.body)
 
-    async def test_session_used_up(self) -> None:
+    async def test_completed_session_cannot_register_another_user(self) -> None:
         first = await self.request("POST", REGISTER, {"username": "alice"})
         sid = first.json["session"]
         auth = {"type": "m.login.dummy", "session": sid}
         r = await self.request("POST", REGISTER, {"username": "alice", "auth": auth})
         self.assertEqual(r.code, 200)
         r = await self.request("POST", REGISTER, {"username": "bob", "auth": auth})
-        self.assertMatrixError(r, 400, "M_UNKNOWN")
+        self.assertMatrixError(r, 403, "M_FORBIDDEN")
+        self.assertFalse(await self.hs.users.exists("@bob:test"))
 
 
 class UIAPasswordTests(AccountsTestCase):
@@ -164,7 +165,8 @@ class UIAPasswordTests(AccountsTestCase):
             {"new_password": "x", "auth": self.password_auth("alice", session=sid)},
             access_token=tok,
         )
-        self.assertMatrixError(r, 400, "M_UNKNOWN")
+        # A session only authorises the operation it was started for.
+        self.assertMatrixError(r, 403, "M_FORBIDDEN")
 
     async def test_missing_password_is_a_bad_request(self) -> None:
         await self._setup_users()

@@ -2,7 +2,8 @@
 Session endpoints (client-server-api "Login", "Refreshing access tokens"):
 
 - C{GET|POST /_matrix/client/v3/login}
-- C{POST /_matrix/client/v1/login/get_token} (UIA, v1.7)
+- C{POST /_matrix/client/v1/login/get_token} (UIA, v1.7; every call
+  re-prompts, and only requests that attempt a stage are rate-limited)
 - C{POST /_matrix/client/v3/refresh}
 - C{POST /_matrix/client/v3/logout}, C{POST /_matrix/client/v3/logout/all}
 """
@@ -36,8 +37,13 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def post_get_token(request: MatrixRequest):
         requester = await hs.auth.get_requester(request)
-        await limits.check_requester(limits.login, requester)
         body = request.json_object()
+        auth = body.get("auth")
+        if isinstance(auth, dict) and auth.get("type") is not None:
+            # Only stage attempts are rate-limited: a request without auth
+            # (the UIA probe) always answers the 401 with flows, so a client
+            # is never locked out of starting the flow it must redo per token.
+            await limits.check_requester(limits.login, requester)
         await hs.uia.authenticate(
             body, "login/get_token", [[PASSWORD]], user_id=requester.user_id
         )

@@ -20,7 +20,6 @@ from conduit_tw.api.client._paths import client_route
 from conduit_tw.api.resource import MatrixRequest
 from conduit_tw.api.router import Router
 from conduit_tw.errors import Codes, MatrixError, missing_param
-from conduit_tw.handlers.auth import bearer_token
 
 if TYPE_CHECKING:
     from conduit_tw.homeserver import HomeServer
@@ -67,7 +66,7 @@ def register(router: Router, hs: "HomeServer") -> None:
         return {}
 
     async def authenticate_listing(request: MatrixRequest) -> None:
-        if hs.config.allow_public_room_directory_without_auth and bearer_token(request) is None:
+        if hs.config.allow_public_room_directory_without_auth and hs.auth.token_of(request) is None:
             return
         await hs.auth.get_requester(request, allow_guest=True)
 

@@ -40,11 +40,14 @@ def body_field(
     required: bool = False,
     default: Any = None,
     errcode: str = Codes.BAD_JSON,
+    where: str = "",
 ) -> Any:
     """
     C{body[key]} checked against its spec type.
 
     @param default: returned when the key is absent or C{null}.
+    @param where: the path of C{body} inside the request body (e.g.
+        C{"creation_content."}), for the error message.
     @raise MatrixError: 400 M_MISSING_PARAM when a required key is absent
         or null; 400 C{errcode} (M_BAD_JSON by default) when the value is
         of another type.
@@ -52,19 +55,20 @@ def body_field(
     value = body.get(key)
     if value is None:
         if required:
-            raise missing_param(f"'{key}' is required")
+            raise missing_param(f"'{where}{key}' is required")
         return default
     if not is_json_type(value, spec_type):
-        raise MatrixError(400, errcode, f"'{key}' must be of type {spec_type}")
+        raise MatrixError(400, errcode, f"'{where}{key}' must be of type {spec_type}")
     return value
 
 
 def check_body(
-    body: Mapping[str, Any], schema: Mapping[str, str], required: tuple[str, ...] = ()
+    body: Mapping[str, Any], schema: Mapping[str, str], required: tuple[str, ...] = (),
+    where: str = "",
 ) -> None:
     """
     Check every key of C{schema} (key -> spec type) present in C{body};
     see L{body_field}. Keys named in C{required} must be present.
     """
     for key, spec_type in schema.items():
-        body_field(body, key, spec_type, required=key in required)
+        body_field(body, key, spec_type, required=key in required, where=where)

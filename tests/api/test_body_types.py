@@ -15,7 +15,9 @@ fails when a new POST/PUT route is mounted without an entry here.
 
 from __future__ import annotations
 
+import copy
 import functools
+import json
 import os
 import re
 from pathlib import Path
@@ -24,6 +26,8 @@ from typing import Any
 import yaml
 from twisted.trial import unittest
 
+from conduit_tw.api.body import body_field
+from conduit_tw.errors import MatrixError
 from tests.api.rooms import V3, RoomsTestCase, q
 
 #: One value of each JSON type.
@@ -57,6 +61,14 @@ def k(spec_type: str, required: bool = False, lenient: bool = False) -> tuple[st
 
 REASON: Keys = {"reason": k("string")}
 
+#: Keys of a UIA C{auth} dict (client-server-api "User-Interactive
+#: Authentication API", "Password-based").
+AUTH: Keys = {
+    "auth/type": k("string"), "auth/session": k("string"), "auth/password": k("string"),
+    "auth/identifier": k("object"), "auth/identifier/type": k("string"),
+    "auth/identifier/user": k("string"),
+}
+
 #: "METHOD pattern" (v3 form) -> list of (path, base body, keys). Paths may
 #: use {room}, {alice}, {bob}, {event}, {device} and {alias}.
 BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
@@ -67,6 +79,7 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
             "username": k("string"), "password": k("string"), "device_id": k("string"),
             "initial_device_display_name": k("string"), "inhibit_login": k("boolean"),
             "refresh_token": k("boolean"), "auth": k("object"),
+            "auth/type": k("string"), "auth/session": k("string"),
         },
     )],
     "PUT /_matrix/client/v3/presence/{user_id}/status": [(
@@ -90,10 +103,11 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
             "token": k("string"), "device_id": k("string"),
             "initial_device_display_name": k("string"), "refresh_token": k("boolean"),
             "user": k("string"), "medium": k("string"), "address": k("string"),
+            "identifier/type": k("string"), "identifier/user": k("string"),
         },
     )],
     "POST /_matrix/client/v1/login/get_token": [(
-        "/../v1/login/get_token", {}, {"auth": k("object")},
+        "/../v1/login/get_token", {}, {"auth": k("object")} | AUTH,
     )],
     "POST /_matrix/client/v3/refresh": [(
         "/refresh", {"refresh_token": "nope"}, {"refresh_token": k("string", True)},
@@ -102,11 +116,11 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     "POST /_matrix/client/v3/logout/all": [("/logout/all", {}, {})],
     "POST /_matrix/client/v3/account/password": [(
         "/account/password", {"new_password": "new pw"},
-        {"new_password": k("string", True), "logout_devices": k("boolean"), "auth": k("object")},
+        {"new_password": k("string", True), "logout_devices": k("boolean"), "auth": k("object")} | AUTH,
     )],
     "POST /_matrix/client/v3/account/deactivate": [(
         "/account/deactivate", {},
-        {"auth": k("object"), "id_server": k("string"), "erase": k("boolean")},
+        {"auth": k("object"), "id_server": k("string"), "erase": k("boolean")} | AUTH,
     )],
     "POST /_matrix/client/v3/rooms/{room_id}/receipt/{receipt_type}/{event_id}": [(
         "/rooms/{room}/receipt/m.read/{event}", {}, {"thread_id": k("string")},
@@ -120,7 +134,7 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     )],
     "POST /_matrix/client/v3/delete_devices": [(
         "/delete_devices", {"devices": ["NOPE"]},
-        {"devices": k("array", True), "auth": k("object")},
+        {"devices": k("array", True), "auth": k("object"), "devices/[]": k("string")} | AUTH,
     )],
     "POST /_matrix/client/v3/createRoom": [(
         "/createRoom", {},
@@ -130,6 +144,19 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
             "room_version": k("string"), "creation_content": k("object"),
             "initial_state": k("array"), "preset": k("string"), "is_direct": k("boolean"),
             "power_level_content_override": k("object"),
+            "invite/[]": k("string"), "initial_state/[]": k("object"),
+            "initial_state/[]/type": k("string", True), "initial_state/[]/state_key": k("string"),
+            "initial_state/[]/content": k("object", True),
+            "creation_content/m.federate": k("boolean"), "creation_content/type": k("string"),
+            "creation_content/predecessor": k("object"),
+            "creation_content/additional_creators": k("array"),
+            "power_level_content_override/ban": k("integer"),
+            "power_level_content_override/users": k("object"),
+            "power_level_content_override/users/@x:test": k("integer"),
+            "power_level_content_override/events": k("object"),
+            "power_level_content_override/events/m.room.name": k("integer"),
+            "power_level_content_override/notifications": k("object"),
+            "power_level_content_override/notifications/room": k("integer"),
         },
     )],
     "PUT /_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}": [(
@@ -145,15 +172,21 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
                 "ban", "events_default", "invite", "kick", "redact", "state_default",
                 "users_default",
             )
-        } | {"events": k("object"), "users": k("object"), "notifications": k("object")}),
+        } | {
+            "events": k("object"), "users": k("object"), "notifications": k("object"),
+            "users/@x:test": k("integer"), "events/m.room.name": k("integer"),
+            "notifications/room": k("integer"),
+        }),
         ("/rooms/{room}/state/m.room.join_rules/", {"join_rule": "invite"}, {
             "join_rule": k("string", True, lenient=True), "allow": k("array", lenient=True),
+            "allow/[]": k("object", lenient=True), "allow/[]/type": k("string", lenient=True),
+            "allow/[]/room_id": k("string", lenient=True),
         }),
         ("/rooms/{room}/state/m.room.history_visibility/", {"history_visibility": "shared"}, {
             "history_visibility": k("string", True, lenient=True),
         }),
         ("/rooms/{room}/state/m.room.canonical_alias/", {}, {
-            "alias": k("string"), "alt_aliases": k("array"),
+            "alias": k("string"), "alt_aliases": k("array"), "alt_aliases/[]": k("string"),
         }),
         ("/rooms/{room}/state/m.room.name/", {"name": "n"}, {"name": k("string", lenient=True)}),
         ("/rooms/{room}/state/m.room.topic/", {"topic": "t"}, {"topic": k("string", lenient=True)}),
@@ -170,7 +203,10 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     )],
     "POST /_matrix/client/v3/rooms/{room_id}/upgrade": [(
         "/rooms/{room}/upgrade", {"new_version": "10"},
-        {"new_version": k("string", True), "additional_creators": k("array")},
+        {
+            "new_version": k("string", True), "additional_creators": k("array"),
+            "additional_creators/[]": k("string"),
+        },
     )],
     "POST /_matrix/client/v3/rooms/{room_id}/report/{event_id}": [(
         # score was removed in v1.18 and is ignored (old clients still send it).
@@ -186,6 +222,9 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     "PUT /_matrix/client/v3/pushrules/{scope}/{kind}/{rule_id}": [
         ("/pushrules/global/override/my.rule", {"actions": ["notify"]}, {
             "actions": k("array", True), "conditions": k("array"),
+            "conditions/[]": k("object"), "conditions/[]/kind": k("string", True),
+            "conditions/[]/key": k("string"), "conditions/[]/pattern": k("string"),
+            "conditions/[]/is": k("string"),
         }),
         ("/pushrules/global/content/my.rule", {"actions": ["notify"], "pattern": "cake"}, {
             "actions": k("array", True), "pattern": k("string", True),
@@ -212,6 +251,7 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
             "append": k("boolean"),
             # kind may be null (deletes the pusher).
             "kind": k("string"),
+            "data/url": k("string"), "data/format": k("string"),
         },
     )],
     "PUT /_matrix/client/v3/user/{user_id}/rooms/{room_id}/tags/{tag}": [(
@@ -222,6 +262,17 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
         {
             "event_fields": k("array"), "event_format": k("string"), "presence": k("object"),
             "account_data": k("object"), "room": k("object"),
+            "event_fields/[]": k("string"), "presence/limit": k("integer"),
+            "presence/types": k("array"), "presence/types/[]": k("string"),
+            "room/rooms": k("array"), "room/rooms/[]": k("string"), "room/not_rooms": k("array"),
+            "room/include_leave": k("boolean"), "room/timeline": k("object"),
+            "room/timeline/limit": k("integer"), "room/timeline/types": k("array"),
+            "room/timeline/types/[]": k("string"), "room/timeline/not_senders/[]": k("string"),
+            "room/timeline/contains_url": k("boolean"), "room/state": k("object"),
+            "room/state/lazy_load_members": k("boolean"),
+            "room/state/include_redundant_members": k("boolean"),
+            "room/ephemeral/limit": k("integer"), "room/account_data/limit": k("integer"),
+            "room/timeline/unread_thread_notifications": k("boolean"),
         },
     )],
     "PUT /_matrix/client/v3/profile/{user_id}/{key}": [
@@ -243,6 +294,7 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
         {
             "limit": k("integer"), "since": k("string"), "filter": k("object"),
             "include_all_networks": k("boolean"), "third_party_instance_id": k("string"),
+            "filter/generic_search_term": k("string"), "filter/room_types": k("array"),
         },
     )],
     "POST /_matrix/client/v3/join/{room_id_or_alias}": [(
@@ -295,6 +347,34 @@ def mounted_body_routes(router: Any) -> set[str]:
     }
 
 
+def with_value(base: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """
+    A deep copy of C{base} with C{value} at C{key}: a path of object keys
+    separated by C{/}, where C{[]} stands for a one-element array.
+    """
+    body = copy.deepcopy(base)
+    _put(body, key.split("/"), value)
+    return body
+
+
+def _put(holder: Any, parts: list[str], value: Any) -> None:
+    part, rest = parts[0], parts[1:]
+    if not rest:
+        if part == "[]":
+            holder.append(value)
+        else:
+            holder[part] = value
+        return
+    child: Any = [] if rest[0] == "[]" else {}
+    if part == "[]":
+        holder.append(child)
+    else:
+        if rest[0] != "[]" and isinstance(holder.get(part), dict):
+            child = holder[part]
+        holder[part] = child
+    _put(child, rest, value)
+
+
 class BodyTypesTests(RoomsTestCase):
     """See the module docstring."""
 
@@ -318,9 +398,10 @@ class BodyTypesTests(RoomsTestCase):
         return text
 
     async def check(
-        self, label: str, path: str, method: str, body: Any, ok_2xx: bool, failures: list[str]
+        self, label: str, path: str, method: str, body: str, ok_2xx: bool, failures: list[str]
     ) -> None:
-        r = await self.request(method, path, body, access_token=self.token)
+        """Send C{body} (JSON text); note in C{failures} what the answer gets wrong."""
+        r = await self.request(method, path, raw_body=body.encode(), access_token=self.token)
         if r.code >= 500:
             failures.append(f"{label}: {r.code} {r.body[:200]!r}")
             return
@@ -349,27 +430,20 @@ class BodyTypesTests(RoomsTestCase):
             base = {
                 bk: self.fill(bv, names) if isinstance(bv, str) else bv for bk, bv in base.items()
             }
-            for i, bad_body in enumerate(([], "x", 3, None)):
+            for bad_body in ([], ["x"], "x", 3, True, None):
                 label = f"{method} {path_template} body={bad_body!r}"
-                p = path.replace("TXN", self.next_txn())
-                raw = b"null" if bad_body is None else None
-                r_path = p
-                if raw is not None:
-                    r = await self.request(method, r_path, raw_body=raw, access_token=self.token)
-                    if r.code >= 500 or (r.code < 300 and key in NEEDS_OBJECT) or (
-                        r.code >= 400 and not str(r.json.get("errcode", "")).startswith("M_")
-                    ):
-                        failures.append(f"{label}: {r.code} {r.body[:200]!r}")
-                    continue
-                await self.check(label, r_path, method, bad_body, key not in NEEDS_OBJECT, failures)
+                await self.check(
+                    label, path.replace("TXN", self.next_txn()), method, json.dumps(bad_body),
+                    key not in NEEDS_OBJECT, failures,
+                )
             for body_key, (spec_type, required, lenient) in keys.items():
                 for value in wrong_values(spec_type):
-                    body = dict(base)
-                    body[body_key] = value
+                    body = with_value(base, body_key, value)
                     ok_2xx = lenient or (value is None and not required)
                     label = f"{method} {path_template} {body_key}={value!r}"
                     await self.check(
-                        label, path.replace("TXN", self.next_txn()), method, body, ok_2xx, failures
+                        label, path.replace("TXN", self.next_txn()), method, json.dumps(body),
+                        ok_2xx, failures,
                     )
         if failures:
             self.fail("\n".join(failures))
@@ -514,7 +588,7 @@ class SpecTableTests(unittest.SynchronousTestCase):
                 continue
             listed: dict[str, str] = {}
             for _path, _base, keys in variants:
-                listed.update({name: t for name, (t, _r, _l) in keys.items()})
+                listed.update({name: t for name, (t, _r, _l) in keys.items() if "/" not in name})
             missing = set(props) - set(listed) - NOT_FUZZED.get(route, set())
             if missing:
                 problems.append(f"{route}: spec keys not fuzzed: {sorted(missing)}")
@@ -528,3 +602,67 @@ class SpecTableTests(unittest.SynchronousTestCase):
         spec = spec_bodies()
         self.assertIn("preset", spec[_shape("POST /_matrix/client/v3/createRoom")])
         self.assertIn("auth", spec[_shape("POST /_matrix/client/v1/login/get_token")])
+
+
+class ExactErrorTests(RoomsTestCase):
+    """The errors the type checks answer, spelled out for the reported cases."""
+
+    async def test_create_room_preset_of_wrong_type(self) -> None:
+        """The reported bug: a list or object preset was a 500; it is 400 M_BAD_JSON."""
+        _, token = await self.user("alice")
+        for preset in (["public_chat"], {"a": 1}, 3, True):
+            r = await self.request("POST", V3 + "/createRoom", {"preset": preset}, access_token=token)
+            self.assertMatrixError(r, 400, "M_BAD_JSON")
+            self.assertIn("preset", r.json["error"])
+
+    async def test_create_room_creation_content_types(self) -> None:
+        """Typed m.room.create keys in creation_content are checked."""
+        _, token = await self.user("alice")
+        r = await self.request(
+            "POST", V3 + "/createRoom", {"creation_content": {"m.federate": "no"}},
+            access_token=token,
+        )
+        self.assertMatrixError(r, 400, "M_BAD_JSON")
+        self.assertIn("creation_content.m.federate", r.json["error"])
+        await self.create_room(token, creation_content={"m.federate": False, "org.example": [1]})
+
+    async def test_reason_of_wrong_type(self) -> None:
+        """A non-string membership reason is 400 M_BAD_JSON, not stored."""
+        _, token = await self.user("alice")
+        _, bob_token = await self.user("bob")
+        room = await self.create_room(token, preset="public_chat")
+        r = await self.request("POST", f"{V3}/join/{q(room)}", {"reason": 5}, access_token=bob_token)
+        self.assertMatrixError(r, 400, "M_BAD_JSON")
+        await self.join(bob_token, room)
+        r = await self.member_action(bob_token, room, "leave", {"reason": ["x"]})
+        self.assertMatrixError(r, 400, "M_BAD_JSON")
+
+    async def test_login_refresh_token_not_boolean(self) -> None:
+        """C{refresh_token} in a login body must be a boolean."""
+        await self.register("alice")
+        r = await self.login(refresh_token="yes")
+        self.assertMatrixError(r, 400, "M_BAD_JSON")
+        r = await self.login(refresh_token=False)
+        self.assertEqual(r.code, 200, r.body)
+
+
+class BodyFieldTests(unittest.SynchronousTestCase):
+    """L{body_field}: the spec's JSON types, null as absent, required keys."""
+
+    def test_types(self) -> None:
+        self.assertEqual(body_field({"n": 3}, "n", "integer"), 3)
+        self.assertEqual(body_field({"n": 3}, "n", "number"), 3)
+        self.assertEqual(body_field({"n": 1.5}, "n", "number"), 1.5)
+        for value, spec_type in ((True, "integer"), (False, "number"), (1.5, "integer"),
+                                 (1, "boolean"), ("1", "integer"), ([], "object"), ({}, "array")):
+            with self.assertRaises(MatrixError) as e:
+                body_field({"k": value}, "k", spec_type)
+            self.assertEqual((e.exception.code, e.exception.errcode), (400, "M_BAD_JSON"))
+
+    def test_null_and_required(self) -> None:
+        self.assertEqual(body_field({"k": None}, "k", "string", default="d"), "d")
+        self.assertEqual(body_field({}, "k", "string"), None)
+        for body in ({}, {"k": None}):
+            with self.assertRaises(MatrixError) as e:
+                body_field(body, "k", "string", required=True)
+            self.assertEqual((e.exception.code, e.exception.errcode), (400, "M_MISSING_PARAM"))

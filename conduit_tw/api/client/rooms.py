@@ -37,6 +37,13 @@ CREATE_ROOM_SCHEMA = {
     "is_direct": "boolean", "power_level_content_override": "object",
 }
 
+#: Keys of C{creation_content} with a type in the C{m.room.create} schema
+#: (client-server-api "m.room.create"); others are copied as given.
+CREATION_CONTENT_SCHEMA = {
+    "m.federate": "boolean", "type": "string", "predecessor": "object",
+    "additional_creators": "array",
+}
+
 
 def register(router: Router, hs: "HomeServer") -> None:
     """Mount the rooms endpoints."""
@@ -66,6 +73,9 @@ def register(router: Router, hs: "HomeServer") -> None:
         await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
         body = request.json_object()
         check_body(body, CREATE_ROOM_SCHEMA)
+        check_body(
+            body.get("creation_content") or {}, CREATION_CONTENT_SCHEMA, where="creation_content."
+        )
         room_id = await hs.room_creation.create_room(requester, body)
         return {"room_id": room_id}
 

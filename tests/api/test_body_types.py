@@ -132,6 +132,8 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     "PUT /_matrix/client/v3/devices/{device_id}": [(
         "/devices/{device}", {}, {"display_name": k("string")},
     )],
+    # The one DELETE with a body (UIA).
+    "DELETE /_matrix/client/v3/devices/{device_id}": [("/devices/NOPE", {}, {"auth": k("object")} | AUTH)],
     "POST /_matrix/client/v3/delete_devices": [(
         "/delete_devices", {"devices": ["NOPE"]},
         {"devices": k("array", True), "auth": k("object"), "devices/[]": k("string")} | AUTH,
@@ -327,11 +329,11 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
 }
 
 
-def mounted_body_routes(router: Any) -> set[str]:
-    """Every C{"METHOD pattern"} for POST/PUT in C{router}, r0 folded into v3."""
+def mounted_routes(router: Any, methods: tuple[str, ...] = ("POST", "PUT")) -> set[str]:
+    """Every C{"METHOD pattern"} for C{methods} in C{router}, r0 folded into v3."""
     found: set[str] = set()
-    for path, methods in router._static.items():
-        for method in methods:
+    for path, handlers in router._static.items():
+        for method in handlers:
             found.add(f"{method} {path}")
     routes = list(router._rest)
     for by_index in router._dynamic.values():
@@ -343,7 +345,7 @@ def mounted_body_routes(router: Any) -> set[str]:
     return {
         r.replace("/client/r0/", "/client/v3/")
         for r in found
-        if r.split(" ", 1)[0] in ("POST", "PUT")
+        if r.split(" ", 1)[0] in methods
     }
 
 
@@ -450,9 +452,10 @@ class BodyTypesTests(RoomsTestCase):
 
     async def test_every_route_listed(self) -> None:
         """Each mounted POST/PUT route has an entry in L{BODIES} (and none is stale)."""
-        mounted = mounted_body_routes(self.hs.router)
+        mounted = mounted_routes(self.hs.router)
         self.assertEqual(sorted(mounted - set(BODIES)), [], "POST/PUT routes missing from BODIES")
-        self.assertEqual(sorted(set(BODIES) - mounted), [], "BODIES lists unmounted routes")
+        every = mounted_routes(self.hs.router, ("POST", "PUT", "DELETE"))
+        self.assertEqual(sorted(set(BODIES) - every), [], "BODIES lists unmounted routes")
 
 
 #: Every body route needs a JSON object: a non-object body is 400 M_BAD_JSON
@@ -556,7 +559,7 @@ def spec_bodies() -> dict[str, dict[str, str | None]]:
             continue
         for spec_path, ops in doc["paths"].items():
             for method, op in ops.items():
-                if method not in ("post", "put") or not isinstance(op, dict):
+                if method not in ("post", "put", "delete") or not isinstance(op, dict):
                     continue
                 schema = (
                     op.get("requestBody", {}).get("content", {})

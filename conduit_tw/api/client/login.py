@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from conduit_tw.api.body import check_body
 from conduit_tw.api.client._paths import client_route
 from conduit_tw.api.resource import MatrixRequest
 from conduit_tw.api.router import Router
@@ -19,6 +20,14 @@ from conduit_tw.handlers.uia import PASSWORD
 
 if TYPE_CHECKING:
     from conduit_tw.homeserver import HomeServer
+
+#: C{POST /login} body key -> spec type (client-server-api "Login"; C{user},
+#: C{medium} and C{address} are the deprecated identifier forms).
+LOGIN_SCHEMA = {
+    "type": "string", "identifier": "object", "password": "string", "token": "string",
+    "device_id": "string", "initial_device_display_name": "string",
+    "refresh_token": "boolean", "user": "string", "medium": "string", "address": "string",
+}
 
 
 def register(router: Router, hs: "HomeServer") -> None:
@@ -33,6 +42,7 @@ def register(router: Router, hs: "HomeServer") -> None:
         ip = request.client_ip
         limits.check_ip(limits.login, ip)
         body = request.json_object()
+        check_body(body, LOGIN_SCHEMA)
         return await hs.login.login(body, request, ip)
 
     async def post_get_token(request: MatrixRequest):

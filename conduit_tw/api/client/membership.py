@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from conduit_tw.api.body import body_field
 from conduit_tw.api.client._paths import client_route
 from conduit_tw.api.resource import MatrixRequest
 from conduit_tw.api.router import Router
@@ -34,7 +35,7 @@ def register(router: Router, hs: "HomeServer") -> None:
                 400, Codes.UNRECOGNIZED, "Third-party invites are not supported by this server"
             )
         await hs.ratelimit.check_requester(hs.ratelimit.joins, requester)
-        room_id = await membership.join(requester, room_id_or_alias, body.get("reason"))
+        room_id = await membership.join(requester, room_id_or_alias, body_field(body, "reason", "string"))
         return {"room_id": room_id}
 
     async def join_room(request: MatrixRequest, room_id: str):
@@ -52,13 +53,13 @@ def register(router: Router, hs: "HomeServer") -> None:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing user_id")
         await hs.ratelimit.check_requester(hs.ratelimit.invites, requester)
         await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
-        await membership.invite(requester, room_id, body["user_id"], body.get("reason"))
+        await membership.invite(requester, room_id, body["user_id"], body_field(body, "reason", "string"))
         return {}
 
     async def leave(request: MatrixRequest, room_id: str):
         requester = await hs.auth.get_requester(request, allow_guest=True)
         body = request.json_object()
-        await membership.leave(requester, room_id, body.get("reason"))
+        await membership.leave(requester, room_id, body_field(body, "reason", "string"))
         return {}
 
     async def forget(request: MatrixRequest, room_id: str):
@@ -72,7 +73,7 @@ def register(router: Router, hs: "HomeServer") -> None:
             body = request.json_object()
             if "user_id" not in body:
                 raise MatrixError(400, Codes.MISSING_PARAM, "Missing user_id")
-            await action(requester, room_id, body["user_id"], body.get("reason"))
+            await action(requester, room_id, body["user_id"], body_field(body, "reason", "string"))
             return {}
 
         return handler
@@ -81,7 +82,7 @@ def register(router: Router, hs: "HomeServer") -> None:
         requester = await hs.auth.get_requester(request)
         body = request.json_object()
         await hs.ratelimit.check_requester(hs.ratelimit.joins, requester)
-        room_id = await membership.knock(requester, room_id_or_alias, body.get("reason"))
+        room_id = await membership.knock(requester, room_id_or_alias, body_field(body, "reason", "string"))
         return {"room_id": room_id}
 
     client_route(router, "POST", "/join/{room_id_or_alias}", join)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from conduit_tw.api.body import check_body
 from conduit_tw.api.client._paths import client_route
 from conduit_tw.api.resource import MatrixRequest
 from conduit_tw.api.router import Router
@@ -27,6 +28,21 @@ if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
     from conduit_tw.homeserver import HomeServer
     from conduit_tw.storage.stores.timeline import StoredEvent
+
+#: C{POST /createRoom} body key -> spec type (client-server-api "Creation").
+CREATE_ROOM_SCHEMA = {
+    "visibility": "string", "room_alias_name": "string", "name": "string", "topic": "string",
+    "invite": "array", "invite_3pid": "array", "room_version": "string",
+    "creation_content": "object", "initial_state": "array", "preset": "string",
+    "is_direct": "boolean", "power_level_content_override": "object",
+}
+
+#: Keys of C{creation_content} with a type in the C{m.room.create} schema
+#: (client-server-api "m.room.create"); others are copied as given.
+CREATION_CONTENT_SCHEMA = {
+    "m.federate": "boolean", "type": "string", "predecessor": "object",
+    "additional_creators": "array",
+}
 
 
 def register(router: Router, hs: "HomeServer") -> None:
@@ -55,7 +71,12 @@ def register(router: Router, hs: "HomeServer") -> None:
     async def create_room(request: MatrixRequest):
         requester = await hs.auth.get_requester(request)
         await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
-        room_id = await hs.room_creation.create_room(requester, request.json_object())
+        body = request.json_object()
+        check_body(body, CREATE_ROOM_SCHEMA)
+        check_body(
+            body.get("creation_content") or {}, CREATION_CONTENT_SCHEMA, where="creation_content."
+        )
+        room_id = await hs.room_creation.create_room(requester, body)
         return {"room_id": room_id}
 
     async def send_event(request: MatrixRequest, room_id: str, event_type: str, txn_id: str):

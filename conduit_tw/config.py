@@ -1207,6 +1207,29 @@ def _parse_size(path: str, v: Any) -> int:
     return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
 
 
+def _check_registration_token(config: Config, g: dict[str, Any]) -> None:
+    """
+    A registration token given as empty or whitespace (key, C{CONDUIT_*} or
+    the content of C{registration_token_file}) is refused, never taken as
+    "no token" (which would open registration to anyone).
+    """
+    fix = "set it to a long random secret, or remove it"
+    if "registration_token" in g and not (config.registration_token or "").strip():
+        raise ConfigError(f"global.registration_token: empty or only whitespace; {fix}")
+    path = config.registration_token_file
+    if config.registration_token is None and path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                content = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"global.registration_token_file: cannot read {path}: {e}") from None
+        if not content.strip():
+            raise ConfigError(
+                f"global.registration_token_file: {path} is empty or only whitespace; "
+                f"write a long random secret into it"
+            )
+
+
 def _post_checks(config: Config, g: dict[str, Any], notices: list[str]) -> None:
     if config.database_backend == "rocksdb":
         config.database_backend = "lmdb"
@@ -1224,6 +1247,8 @@ def _post_checks(config: Config, g: dict[str, Any], notices: list[str]) -> None:
                 f"(the server listens only on {config.unix_socket_path})"
             )
 
+    if config.allow_registration:
+        _check_registration_token(config, g)
     if config.allow_registration and not (
         config.registration_token
         or config.registration_token_file

@@ -502,13 +502,40 @@ class ValidationTests(SynchronousTestCase, _Files):
             ['    registration_token = "<a long random secret>"', f"    {OPEN_REGISTRATION_KEY} = true"],
         )
         self.assertConfigError('allow_registration = true\nregistration_token = ""', "registration_token")
+        token_file = self.write("abc\n", "token")
         for line in (
             'registration_token = "abc"',
-            'registration_token_file = "/etc/conduit/token"',
+            f'registration_token_file = "{token_file}"',
             f"{OPEN_REGISTRATION_KEY} = true",
         ):
             c = self.load_text(f"[global]\nallow_registration = true\n{line}\n")
             self.assertTrue(c.allow_registration)
+
+    def test_blank_registration_token(self) -> None:
+        """
+        An empty or whitespace-only token (key, environment, token file) stops
+        start-up with one clear line, even next to the open-registration key:
+        it must never silently mean "no token".
+        """
+        on = "[global]\nallow_registration = true\n"
+        cases: list[tuple[str, dict[str, str], str]] = []
+        for blank in ("", "   ", "\t\n"):
+            quoted = blank.replace("\t", "\\t").replace("\n", "\\n")
+            cases.append((f'registration_token = "{quoted}"\n', {}, "global.registration_token: empty"))
+            cases.append(("", {"CONDUIT_REGISTRATION_TOKEN": blank}, "global.registration_token: empty"))
+            path = self.write(blank, "token")
+            cases.append(
+                (f'registration_token_file = "{path}"\n', {}, "global.registration_token_file: " + path)
+            )
+        missing = str(Path(self.mktemp()) / "nope")
+        cases.append((f'registration_token_file = "{missing}"\n', {}, "cannot read " + missing))
+        for extra, environ, fragment in cases:
+            for open_key in ("", f"{OPEN_REGISTRATION_KEY} = true\n"):
+                e = self.assertRaises(ConfigError, self.load_text, on + extra + open_key, environ)
+                self.assertIn(fragment, str(e), (extra, environ))
+                self.assertNotIn("\n", str(e))
+        # With registration off the token is unused, so nothing is refused.
+        self.assertFalse(self.load_text('[global]\nregistration_token = "  "\n').allow_registration)
 
     def test_lists(self) -> None:
         c = self.load_text('[global]\naddress = ["127.0.0.1", "::1"]\nport = [8008, 8448]\n')

@@ -68,13 +68,44 @@ class MatrixRequest(server.Request):
     _json_cache: Any = None
 
     def gotLength(self, length: int | None) -> None:
-        """Refuse early when the declared length is already too big."""
+        """
+        Refuse early when the declared length is already too big: answer
+        413 M_TOO_LARGE at once and close the connection, without waiting
+        for (or reading) the announced body.
+        """
         limit = self.channel.site.max_request_size  # type: ignore[attr-defined]
         if length is not None and length > limit:
             self.too_large = True
             self.content = io.BytesIO()
+            if self.channel.requests and self.channel.requests[0] is self:
+                self._refuse_too_large()
             return
         super().gotLength(length)
+
+    def _refuse_too_large(self) -> None:
+        """
+        Send the 413 before the body arrives; the connection cannot be
+        reused (the unread body would follow), so it is closed once the
+        response is written.
+        """
+        channel = self.channel
+        # The request line is only copied here once the body is complete.
+        self.method = getattr(channel, "_command", b"GET")
+        self.uri = getattr(channel, "_path", b"/")
+        self.path = self.uri.split(b"?", 1)[0]
+        self.clientproto = getattr(channel, "_version", b"HTTP/1.1")
+        # No "100 Continue" after the final response.
+        self.requestHeaders.removeHeader(b"Expect")
+        channel.persistent = False
+        for name, value in _COMMON_HEADERS:
+            self.setHeader(name, value)
+        payload = _error_bytes(
+            self, MatrixError(413, Codes.TOO_LARGE, "Request body is larger than allowed")
+        )
+        self.setHeader(b"Connection", b"close")
+        self.setHeader(b"Content-Length", b"%d" % len(payload))
+        self.write(payload)
+        self.finish()
 
     def handleContentChunk(self, data: bytes) -> None:
         """Count bytes as they arrive and drop them past the limit."""

@@ -26,6 +26,7 @@ from conduit_tw.handlers.push_rules import (
     CompiledRuleset,
     clean_actions,
     compile_ruleset,
+    pattern_problem,
     render_ruleset,
 )
 from conduit_tw.handlers.push_rules_default import KINDS
@@ -278,7 +279,15 @@ def _validate_conditions(conditions: Any) -> list[Any]:
     for c in conditions:
         if not isinstance(c, dict) or not isinstance(c.get("kind"), str):
             raise bad_json("Each condition must be an object with a 'kind' string.")
+        if c["kind"] == "event_match" and isinstance(c.get("pattern"), str):
+            _check_pattern(c["pattern"])
     return conditions
+
+
+def _check_pattern(pattern: str) -> None:
+    problem = pattern_problem(pattern)
+    if problem is not None:
+        raise invalid_param(problem)
 
 
 class PushRulesHandler:
@@ -383,6 +392,7 @@ class PushRulesHandler:
         elif kind == "content":
             if not isinstance(body.get("pattern"), str):
                 raise MatrixError(400, Codes.MISSING_PARAM, "Content rules need a 'pattern' string.")
+            _check_pattern(body["pattern"])
             rule["pattern"] = body["pattern"]
         for anchor in (before, after):
             if anchor is not None and (anchor.startswith(".") or not anchor):

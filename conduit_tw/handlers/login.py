@@ -130,16 +130,18 @@ class LoginHandler:
 
         @return: the user ID.
         @raise MatrixError: 403 M_FORBIDDEN for a wrong user or password,
-            403 M_USER_DEACTIVATED for a deactivated account.
+            403 M_USER_DEACTIVATED for a deactivated account, but only once
+            the password is right: a caller without it must not learn that
+            the account exists.
         """
         if not isinstance(password, str):
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing or invalid 'password'")
         account = await self.users.get_account(user_id) if user_id else None
-        if account is not None and account.deactivated:
-            raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
         stored = account.password_hash if account is not None else None
         if not await self.passwords.verify(stored, password) or account is None:
             raise forbidden(_BAD_LOGIN)
+        if account.deactivated:
+            raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
         if stored is not None and self.passwords.needs_rehash(stored):
             await self.users.update_account(account.user_id, password_hash=await self.passwords.hash(password))
         return account.user_id

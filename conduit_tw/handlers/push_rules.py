@@ -3,7 +3,7 @@ Push rule evaluation (client-server-api "Push Rules", "Conditions",
 "Actions"). PURE and built to run for every event for every local member:
 
 - a user's ruleset is compiled once (L{compile_ruleset}) into closures,
-  with globs turned into regexes (cached by pattern) and disabled rules
+  with globs turned into non-backtracking matchers (cached by pattern) and disabled rules
   dropped; the handler caches the compiled ruleset per user;
 - the event is wrapped once (L{PreparedEvent}) and shared by all members:
   property paths are looked up lazily and memoised, never re-parsed;
@@ -136,6 +136,21 @@ class PushContext:
 _WORD = "A-Za-z0-9_"
 
 
+#: Upload limits on a rule's glob (C{PUT /pushrules}): every event is
+#: matched against every member's patterns, so they must stay cheap.
+MAX_PATTERN_LENGTH = 256
+MAX_PATTERN_WILDCARDS = 20
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a push rule glob is refused at upload, or None if it is acceptable."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        return f"Push rule patterns are limited to {MAX_PATTERN_LENGTH} characters."
+    if pattern.count("*") > MAX_PATTERN_WILDCARDS:
+        return f"Push rule patterns are limited to {MAX_PATTERN_WILDCARDS} '*' wildcards."
+    return None
+
+
 @lru_cache(maxsize=4096)
 def glob_matcher(pattern: str, word_boundary: bool = False) -> Callable[[str], bool]:
     """
@@ -143,19 +158,60 @@ def glob_matcher(pattern: str, word_boundary: bool = False) -> Callable[[str], b
     character): the whole value must match, or with C{word_boundary} any
     substring that starts and ends at a word boundary (the C{content.body}
     rule). Cached by pattern.
+
+    Runs in O(len(value) * len(pattern)) whatever the pattern (a pattern
+    such as C{*a*a*a*!} must not backtrack exponentially): the pattern is
+    split at its C{*}s into fixed-length segments, each compiled to a
+    regex without quantifiers, and the segments are placed left to right,
+    each at its leftmost possible position (appendices "Glob-style
+    matching"; client-server-api "Conditions", C{event_match}).
     """
     if not word_boundary and "*" not in pattern and "?" not in pattern:
         literal = pattern.lower()
         return lambda value: value == pattern or value.lower() == literal
-    body = "".join(
-        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern
-    )
+    segments = pattern.split("*")
+    flags = re.IGNORECASE | re.DOTALL
+
+    def seg_rx(seg: str, prefix: str = "", suffix: str = "") -> "re.Pattern[str]":
+        body = "".join("." if c == "?" else re.escape(c) for c in seg)
+        return re.compile(f"{prefix}{body}{suffix}", flags)
+
+    no_word_before, no_word_after = f"(?<![{_WORD}])", f"(?![{_WORD}])"
+    if len(segments) == 1:
+        # No star: one fixed-length segment.
+        if word_boundary:
+            only = seg_rx(pattern, no_word_before, no_word_after).search
+            return lambda value: only(value) is not None
+        whole = seg_rx(pattern).fullmatch
+        return lambda value: whole(value) is not None
+
+    first_len, last_len = len(segments[0]), len(segments[-1])
+    middle = [(seg_rx(s).search, len(s)) for s in segments[1:-1] if s]
     if word_boundary:
-        rx = re.compile(f"(?<![{_WORD}])(?:{body})(?![{_WORD}])", re.IGNORECASE | re.DOTALL)
-        search = rx.search
-        return lambda value: search(value) is not None
-    full = re.compile(body, re.IGNORECASE | re.DOTALL).fullmatch
-    return lambda value: full(value) is not None
+        first = seg_rx(segments[0], no_word_before).search
+        last = seg_rx(segments[-1], "", no_word_after).search
+    else:
+        first = seg_rx(segments[0]).match
+        last = seg_rx(segments[-1]).match
+
+    def match(value: str) -> bool:
+        m = first(value)
+        if m is None:
+            return False
+        # The leftmost start of the first segment leaves the most room for
+        # the rest, and so does the leftmost place of each middle segment.
+        pos = m.start() + first_len
+        for search, length in middle:
+            m = search(value, pos)
+            if m is None:
+                return False
+            pos = m.start() + length
+        if word_boundary:
+            return last(value, pos) is not None
+        start = len(value) - last_len
+        return start >= pos and last(value, start) is not None
+
+    return match
 
 
 @lru_cache(maxsize=4096)

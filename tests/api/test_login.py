@@ -51,6 +51,20 @@ class LoginTests(AccountsTestCase):
         r = await self.request("POST", LOGIN, {"type": "m.login.password", "password": "secret pw"})
         self.assertMatrixError(r, 403, "M_FORBIDDEN")
 
+    async def test_deactivated_needs_the_right_password(self) -> None:
+        """
+        M_USER_DEACTIVATED only answers the right password: a wrong one gets
+        the same 403 M_FORBIDDEN as for any account, revealing nothing.
+        """
+        await self.register("alice")
+        # Deactivated with the password kept (e.g. by an administrator).
+        await self.hs.users.update_account("@alice:test", deactivated=True)
+        wrong = await self.login("alice", "wrong")
+        unknown = await self.login("nobody", "wrong")
+        self.assertMatrixError(wrong, 403, "M_FORBIDDEN")
+        self.assertEqual(wrong.json, unknown.json)
+        self.assertMatrixError(await self.login("alice", "secret pw"), 403, "M_USER_DEACTIVATED")
+
     async def test_malformed_requests(self) -> None:
         r = await self.request("POST", LOGIN, {"type": "m.login.password", "user": "alice"})
         self.assertMatrixError(r, 400, "M_MISSING_PARAM")

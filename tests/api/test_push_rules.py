@@ -119,6 +119,26 @@ class PushRulesApiTests(AccountsTestCase):
         r = await self.put("/global/content/.m.rule.master/actions", {"actions": []})
         self.assertMatrixError(r, 404, "M_NOT_FOUND")
 
+    async def test_pattern_limits(self) -> None:
+        """
+        Globs are capped at upload (256 characters, 20 C{*}): every event is
+        matched against them for every member.
+        """
+        cond = {"kind": "event_match", "key": "content.body"}
+        too_big = ["x" * 257, "*a" * 21, "*" * 21]
+        for pattern in too_big:
+            r = await self.put("/global/content/big", {"pattern": pattern, "actions": []})
+            self.assertMatrixError(r, 400, "M_INVALID_PARAM")
+            r = await self.put("/global/override/big", {"actions": [], "conditions": [dict(cond, pattern=pattern)]})
+            self.assertMatrixError(r, 400, "M_INVALID_PARAM")
+        self.assertNotIn("big", await self.ids("content"))
+        self.assertNotIn("big", await self.ids("override"))
+        for pattern in ["x" * 256, "*a" * 20 + "b" * 216]:
+            r = await self.put("/global/content/big", {"pattern": pattern, "actions": []})
+            self.assertEqual(r.code, 200, r.body)
+            r = await self.put("/global/override/big", {"actions": [], "conditions": [dict(cond, pattern=pattern)]})
+            self.assertEqual(r.code, 200, r.body)
+
     async def test_defaults_changes_reach_account_data_and_evaluator(self) -> None:
         before = await self.hs.globals.next_position()
         compiled = await self.hs.push_rules.compiled("@alice:test")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+import time
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -105,6 +108,25 @@ class MatchingTests(SynchronousTestCase):
         self.assertTrue(middle.matches(ev("m.room.message")))
         self.assertFalse(middle.matches(ev("m.room.member")))
         self.assertFalse(EventFilter({"types": []}).matches(ev()), "empty list includes nothing")
+
+    def test_wildcards_agree_with_regex_reference(self) -> None:
+        """Every short pattern and type: the same answer as the C{.*} regex translation."""
+        patterns = ["".join(p) for n in range(1, 6) for p in itertools.product("ab*.", repeat=n)]
+        types = ["".join(t) for n in range(6) for t in itertools.product("ab.", repeat=n)]
+        for pattern in (p for p in patterns if "*" in p):
+            reference = re.compile(".*".join(re.escape(x) for x in pattern.split("*")), re.DOTALL)
+            f = EventFilter({"types": [pattern]})
+            for t in types:
+                self.assertEqual(f.matches(ev(t)), reference.fullmatch(t) is not None, (pattern, t))
+
+    def test_wildcards_cannot_backtrack_exponentially(self) -> None:
+        """A filter of many C{*} used to compile to a regex that backtracks for ever."""
+        f = EventFilter({"types": ["*a*a*a*a*a*a*a*!"], "not_types": ["*b*b*b*b*b*b*b*!"]})
+        started = time.monotonic()
+        self.assertFalse(f.matches(ev("a" * 2000)))
+        self.assertTrue(f.matches(ev("a" * 2000 + "!")))
+        self.assertFalse(f.matches(ev("ab" * 1000 + "!")))
+        self.assertLess(time.monotonic() - started, 1.0)
 
     def test_not_lists_win(self) -> None:
         f = EventFilter({

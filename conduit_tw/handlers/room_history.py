@@ -280,7 +280,10 @@ class RoomHistoryHandler:
             ),
             "start": start,
         }
-        if not exhausted or limit == 0:
+        # message_pagination.yaml: C{end} is omitted only when no further
+        # events are available; a non-empty chunk always carries it (the
+        # next request from it then answers an empty chunk without C{end}).
+        if events or not exhausted or limit == 0:
             out["end"] = encode_token(end)
         if event_filter.lazy_load_members and events:
             members = await self._lazy_members(events)
@@ -408,11 +411,12 @@ class RoomHistoryHandler:
         joined: JsonDict = {}
         for (_, user), ev in state.items():
             content = ev.content
+            # Both keys are always present (null when unset), as clients
+            # read them without checking (rooms.yaml RoomMember).
             info: JsonDict = {}
             for src, dst in (("displayname", "display_name"), ("avatar_url", "avatar_url")):
                 value = content.get(src)
-                if isinstance(value, str):
-                    info[dst] = value
+                info[dst] = value if isinstance(value, str) else None
             joined[user] = info
         return {"joined": joined}
 

@@ -317,3 +317,28 @@ class MemberStateTests(RoomsTestCase):
         member = await self.hs.event_store.current_state_event(room, "m.room.member", carol)
         self.assertEqual(member.content.get("reason"), "me too")
         self.assertEqual(member.content.get("membership"), "join")
+
+
+class GuestAccessChangeTests(RoomsTestCase):
+    config_overrides = dict(RoomsTestCase.config_overrides, allow_guest_registration=True)
+
+    async def test_guests_leave_when_guest_access_forbidden(self) -> None:
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        r = await self.request("POST", V3 + "/register?kind=guest", {})
+        self.assertEqual(r.code, 200, r.body)
+        guest, gt = r.json["user_id"], r.json["access_token"]
+        room = await self.create_room(
+            at, preset="public_chat",
+            initial_state=[{"type": "m.room.guest_access", "content": {"guest_access": "can_join"}}],
+        )
+        await self.join(gt, room)
+        await self.join(bt, room)
+        r = await self.put_state(at, room, "m.room.guest_access", {"guest_access": "forbidden"})
+        self.assertEqual(r.code, 200, r.body)
+        store = self.hs.event_store
+        self.assertEqual(await store.membership(guest, room), "leave")
+        self.assertEqual(await store.membership(bob, room), "join")
+        self.assertEqual(await store.membership(alice, room), "join")
+        leave = await store.current_state_event(room, "m.room.member", guest)
+        self.assertEqual(leave.sender, guest)

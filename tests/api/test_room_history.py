@@ -518,3 +518,41 @@ class TimestampLmdbTests(TimestampTests):
 
 class ContextLmdbTests(ContextTests):
     backend = "lmdb"
+
+
+class ContextVisibilityTests(HistoryTestCase):
+    """/context answers exactly what /messages lets the user page through."""
+
+    async def test_formerly_world_readable_room(self) -> None:
+        alice, at = await self.user("alice")
+        eve, et = await self.user("eve")
+        room = await self.create_room(
+            at, preset="public_chat", initial_state=[{
+                "type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"},
+            }],
+        )
+        public = await self.say(at, room, "public words")
+        await self.context(et, room, public)
+        r = await self.put_state(at, room, "m.room.history_visibility", {"history_visibility": "shared"})
+        self.assertEqual(r.code, 200, r.body)
+        await self.messages(et, room, dir="b", expect=403)
+        body = await self.context(et, room, public, expect=404)
+        self.assertEqual(body["errcode"], "M_NOT_FOUND")
+
+    async def test_departed_user_world_readable(self) -> None:
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        room = await self.create_room(
+            at, preset="public_chat", initial_state=[{
+                "type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"},
+            }],
+        )
+        await self.join(bt, room)
+        before = await self.say(at, room, "while there")
+        r = await self.member_action(bt, room, "leave")
+        self.assertEqual(r.code, 200, r.body)
+        after = await self.say(at, room, "after leaving")
+        self.assertEqual(await self.bodies(bt, room, dir="b"), ["while there"])
+        await self.context(bt, room, after, expect=404)
+        body = await self.context(bt, room, before, limit=10)
+        self.assertNotIn(after, [e["event_id"] for e in body["events_after"]])

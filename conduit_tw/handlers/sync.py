@@ -87,8 +87,9 @@ class SyncContext:
     include_redundant: bool
     threaded: bool
     use_state_after: bool
-    #: room ID -> member user ID -> member event ID already sent to this device.
-    ll_sent: dict[str, dict[str, str]]
+    #: room ID -> member user ID -> (member event ID, the C{next_batch}
+    #: position of the response that carried it) for this device.
+    ll_sent: dict[str, dict[str, tuple[str, int]]]
 
     @property
     def since_position(self) -> int:
@@ -120,7 +121,7 @@ class SyncHandler:
         self._filters: LruCache[tuple[str, str], Filter] = LruCache(scaled(10_000, modifier))
         self._no_filter = Filter()
         #: (user, device) -> the lazy-loading memory of that device.
-        self._ll: LruCache[tuple[str, str | None], dict[str, dict[str, str]]] = LruCache(
+        self._ll: LruCache[tuple[str, str | None], dict[str, dict[str, tuple[str, int]]]] = LruCache(
             scaled(10_000, modifier)
         )
 

@@ -647,3 +647,28 @@ class IncrementalBehaviourTests(SyncTestCase):
         body = await self.sync(ct, since=since_c)
         senders = {e["sender"] for e in body.get("presence", {}).get("events", [])}
         self.assertTrue({alice, bob} <= senders, senders)
+
+    async def test_lazy_members_resent_on_retried_sync(self) -> None:
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        room = await self.create_room(at, preset="public_chat", name="Named")
+        await self.join(bt, room)
+        flt = {"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 2}}}
+        for i in range(3):
+            await self.send_ok(at, room, {"msgtype": "m.text", "body": str(i)})
+        since = (await self.sync(at, filter=flt))["next_batch"]
+        await self.send_ok(bt, room, {"msgtype": "m.text", "body": "bob"})
+
+        def members(body: dict[str, Any]) -> set[str]:
+            r = self.joined(body, room)
+            return {e["state_key"] for e in r["state"]["events"] if e["type"] == "m.room.member"}
+
+        first = await self.sync(at, since=since, filter=flt)
+        self.assertIn(bob, members(first))
+        # The response was lost: the client retries with the same token.
+        again = await self.sync(at, since=since, filter=flt)
+        self.assertIn(bob, members(again))
+        # From the new token, bob's member is known.
+        await self.send_ok(bt, room, {"msgtype": "m.text", "body": "bob2"})
+        body = await self.sync(at, since=again["next_batch"], filter=flt)
+        self.assertNotIn(bob, members(body))

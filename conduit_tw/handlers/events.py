@@ -45,10 +45,13 @@ from conduit_tw.events.event_ids import compute_event_id, event_id_from_referenc
 from conduit_tw.events.room_versions import EventIdFormat, RoomVersion
 from conduit_tw.events.signing import hash_and_sign_event
 from conduit_tw.events.validation import InvalidEvent, validate_pdu
+from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.rooms import RoomInfo, txn_key
 from conduit_tw.storage.stores.timeline import StoredEvent
 from conduit_tw.storage.txn import Durability, StoreTxn
 from conduit_tw.util.linearizer import Linearizer
+
+log = get_logger("conduit_tw.handlers.events")
 
 if TYPE_CHECKING:
     from conduit_tw.homeserver import HomeServer
@@ -300,7 +303,33 @@ class EventHandler:
         # The room's slot is free again: the next event builds on this one
         # while it is being committed.
         await durable
+        if event_type == "m.room.guest_access" and state_key == "":
+            await self._guest_access_changed(room_id, content)
         return stored
+
+    async def _guest_access_changed(self, room_id: str, content: dict[str, Any]) -> None:
+        """
+        When guest access is no longer C{can_join}, the guests of this
+        server in the room leave it (client-server-api "Guest access":
+        guests may only be in rooms that allow them); each leave is sent
+        as the guest, which the auth rules always allow.
+        """
+        if content.get("guest_access") == "can_join":
+            return
+        users = self.hs.users
+        for member in await self.store.members(room_id, "join"):
+            if member.partition(":")[2] != self.server_name:
+                continue
+            account = await users.get_account(member)
+            if account is None or not account.is_guest:
+                continue
+            try:
+                await self.send(room_id, member, "m.room.member", {"membership": "leave"}, member)
+            except MatrixError as e:
+                log.warn(
+                    "Could not remove guest {user} from {room}: {err}",
+                    user=member, room=room_id, err=e.msg,
+                )
 
     def _track(self, event_id: str, durable: Durability) -> None:
         unsettled = self._unsettled

@@ -280,7 +280,10 @@ class RoomHistoryHandler:
             ),
             "start": start,
         }
-        if not exhausted or limit == 0:
+        # message_pagination.yaml: C{end} is omitted only when no further
+        # events are available; a non-empty chunk always carries it (the
+        # next request from it then answers an empty chunk without C{end}).
+        if events or not exhausted or limit == 0:
             out["end"] = encode_token(end)
         if event_filter.lazy_load_members and events:
             members = await self._lazy_members(events)
@@ -303,28 +306,29 @@ class RoomHistoryHandler:
         """C{GET /rooms/{roomId}/context/{eventId}}."""
         user_id = requester.user_id
         event_filter = await self.hs.filters.resolve_room_event_filter(user_id, filter_param)
+        # The same access as /messages (check_access): a user who may not
+        # page the room, or an event past a departed user's leave, is
+        # answered 404 as event_context.yaml says.
+        try:
+            room, _, _, leave_order = await self.check_access(user_id, room_id)
+        except MatrixError:
+            raise not_found("Event not found.")
         ev = await self.store.get_event(event_id)
         if (
             ev is None
             or ev.room_id_or_create() != room_id
             or not ev.in_timeline
+            or (leave_order is not None and ev.order > leave_order)
             or not await self.visibility.can_see_event(user_id, ev)
         ):
             raise not_found("Event not found.")
-        room = await self.store.get_room(room_id)
-        assert room is not None
         if limit is None:
             limit = DEFAULT_LIMIT
         limit = max(0, min(limit, MAX_LIMIT))
         before_limit = limit // 2
         after_limit = limit - before_limit
         ignored = await self.hs.account_data.ignored_users(user_id)
-        stop = None
-        rec = await self.store.membership_record(user_id, room_id)
-        if rec is not None and rec.membership in ("leave", "ban"):
-            leave = await self.store.get_event_by_short(rec.shorteventid)
-            if leave is not None and leave.order >= ev.order:
-                stop = leave.order
+        stop = leave_order
         before, start_b, _ = await self._scan(
             user_id, room, ev.order - 1, False, before_limit, None, event_filter, ignored
         )
@@ -408,11 +412,12 @@ class RoomHistoryHandler:
         joined: JsonDict = {}
         for (_, user), ev in state.items():
             content = ev.content
+            # Both keys are always present (null when unset), as clients
+            # read them without checking (rooms.yaml RoomMember).
             info: JsonDict = {}
             for src, dst in (("displayname", "display_name"), ("avatar_url", "avatar_url")):
                 value = content.get(src)
-                if isinstance(value, str):
-                    info[dst] = value
+                info[dst] = value if isinstance(value, str) else None
             joined[user] = info
         return {"joined": joined}
 

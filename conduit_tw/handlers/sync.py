@@ -87,8 +87,9 @@ class SyncContext:
     include_redundant: bool
     threaded: bool
     use_state_after: bool
-    #: room ID -> member user ID -> member event ID already sent to this device.
-    ll_sent: dict[str, dict[str, str]]
+    #: room ID -> member user ID -> (member event ID, the C{next_batch}
+    #: position of the response that carried it) for this device.
+    ll_sent: dict[str, dict[str, tuple[str, int]]]
 
     @property
     def since_position(self) -> int:
@@ -120,7 +121,7 @@ class SyncHandler:
         self._filters: LruCache[tuple[str, str], Filter] = LruCache(scaled(10_000, modifier))
         self._no_filter = Filter()
         #: (user, device) -> the lazy-loading memory of that device.
-        self._ll: LruCache[tuple[str, str | None], dict[str, dict[str, str]]] = LruCache(
+        self._ll: LruCache[tuple[str, str | None], dict[str, dict[str, tuple[str, int]]]] = LruCache(
             scaled(10_000, modifier)
         )
 
@@ -304,9 +305,24 @@ class SyncHandler:
                 body["account_data"] = {"events": events}
                 empty = False
 
-        # -- presence
+        # -- rooms
+        rooms = await self._rooms(ctx, changes.rooms)
+        if rooms:
+            body["rooms"] = rooms
+            empty = False
+
+        # -- presence: the changes since the token, plus the current
+        # presence of users the viewer newly shares a room with (their
+        # last change may be older than the token).
         if not flt.presence.definition.get("types") == [] and not req.is_guest:
             presence, _ = await hs.presence.changes_since(user_id, p, now.position)
+            if since is not None and hs.presence.enabled:
+                have = {e["sender"] for e in presence}
+                for other in sorted(await self._newly_shared(ctx, rooms.get("join", {})) - have):
+                    presence.append({
+                        "type": "m.presence", "sender": other,
+                        "content": await hs.presence.get_content(other),
+                    })
             presence = [
                 e for e in presence if e["sender"] not in ctx.ignored and flt.presence.matches(e)
             ]
@@ -314,14 +330,32 @@ class SyncHandler:
                 body["presence"] = {"events": presence}
                 empty = False
 
-        # -- rooms
-        rooms = await self._rooms(ctx, changes.rooms)
-        if rooms:
-            body["rooms"] = rooms
-            empty = False
-
         body.update(self._device_sections_empty())
         return body, empty
+
+    async def _newly_shared(self, ctx: SyncContext, joined: dict[str, Any]) -> set[str]:
+        """
+        Users who joined one of the viewer's rooms in this incremental
+        response (every member when the viewer is the one who joined).
+        """
+        out: set[str] = set()
+        for room_id, entry in joined.items():
+            events = list(entry.get("timeline", {}).get("events", ()))
+            events += entry.get("state", {}).get("events", ())
+            for e in events:
+                if e.get("type") != "m.room.member" or not isinstance(e.get("content"), dict):
+                    continue
+                if e["content"].get("membership") != "join":
+                    continue
+                prev = e.get("unsigned", {}).get("prev_content") or {}
+                if prev.get("membership") == "join":
+                    continue
+                if e.get("state_key") == ctx.user_id:
+                    out.update(await self.store.members(room_id, "join"))
+                elif isinstance(e.get("state_key"), str):
+                    out.add(e["state_key"])
+        out.discard(ctx.user_id)
+        return out
 
     async def _rooms(
         self, ctx: SyncContext, room_account_data: dict[str, list[dict[str, Any]]]

@@ -18,8 +18,9 @@ Joined rooms:
   against the state at the end of the timeline, as C{state_after}.
 - B{lazy-loading}: member events only for the timeline's senders, the
   heroes and (when joined or with full state) the user, minus those this
-  device was already sent (remembered per device in memory; after a
-  restart they are sent again, which the spec allows) unless
+  device was already sent in a response the client has acknowledged
+  (remembered per device in memory; after a restart or a retried request
+  they are sent again, which the spec allows) unless
   C{include_redundant_members}. Member changes inside a gap are always
   sent.
 - B{ephemeral}: C{m.typing} if it changed, C{m.receipt} with the receipts
@@ -189,7 +190,15 @@ class RoomSync:
         wanted_shorts: list[int] = []
         lazy = ctx.lazy
         full = base_hash is None
-        sent = ctx.ll_sent.get(room.room_id, {}) if lazy and not ctx.include_redundant else {}
+        # Only members sent in a response the client has acknowledged (by
+        # syncing from its token or a later one) count as sent: a retried
+        # request with the same C{since} gets them again.
+        since_pos = ctx.since_position
+        sent = {
+            user: event_id
+            for user, (event_id, pos) in ctx.ll_sent.get(room.room_id, {}).items()
+            if pos <= since_pos
+        } if lazy and not ctx.include_redundant else {}
         members_needed: set[str] = set()
         if lazy:
             members_needed.update(e.sender for e in timeline)
@@ -245,7 +254,8 @@ class RoomSync:
         sent = ctx.ll_sent.setdefault(room_id, {})
         for e in events:
             if e.type == _MEMBER and e.state_key is not None:
-                sent[e.state_key] = e.event_id
+                if sent.get(e.state_key, ("", 0))[0] != e.event_id:
+                    sent[e.state_key] = (e.event_id, ctx.now.position)
 
     # ------------------------------------------------------------------
     # Summary

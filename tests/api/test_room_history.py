@@ -82,13 +82,20 @@ class MessagesTests(HistoryTestCase):
         # From the start: the create event first.
         body = await self.messages(at, room, dir="f", limit=2)
         self.assertEqual([e["type"] for e in body["chunk"]], ["m.room.create", "m.room.member"])
-        # Everything: no end.
+        # Everything: a non-empty chunk still has an end; from it, an
+        # empty chunk without end says there is nothing more.
         body = await self.messages(at, room, dir="b", limit=100)
-        self.assertNotIn("end", body)
+        self.assertIn("end", body)
         self.assertEqual(body["chunk"][-1]["type"], "m.room.create")
+        more = await self.messages(at, room, dir="b", limit=100, **{"from": body["end"]})
+        self.assertEqual(more["chunk"], [])
+        self.assertNotIn("end", more)
         body = await self.messages(at, room, dir="f", limit=100)
-        self.assertNotIn("end", body)
+        self.assertIn("end", body)
         self.assertEqual(body["chunk"][-1]["content"]["body"], "m4")
+        more = await self.messages(at, room, dir="f", limit=100, **{"from": body["end"]})
+        self.assertEqual(more["chunk"], [])
+        self.assertNotIn("end", more)
 
     async def test_pagination_1000_events_both_directions(self) -> None:
         alice, at = await self.user("alice")
@@ -102,7 +109,8 @@ class MessagesTests(HistoryTestCase):
             at, room, dir="b", limit=1000, **{"from": (await self.messages(at, room, dir="b", limit=1000))["end"]}
         )
         full += [e["event_id"] for e in rest["chunk"]]
-        self.assertNotIn("end", rest)
+        last = await self.messages(at, room, dir="b", limit=1000, **{"from": rest["end"]})
+        self.assertEqual((last["chunk"], "end" in last), ([], False))
         full.reverse()  # oldest first: every event of the room
         self.assertEqual(len(full), len(set(full)))
 
@@ -154,7 +162,8 @@ class MessagesTests(HistoryTestCase):
         page2 = await self.messages(at, room, dir="b", limit=3, **{"from": page["end"]})  # 6 5 4
         body = await self.messages(at, room, dir="b", limit=100, to=page2["end"])
         self.assertEqual([e["content"]["body"] for e in body["chunk"]], [str(i) for i in range(9, 3, -1)])
-        self.assertNotIn("end", body)
+        rest = await self.messages(at, room, dir="b", limit=100, to=page2["end"], **{"from": body["end"]})
+        self.assertEqual((rest["chunk"], "end" in rest), ([], False))
         body = await self.messages(at, room, dir="f", limit=100, to=page["end"], **{"from": page2["end"]})
         self.assertEqual([e["content"]["body"] for e in body["chunk"]], ["4", "5", "6"])
 
@@ -436,7 +445,16 @@ class MembersTests(HistoryTestCase):
         r = await self.request("GET", f"{V3}/rooms/{q(room)}/joined_members", access_token=at)
         self.assertEqual(r.code, 200, r.body)
         self.assertEqual(set(r.json["joined"]), {alice, bob})
-        self.assertEqual(r.json["joined"][bob], {"display_name": "Bobby"})
+        self.assertEqual(r.json["joined"][bob], {"display_name": "Bobby", "avatar_url": None})
+        r = await self.request(
+            "PUT", f"{V3}/profile/{q(bob)}/avatar_url", {"avatar_url": "mxc://test/bob"},
+            access_token=bt,
+        )
+        self.assertEqual(r.code, 200, r.body)
+        r = await self.request("GET", f"{V3}/rooms/{q(room)}/joined_members", access_token=at)
+        self.assertEqual(
+            r.json["joined"][bob], {"display_name": "Bobby", "avatar_url": "mxc://test/bob"}
+        )
         r = await self.request("GET", f"{V3}/rooms/{q(room)}/joined_members", access_token=ct)
         self.assertMatrixError(r, 403, "M_FORBIDDEN")
 
@@ -500,3 +518,41 @@ class TimestampLmdbTests(TimestampTests):
 
 class ContextLmdbTests(ContextTests):
     backend = "lmdb"
+
+
+class ContextVisibilityTests(HistoryTestCase):
+    """/context answers exactly what /messages lets the user page through."""
+
+    async def test_formerly_world_readable_room(self) -> None:
+        alice, at = await self.user("alice")
+        eve, et = await self.user("eve")
+        room = await self.create_room(
+            at, preset="public_chat", initial_state=[{
+                "type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"},
+            }],
+        )
+        public = await self.say(at, room, "public words")
+        await self.context(et, room, public)
+        r = await self.put_state(at, room, "m.room.history_visibility", {"history_visibility": "shared"})
+        self.assertEqual(r.code, 200, r.body)
+        await self.messages(et, room, dir="b", expect=403)
+        body = await self.context(et, room, public, expect=404)
+        self.assertEqual(body["errcode"], "M_NOT_FOUND")
+
+    async def test_departed_user_world_readable(self) -> None:
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        room = await self.create_room(
+            at, preset="public_chat", initial_state=[{
+                "type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"},
+            }],
+        )
+        await self.join(bt, room)
+        before = await self.say(at, room, "while there")
+        r = await self.member_action(bt, room, "leave")
+        self.assertEqual(r.code, 200, r.body)
+        after = await self.say(at, room, "after leaving")
+        self.assertEqual(await self.bodies(bt, room, dir="b"), ["while there"])
+        await self.context(bt, room, after, expect=404)
+        body = await self.context(bt, room, before, limit=10)
+        self.assertNotIn(after, [e["event_id"] for e in body["events_after"]])

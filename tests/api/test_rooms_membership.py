@@ -267,3 +267,78 @@ class GuestTests(RoomsTestCase):
         await self.send_ok(gt, open_room)
         r = await self.request("POST", V3 + "/createRoom", {}, access_token=gt)
         self.assertEqual(r.code, 403)
+
+
+class MemberStateTests(RoomsTestCase):
+    """m.room.member through PUT /state and custom content on /join."""
+
+    async def test_own_member_event_through_state(self) -> None:
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        room = await self.create_room(at, preset="public_chat")
+        await self.join(bt, room)
+        # A per-room display name and avatar on one's own join event.
+        content = {"membership": "join", "displayname": "Bobby", "avatar_url": "mxc://test/b"}
+        r = await self.put_state(bt, room, "m.room.member", content, bob)
+        self.assertEqual(r.code, 200, r.body)
+        member = await self.hs.event_store.current_state_event(room, "m.room.member", bob)
+        self.assertEqual(member.content, content)
+        self.assertEqual(member.event_id, r.json["event_id"])
+        # Other changes follow the auth rules: bob (PL 0) cannot kick alice
+        # nor set her display name, and cannot join himself to a private room.
+        r = await self.put_state(bt, room, "m.room.member", {"membership": "join", "displayname": "x"}, alice)
+        self.assertEqual(r.code, 403, r.body)
+        r = await self.put_state(bt, room, "m.room.member", {"membership": "leave"}, alice)
+        self.assertEqual(r.code, 403, r.body)
+        private = await self.create_room(at, preset="private_chat")
+        r = await self.put_state(bt, private, "m.room.member", {"membership": "join"}, bob)
+        self.assertEqual(r.code, 403, r.body)
+        # Alice (PL 100) may kick bob through /state; bob may leave himself.
+        r = await self.put_state(at, room, "m.room.member", {"membership": "leave"}, bob)
+        self.assertEqual(r.code, 200, r.body)
+        self.assertEqual(await self.hs.event_store.membership(bob, room), "leave")
+        r = await self.put_state(bt, room, "m.room.member", {"displayname": "no membership"}, bob)
+        self.assertEqual(r.code, 400, r.body)
+        self.assertEqual(r.json["errcode"], "M_BAD_JSON")
+
+    async def test_join_reason_in_member_event(self) -> None:
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        carol, ct = await self.user("carol")
+        room = await self.create_room(at, preset="public_chat")
+        r = await self.request(
+            "POST", f"{V3}/join/{q(room)}", {"reason": "hello there"}, access_token=bt
+        )
+        self.assertEqual(r.code, 200, r.body)
+        member = await self.hs.event_store.current_state_event(room, "m.room.member", bob)
+        self.assertEqual(member.content.get("reason"), "hello there")
+        r = await self.member_action(ct, room, "join", {"reason": "me too"})
+        self.assertEqual(r.code, 200, r.body)
+        member = await self.hs.event_store.current_state_event(room, "m.room.member", carol)
+        self.assertEqual(member.content.get("reason"), "me too")
+        self.assertEqual(member.content.get("membership"), "join")
+
+
+class GuestAccessChangeTests(RoomsTestCase):
+    config_overrides = dict(RoomsTestCase.config_overrides, allow_guest_registration=True)
+
+    async def test_guests_leave_when_guest_access_forbidden(self) -> None:
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        r = await self.request("POST", V3 + "/register?kind=guest", {})
+        self.assertEqual(r.code, 200, r.body)
+        guest, gt = r.json["user_id"], r.json["access_token"]
+        room = await self.create_room(
+            at, preset="public_chat",
+            initial_state=[{"type": "m.room.guest_access", "content": {"guest_access": "can_join"}}],
+        )
+        await self.join(gt, room)
+        await self.join(bt, room)
+        r = await self.put_state(at, room, "m.room.guest_access", {"guest_access": "forbidden"})
+        self.assertEqual(r.code, 200, r.body)
+        store = self.hs.event_store
+        self.assertEqual(await store.membership(guest, room), "leave")
+        self.assertEqual(await store.membership(bob, room), "join")
+        self.assertEqual(await store.membership(alice, room), "join")
+        leave = await store.current_state_event(room, "m.room.member", guest)
+        self.assertEqual(leave.sender, guest)

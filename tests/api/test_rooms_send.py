@@ -107,8 +107,12 @@ class SendTests(RoomsTestCase):
         self.assertMatrixError(r, 403, "M_FORBIDDEN")
         r = await self.request("GET", f"{V3}/rooms/{q(room)}/state", access_token=self.bt)
         self.assertMatrixError(r, 403, "M_FORBIDDEN")
+        # m.room.member goes through the auth rules (own join event: allowed);
+        # a state key that is not a local user ID is refused.
         r = await self.put_state(self.at, room, "m.room.member", {"membership": "join"}, self.alice)
-        self.assertEqual(r.code, 400)
+        self.assertEqual(r.code, 200, r.body)
+        r = await self.put_state(self.at, room, "m.room.member", {"membership": "join"}, "nobody")
+        self.assertMatrixError(r, 400, "M_INVALID_PARAM")
 
     async def test_state_after_leaving_is_frozen(self) -> None:
         room = await self.create_room(self.at, preset="public_chat", name="one")

@@ -514,3 +514,161 @@ class TokenPropertyTests(SyncTestCase):
             for i in range(len(users)):
                 for room in rooms:
                     self.assertEqual(seen[i][room], sent[room], (plan, i))
+
+
+class IncrementalBehaviourTests(SyncTestCase):
+    """Incremental-sync cases existing clients rely on."""
+
+    async def test_incremental_presence(self) -> None:
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        room = await self.create_room(at, preset="public_chat")
+        await self.join(bt, room)
+        since = (await self.sync(at))["next_batch"]
+        r = await self.request(
+            "PUT", f"{V3}/presence/{q(bob)}/status",
+            {"presence": "unavailable", "status_msg": "away"}, access_token=bt,
+        )
+        self.assertEqual(r.code, 200, r.body)
+        body = await self.sync(at, since=since)
+        events = {e["sender"]: e["content"] for e in body.get("presence", {}).get("events", [])}
+        self.assertIn(bob, events)
+        self.assertEqual(events[bob]["presence"], "unavailable")
+        self.assertEqual(events[bob].get("status_msg"), "away")
+
+    async def test_incremental_limited(self) -> None:
+        alice, at = await self.user("alice")
+        room = await self.create_room(at)
+        flt = {"room": {"timeline": {"limit": 3}}}
+        since = (await self.sync(at, filter=flt))["next_batch"]
+        sent = [await self.send_ok(at, room, {"msgtype": "m.text", "body": str(i)}) for i in range(5)]
+        body = await self.sync(at, since=since, filter=flt)
+        r = self.joined(body, room)
+        self.assertEqual(self.timeline_ids(body, room), sent[-3:])
+        self.assertTrue(r["timeline"]["limited"])
+        since = body["next_batch"]
+        sent = [await self.send_ok(at, room, {"msgtype": "m.text", "body": str(i)}) for i in range(3)]
+        body = await self.sync(at, since=since, filter=flt)
+        self.assertEqual(self.timeline_ids(body, room), sent)
+        self.assertFalse(self.joined(body, room)["timeline"]["limited"])
+
+    async def _own_join_in_timeline(self, visibility: str) -> None:
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        room = await self.create_room(
+            at, preset="public_chat", initial_state=[{
+                "type": "m.room.history_visibility", "content": {"history_visibility": visibility},
+            }],
+        )
+        await self.send_ok(at, room)
+        since = (await self.sync(bt))["next_batch"]
+        r = await self.join(bt, room)
+        body = await self.sync(bt, since=since)
+        events = self.joined(body, room)["timeline"]["events"]
+        joins = [e for e in events if e["type"] == "m.room.member" and e["state_key"] == bob]
+        self.assertEqual(len(joins), 1, visibility)
+        self.assertEqual(joins[0]["content"]["membership"], "join")
+        # Also in an initial sync.
+        body = await self.sync(bt)
+        events = self.joined(body, room)["timeline"]["events"]
+        self.assertIn(bob, [e["state_key"] for e in events if e["type"] == "m.room.member"], visibility)
+
+    async def test_own_join_joined_visibility(self) -> None:
+        await self._own_join_in_timeline("joined")
+
+    async def test_own_join_invited_visibility(self) -> None:
+        await self._own_join_in_timeline("invited")
+
+    async def test_lazy_members_incremental(self) -> None:
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        carol, ct = await self.user("carol")
+        room = await self.create_room(at, preset="public_chat", name="Named")  # no heroes
+        await self.join(bt, room)
+        await self.join(ct, room)
+        flt = {"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 2}}}
+        for i in range(4):
+            await self.send_ok(at, room, {"msgtype": "m.text", "body": str(i)})
+        body = await self.sync(at, filter=flt)
+        since = body["next_batch"]
+
+        def members(body: dict[str, Any]) -> set[str]:
+            r = self.joined(body, room)
+            if r is None:
+                return set()
+            return {e["state_key"] for e in r["state"]["events"] if e["type"] == "m.room.member"}
+
+        # Bob speaks (his member event was never sent to this device).
+        await self.send_ok(bt, room, {"msgtype": "m.text", "body": "bob"})
+        body = await self.sync(at, since=since, filter=flt)
+        self.assertIn(bob, members(body))
+        since = body["next_batch"]
+        # Bob again: already sent, so not again.
+        await self.send_ok(bt, room, {"msgtype": "m.text", "body": "bob2"})
+        body = await self.sync(at, since=since, filter=flt)
+        self.assertNotIn(bob, members(body))
+        since = body["next_batch"]
+        # Carol, in a gap: her event is in the timeline, so her member is in state.
+        await self.send_ok(ct, room, {"msgtype": "m.text", "body": "carol"})
+        for i in range(3):
+            await self.send_ok(at, room, {"msgtype": "m.text", "body": "a%d" % i})
+        await self.send_ok(ct, room, {"msgtype": "m.text", "body": "carol2"})
+        body = await self.sync(at, since=since, filter=flt)
+        self.assertIn(carol, members(body))
+        since = body["next_batch"]
+        # Bob changes his display name: the new member event is a timeline
+        # event; his later message needs no state entry, yet a new device
+        # (or a full_state sync) gets it.
+        await self.send_ok(bt, room, {"msgtype": "m.text", "body": "bob3"})
+        body = await self.sync(at, since=since, filter=flt, full_state=True)
+        self.assertIn(bob, members(body))
+
+    async def test_presence_of_newly_shared_users(self) -> None:
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        carol, ct = await self.user("carol")
+        r = await self.request(
+            "PUT", f"{V3}/presence/{q(bob)}/status", {"presence": "online", "status_msg": "hi"},
+            access_token=bt,
+        )
+        self.assertEqual(r.code, 200, r.body)
+        await self.sync(ct)  # carol comes online
+        room = await self.create_room(at, preset="public_chat", name="R")
+        since = (await self.sync(at))["next_batch"]
+        # Bob joins alice's room: his (older) presence comes with it.
+        await self.join(bt, room)
+        body = await self.sync(at, since=since)
+        events = {e["sender"]: e["content"] for e in body.get("presence", {}).get("events", [])}
+        self.assertEqual(events.get(bob, {}).get("status_msg"), "hi")
+        self.assertNotIn(carol, events)
+        # Carol joins: she sees alice's and bob's presence.
+        since_c = (await self.sync(ct))["next_batch"]
+        await self.join(ct, room)
+        body = await self.sync(ct, since=since_c)
+        senders = {e["sender"] for e in body.get("presence", {}).get("events", [])}
+        self.assertTrue({alice, bob} <= senders, senders)
+
+    async def test_lazy_members_resent_on_retried_sync(self) -> None:
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        room = await self.create_room(at, preset="public_chat", name="Named")
+        await self.join(bt, room)
+        flt = {"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 2}}}
+        for i in range(3):
+            await self.send_ok(at, room, {"msgtype": "m.text", "body": str(i)})
+        since = (await self.sync(at, filter=flt))["next_batch"]
+        await self.send_ok(bt, room, {"msgtype": "m.text", "body": "bob"})
+
+        def members(body: dict[str, Any]) -> set[str]:
+            r = self.joined(body, room)
+            return {e["state_key"] for e in r["state"]["events"] if e["type"] == "m.room.member"}
+
+        first = await self.sync(at, since=since, filter=flt)
+        self.assertIn(bob, members(first))
+        # The response was lost: the client retries with the same token.
+        again = await self.sync(at, since=since, filter=flt)
+        self.assertIn(bob, members(again))
+        # From the new token, bob's member is known.
+        await self.send_ok(bt, room, {"msgtype": "m.text", "body": "bob2"})
+        body = await self.sync(at, since=again["next_batch"], filter=flt)
+        self.assertNotIn(bob, members(body))

@@ -95,10 +95,18 @@ def register(router: Router, hs: "HomeServer") -> None:
         if event_type == "m.room.encryption" and not hs.config.allow_encryption:
             raise forbidden("Encryption has been disabled on this server")
         if event_type == "m.room.member":
-            raise MatrixError(
-                400, Codes.BAD_JSON,
-                "Use the membership endpoints (/join, /invite, /leave, /kick, /ban) for m.room.member",
-            )
+            # Any membership may be PUT as state (e.g. a per-room display
+            # name or avatar on one's own join event); the auth rules
+            # (server-server-api "Authorization rules", m.room.member)
+            # decide whether it is allowed.
+            membership = content.get("membership")
+            if not isinstance(membership, str):
+                raise MatrixError(400, Codes.BAD_JSON, "m.room.member needs a string membership")
+            if not state_key.startswith("@") or state_key.partition(":")[2] != hs.server_name:
+                raise MatrixError(
+                    400, Codes.INVALID_PARAM,
+                    "The state key of m.room.member must be a user ID of this server",
+                )
         # m.room.canonical_alias is checked by the directory's validator
         # in hs.events.send (handlers/directory.py).
         # Setting the same content again is a no-op (as Synapse does), so

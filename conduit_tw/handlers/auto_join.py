@@ -28,15 +28,14 @@ class AutoJoin:
 
     def __init__(self, hs: "HomeServer") -> None:
         self.hs = hs
-        self.rooms = list(hs.config.auto_join_rooms)
-        self.guests_too = hs.config.allow_guests_auto_join_rooms
 
     async def user_registered(self, user_id: str, is_guest: bool) -> None:
         """The registration hook: join C{user_id} to each configured room."""
-        if not self.rooms or (is_guest and not self.guests_too):
+        config = self.hs.config
+        if not config.auto_join_rooms or (is_guest and not config.allow_guests_auto_join_rooms):
             return
         requester = Requester(user_id=user_id, device_id=None, is_guest=is_guest)
-        for room in self.rooms:
+        for room in list(config.auto_join_rooms):
             try:
                 await self.hs.membership.join(requester, room)
             except MatrixError as e:

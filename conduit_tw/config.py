@@ -3,8 +3,10 @@ Load and validate Conduit's C{conduit.toml} plus C{CONDUIT_*} environment variab
 
 A file written for Conduit (or conduwuit) works here unchanged: every key of their
 example configs is either a typed field of L{Config} or accepted with a one-line notice
-saying it has no effect in conduit-tw. Unknown keys are reported (never silently
-dropped) and wrong values stop start-up with a L{ConfigError} naming the key.
+saying it has no effect in conduit-tw. Some typed fields are validated but not used by
+the server yet (L{NOT_EFFECTIVE_YET}); setting one logs a notice saying so. Unknown keys
+are reported (never silently dropped) and wrong values stop start-up with a
+L{ConfigError} naming the key.
 
 Precedence, lowest to highest: built-in defaults, the file's C{[global]} table,
 C{CONDUIT_<KEY>} environment variables (C{__} separates nested tables), then
@@ -44,6 +46,7 @@ __all__ = [
     "KNOWN_KEYS",
     "NO_EFFECT_KEYS",
     "NO_EFFECT_PREFIXES",
+    "NOT_EFFECTIVE_YET",
     "is_known_key",
 ]
 
@@ -780,6 +783,96 @@ _NO_EFFECT_PREFIXES: dict[str, str] = {
     "tokio_": "the Rust tokio runtime is not used",
 }
 
+_FEDERATION = "federation is not implemented yet"
+_DNS = "DNS lookups use the system resolver and its settings"
+_HTTP_POOL = "the outgoing HTTP client does not use this setting yet"
+_TURN = "the TURN endpoint (/voip/turnServer) is not implemented yet"
+_PREVIEW = "URL previews are not implemented yet"
+_MEDIA = "the media repository is not implemented yet"
+
+#: Keys that are validated and kept in L{Config} but that nothing in the server reads
+#: yet (key -> why). Setting one logs one notice; docs/configuration.md marks each as
+#: "not effective yet", and tests/test_config_docs.py checks that this list and the
+#: code agree (a key leaves this list when the code starts reading it). Dotted keys
+#: name a key inside a table (C{tls.dual_protocol}); C{media} is the whole table.
+NOT_EFFECTIVE_YET: dict[str, str] = {
+    "database_backup_path": "there is no online backup command yet",
+    "database_backups_to_keep": "there is no online backup command yet",
+    "cleanup_second_interval": "there is no periodic database housekeeping yet",
+    "tls.dual_protocol": "HTTPS listeners accept only TLS",
+    "emergency_password": "there is no server admin user or admin room yet",
+    "jwt_secret": "JWT login (org.matrix.login.jwt) is not implemented yet",
+    "openid_token_ttl": "OpenID tokens are not implemented yet",
+    "allow_encryption": (
+        "end-to-end encryption is not supported yet, so m.room.encryption is always refused"
+    ),
+    "auto_deactivate_banned_room_attempts": "banning rooms is not implemented yet",
+    "allow_public_room_directory_over_federation": _FEDERATION,
+    "allow_federation": _FEDERATION,
+    "trusted_servers": _FEDERATION,
+    "query_trusted_key_servers_first": _FEDERATION,
+    "max_concurrent_requests": _FEDERATION,
+    "max_fetch_prev_events": _FEDERATION,
+    "allow_profile_lookup_federation_requests": _FEDERATION,
+    "forbidden_remote_server_names": _FEDERATION,
+    "forbidden_remote_room_directory_server_names": _FEDERATION,
+    "prevent_media_downloads_from": _MEDIA,
+    "proxy": "outgoing requests do not go through a proxy yet",
+    "startup_netburst": _FEDERATION,
+    "startup_netburst_keep": _FEDERATION,
+    "dns_cache_entries": _DNS,
+    "dns_min_ttl": _DNS,
+    "dns_min_ttl_nxdomain": _DNS,
+    "dns_timeout": _DNS,
+    "dns_attempts": _DNS,
+    "dns_tcp_fallback": _DNS,
+    "query_all_nameservers": _DNS,
+    "query_over_tcp_only": _DNS,
+    "ip_lookup_strategy": _DNS,
+    "request_total_timeout": _HTTP_POOL,
+    "request_idle_timeout": _HTTP_POOL,
+    "request_idle_per_host": _HTTP_POOL,
+    "well_known_conn_timeout": _FEDERATION,
+    "well_known_timeout": _FEDERATION,
+    "federation_timeout": _FEDERATION,
+    "federation_idle_timeout": _FEDERATION,
+    "federation_idle_per_host": _FEDERATION,
+    "sender_timeout": _FEDERATION,
+    "sender_idle_timeout": _FEDERATION,
+    "sender_retry_backoff_limit": _FEDERATION,
+    "appservice_timeout": "application services are not implemented yet",
+    "appservice_idle_timeout": "application services are not implemented yet",
+    "allow_incoming_presence": _FEDERATION,
+    "allow_outgoing_presence": _FEDERATION,
+    "presence_timeout_remote_users": _FEDERATION,
+    "allow_incoming_read_receipts": _FEDERATION,
+    "allow_outgoing_read_receipts": _FEDERATION,
+    "allow_incoming_typing": _FEDERATION,
+    "allow_outgoing_typing": _FEDERATION,
+    "typing_federation_timeout_s": _FEDERATION,
+    "turn_uris": _TURN,
+    "turn_secret": _TURN,
+    "turn_username": _TURN,
+    "turn_password": _TURN,
+    "turn_ttl": _TURN,
+    "turn_allow_guests": _TURN,
+    "media": _MEDIA,
+    "url_preview_domain_contains_allowlist": _PREVIEW,
+    "url_preview_domain_explicit_allowlist": _PREVIEW,
+    "url_preview_url_contains_allowlist": _PREVIEW,
+    "url_preview_domain_explicit_denylist": _PREVIEW,
+    "url_preview_max_spider_size": _PREVIEW,
+    "url_preview_check_root_domain": _PREVIEW,
+}
+
+
+def _not_effective(notices: list[str], key: str) -> None:
+    """Note once that C{key} (of L{NOT_EFFECTIVE_YET}) was set but does nothing yet."""
+    line = f"global.{key} is set but has no effect yet: {NOT_EFFECTIVE_YET[key]}"
+    if line not in notices:
+        notices.append(line)
+
+
 #: conduwuit's spellings of keys that have another name here.
 _ALIASES: dict[str, str] = {_LONG_INSECURE_TLS_KEY: "allow_invalid_tls_certificates"}
 
@@ -976,6 +1069,8 @@ def _build(g: dict[str, Any], notices: list[str]) -> Config:
         dotted = f"global.{key}"
         if key in _FIELDS:
             setattr(config, key, _check(_FIELDS[key], dotted, value))
+            if key in NOT_EFFECTIVE_YET:
+                _not_effective(notices, key)
         elif key in _TABLES:
             continue
         elif key in _NO_EFFECT or any(key.startswith(p) for p in _NO_EFFECT_PREFIXES):
@@ -1010,6 +1105,8 @@ def _build_tables(config: Config, g: dict[str, Any], notices: list[str]) -> None
             key=_check(_v_nonempty_str, "global.tls.key", t["key"]),
             dual_protocol=_check(_v_bool, "global.tls.dual_protocol", t.get("dual_protocol", False)),
         )
+        if "dual_protocol" in t:
+            _not_effective(notices, "tls.dual_protocol")
 
     if "well_known" in g:
         t = _table("global.well_known", g["well_known"])
@@ -1031,13 +1128,18 @@ def _build_tables(config: Config, g: dict[str, Any], notices: list[str]) -> None
         for k, v in t.items():
             if k in _TABLES["turn"]:
                 setattr(config, f"turn_{k}", _check(_FIELDS[f"turn_{k}"], f"global.turn.{k}", v))
+                _not_effective(notices, f"turn_{k}")
             else:
                 _unknown(config, notices, f"global.turn.{k}")
 
     if "proxy" in g:
         config.proxy = _parse_proxy(g["proxy"])
+        if config.proxy.mode != "none":
+            _not_effective(notices, "proxy")
 
     config.media = _parse_media(g.get("media", {}), config, notices)
+    if "media" in g:
+        _not_effective(notices, "media")
 
 
 def _parse_proxy(value: Any) -> ProxyConfig:
@@ -1270,12 +1372,6 @@ def _post_checks(config: Config, g: dict[str, Any], notices: list[str]) -> None:
 
     if "new_user_displayname_suffix" not in g and config.enable_lightning_bolt:
         config.new_user_displayname_suffix = "\u26a1\ufe0f"
-
-    if config.turn_uris and not (config.turn_secret or (config.turn_username and config.turn_password)):
-        notices.append(
-            "global.turn_uris: set, but neither turn_secret nor turn_username + "
-            "turn_password is, so clients will not be offered TURN servers"
-        )
 
     if config.allow_invalid_tls_certificates:
         notices.append(

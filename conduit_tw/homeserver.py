@@ -31,6 +31,7 @@ from conduit_tw.handlers.login import LoginHandler
 from conduit_tw.handlers.passwords import Passwords
 from conduit_tw.handlers.profile import ProfileHandler
 from conduit_tw.handlers.ratelimit import RateLimits
+from conduit_tw.handlers.auto_join import AutoJoin
 from conduit_tw.handlers.registration import RegistrationHandler
 from conduit_tw.handlers.uia import PASSWORD, UIA
 from conduit_tw.handlers.server_keys import ServerKeys
@@ -201,6 +202,7 @@ class HomeServer:
         self.directory = DirectoryHandler(self, self.directory_store)
         self.profile.on_profile_changed.append(self.membership.profile_changed)
         self.account.on_deactivated.append(self.membership.deactivated)
+        self.registration.on_registered.append(AutoJoin(self).user_registered)
         # -- sync, receipts, push counts
         self.receipts = ReceiptsHandler(self, ReceiptStore(db, cache_modifier))
         self.notifications = NotificationsHandler(self, NotificationStore(db))
@@ -211,7 +213,7 @@ class HomeServer:
         self.presence.shares_room = self.sync.shares_room
         self.presence.rooms_of = self.sync.rooms_of
         self.router = Router()
-        self.resource = MatrixResource(self.router)
+        self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 
     async def setup(self) -> None:
         """Load (or create) persistent state and mount the API."""

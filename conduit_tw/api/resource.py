@@ -11,6 +11,7 @@ security headers.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import time
@@ -52,6 +53,36 @@ def encode_json(obj: Any) -> bytes:
     return _encoder.encode(obj).encode("utf-8")
 
 
+#: JSON bodies shorter than this are sent as they are even when gzip is on.
+GZIP_MIN_SIZE = 256
+
+
+def accepts_gzip(request: server.Request) -> bool:
+    """
+    Whether C{Accept-Encoding} allows gzip: a C{gzip}, C{x-gzip} or C{*}
+    coding whose quality is not 0 (RFC 9110, section 12.5.3).
+    """
+    raw = request.getHeader(b"accept-encoding")
+    if not raw:
+        return False
+    header = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    for item in header.split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+        if q > 0:
+            return True
+    return False
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -66,6 +97,8 @@ class MatrixRequest(server.Request):
     too_large = False
     _received = 0
     _json_cache: Any = None
+    #: Set by the resource: the answer may be gzip-compressed.
+    gzip_ok = False
 
     def gotLength(self, length: int | None) -> None:
         """
@@ -292,10 +325,12 @@ class MatrixResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, router: Router, clock: Any = None) -> None:
+    def __init__(self, router: Router, clock: Any = None, gzip_compression: bool = False) -> None:
         super().__init__()
         self.router = router
         self._clock = clock
+        #: Compress JSON answers for clients that accept gzip (C{gzip_compression}).
+        self.gzip_compression = gzip_compression
 
     def render(self, request: MatrixRequest) -> Any:  # type: ignore[override]
         """Route, run the handler, answer JSON; never leaks a traceback."""
@@ -319,6 +354,8 @@ class MatrixResource(Resource):
         tracker = request.site.tracker  # type: ignore[attr-defined]
         if tracker is not None:
             tracker.started()
+        if self.gzip_compression:
+            request.gzip_ok = accepts_gzip(request)
         d = Deferred.fromCoroutine(handler(request, **args))
         finished = request.notifyFinish()
         finished.addErrback(lambda f: d.cancel())
@@ -340,10 +377,22 @@ def _respond(result: Any, request: MatrixRequest) -> None:
     else:
         payload = encode_json(body)
         request.setHeader(b"Content-Type", b"application/json")
+    if request.gzip_ok:
+        payload = _maybe_gzip(request, payload)
     request.setResponseCode(code)
     request.setHeader(b"Content-Length", b"%d" % len(payload))
     request.write(payload)
     request.finish()
+
+
+def _maybe_gzip(request: MatrixRequest, payload: bytes) -> bytes:
+    """Gzip a JSON C{payload} worth compressing, setting the headers for it."""
+    request.setHeader(b"Vary", b"Accept-Encoding")
+    content_type = request.responseHeaders.getRawHeaders(b"content-type", [b""])[0]
+    if len(payload) < GZIP_MIN_SIZE or not content_type.startswith(b"application/json"):
+        return payload
+    request.setHeader(b"Content-Encoding", b"gzip")
+    return gzip.compress(payload, compresslevel=6)
 
 
 def _respond_error(failure: Failure, request: MatrixRequest) -> None:

@@ -183,10 +183,6 @@ class RoomCreationHandler:
         pl_override = body.get("power_level_content_override")
         if pl_override is not None and not isinstance(pl_override, dict):
             raise _bad("power_level_content_override must be an object")
-        if not self.config.allow_encryption and any(
-            s["type"] == "m.room.encryption" for s in initial_state
-        ):
-            raise forbidden("Encryption has been disabled on this server")
 
         alias = None
         if body.get("room_alias_name"):

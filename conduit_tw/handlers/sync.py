@@ -258,10 +258,10 @@ class SyncHandler:
     @staticmethod
     def _device_sections_empty() -> dict[str, Any]:
         # Filled by the E2EE work (to_device, device_lists, key counts).
-        return {
-            "device_one_time_keys_count": {"signed_curve25519": 0},
-            "device_unused_fallback_key_types": [],
-        }
+        # Until then nothing: one-time-key counts and fallback key types
+        # would tell clients this server stores their keys, and it cannot
+        # (client-server-api "End-to-End Encryption", "Extensions to /sync").
+        return {}
 
     # ------------------------------------------------------------------
     # One computation

@@ -23,7 +23,6 @@ class UpgradeTests(RoomsTestCase):
             at, room_version="10", preset="public_chat", name="The room", topic="Talk",
             initial_state=[
                 {"type": "m.room.avatar", "content": {"url": "mxc://test/avatar"}},
-                {"type": "m.room.encryption", "content": {"algorithm": "m.megolm.v1.aes-sha2"}},
                 {"type": "m.room.server_acl", "content": {"allow": ["*"], "deny": ["evil.example"]}},
                 {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}},
                 {"type": "m.room.guest_access", "content": {"guest_access": "can_join"}},
@@ -53,7 +52,7 @@ class UpgradeTests(RoomsTestCase):
         )
         for key in [
             ("m.room.name", ""), ("m.room.topic", ""), ("m.room.avatar", ""),
-            ("m.room.encryption", ""), ("m.room.server_acl", ""), ("m.room.join_rules", ""),
+            ("m.room.server_acl", ""), ("m.room.join_rules", ""),
             ("m.room.history_visibility", ""), ("m.room.guest_access", ""),
             ("m.room.power_levels", ""),
         ]:

@@ -92,8 +92,6 @@ def register(router: Router, hs: "HomeServer") -> None:
         if len(state_key.encode("utf-8")) > 255:
             raise MatrixError(400, Codes.INVALID_PARAM, "State key is too long")
         content = request.json_object()
-        if event_type == "m.room.encryption" and not hs.config.allow_encryption:
-            raise forbidden("Encryption has been disabled on this server")
         if event_type == "m.room.member":
             # Any membership may be PUT as state (e.g. a per-room display
             # name or avatar on one's own join event); the auth rules

@@ -830,8 +830,11 @@ NOT_EFFECTIVE_YET: dict[str, str] = {
     "query_over_tcp_only": _DNS,
     "ip_lookup_strategy": _DNS,
     "request_total_timeout": _HTTP_POOL,
-    "request_idle_timeout": _HTTP_POOL,
-    "request_idle_per_host": _HTTP_POOL,
+    "pusher_idle_timeout": (
+        "push gateways share the outgoing connection pool, whose idle time is request_idle_timeout"
+    ),
+    "rc_media_per_second": _MEDIA,
+    "rc_media_burst_count": _MEDIA,
     "well_known_conn_timeout": _FEDERATION,
     "well_known_timeout": _FEDERATION,
     "federation_timeout": _FEDERATION,

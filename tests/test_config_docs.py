@@ -41,19 +41,6 @@ APPLIED_BY_LOAD_CONFIG = {
 #: Implemented by the hardening work on other branches of the same merge
 #: (outgoing HTTP client, rate limits, auth). Once merged they are read and
 #: this set is redundant; delete it then.
-LANDING_WITH_HARDENING = frozenset(
-    {
-        "ip_range_denylist",
-        "allow_invalid_tls_certificates",
-        "request_conn_timeout",
-        "request_timeout",
-        "allow_access_token_query_parameter",
-        "max_account_data_size",
-    }
-    | {f.name for f in dataclasses.fields(Config) if f.name.startswith("rc_")}
-)
-
-
 def _names_used_outside_config() -> set[str]:
     """
     Attribute names (C{x.name}) and string literals (for C{getattr}) used by
@@ -151,11 +138,7 @@ class DocumentedKeysTests(unittest.SynchronousTestCase):
             else:
                 if MARK in row:
                     problems.append(f"{key}: marked not effective in the doc but not declared so")
-                if not (
-                    self._is_read(key)
-                    or key in APPLIED_BY_LOAD_CONFIG
-                    or key in LANDING_WITH_HARDENING
-                ):
+                if not (self._is_read(key) or key in APPLIED_BY_LOAD_CONFIG):
                     problems.append(f"{key}: documented, read by nothing, not in NOT_EFFECTIVE_YET")
         self.assertEqual(problems, [])
 

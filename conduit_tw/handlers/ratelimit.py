@@ -22,7 +22,7 @@ field changes), C{rc_account_data_*} (account data, room tags, push rules,
 filters, read markers), C{rc_room_aliases_*} (alias creation and deletion),
 C{rc_directory_*} (directory visibility), C{rc_pushers_*} (C{/pushers/set})
 and C{rc_keys_*} (device updates; end-to-end key uploads once they land).
-C{rc_media_*} is built for the media repository, which does not exist yet.
+C{rc_media_*} waits for the media repository (declared not effective yet in config.py).
 
 L{check_json_size} caps stored user JSON (account data, tag sets, filters,
 pushers) at C{max_account_data_size} bytes: 413 C{M_TOO_LARGE}
@@ -172,7 +172,6 @@ class RateLimits:
         #: Device updates (and end-to-end key uploads once they land).
         self.keys = RateLimiter(config.rc_keys_per_second, config.rc_keys_burst_count, clock_ms)
         #: For the media repository (not there yet).
-        self.media = RateLimiter(config.rc_media_per_second, config.rc_media_burst_count, clock_ms)
         #: Largest stored user JSON (account data, tag set, filter, pusher).
         self.max_json_size = config.max_account_data_size
 

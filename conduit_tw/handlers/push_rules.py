@@ -293,9 +293,16 @@ def _property_contains(key: Any, expected: Any) -> Condition:
     return cond_any
 
 
+#: Longest display name C{contains_display_name} looks for. Profile names
+#: are capped at 256 characters, but a per-room name set through an
+#: m.room.member event can be as long as the event allows, and a literal
+#: search costs message length x name length: longer names never match.
+MAX_MATCHED_DISPLAY_NAME = 256
+
+
 def _contains_display_name(ev: PreparedEvent, ctx: PushContext) -> bool:
     name = ctx.display_name
-    if not name:
+    if not name or len(name) > MAX_MATCHED_DISPLAY_NAME:
         return False
     body = ev.get(_BODY_PATH)
     return isinstance(body, str) and _display_name_matcher(name)(body)

@@ -170,6 +170,18 @@ class ConditionTests(SynchronousTestCase):
         self.assertFalse(self.check(cond, msg("hi"), ctx(display_name="")))
         self.assertTrue(self.check(cond, msg("ping [bot]"), ctx(display_name="[bot]")))
 
+    def test_contains_display_name_bounded(self) -> None:
+        """
+        A per-room display name (an m.room.member event, up to 64 KiB) longer
+        than profile names may be is never searched for: a literal search
+        costs message length x name length. Names up to the cap still match.
+        """
+        cond = {"kind": "contains_display_name"}
+        long_name = "n" * 257
+        self.assertFalse(self.check(cond, msg("hi " + long_name + " !"), ctx(display_name=long_name)))
+        name = "n" * 256
+        self.assertTrue(self.check(cond, msg("hi " + name + " !"), ctx(display_name=name)))
+
     def test_room_member_count(self) -> None:
         cases = [
             ("2", 2, True), ("2", 3, False), ("==2", 2, True), ("<10", 9, True), ("<10", 10, False),

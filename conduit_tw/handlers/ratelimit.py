@@ -171,7 +171,6 @@ class RateLimits:
         )
         #: Device updates (and end-to-end key uploads once they land).
         self.keys = RateLimiter(config.rc_keys_per_second, config.rc_keys_burst_count, clock_ms)
-        #: For the media repository (not there yet).
         #: Largest stored user JSON (account data, tag set, filter, pusher).
         self.max_json_size = config.max_account_data_size
 

@@ -17,7 +17,7 @@ saying so; inviting a remote user answers 400 M_UNKNOWN.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from conduit_tw.errors import Codes, MatrixError, forbidden, not_found
 from conduit_tw.events.auth_rules import get_named_level, get_user_power_level, is_valid_user_id
@@ -27,6 +27,12 @@ from conduit_tw.storage.stores.timeline import StoredEvent
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
     from conduit_tw.homeserver import HomeServer
+
+#: Member-event content keys a client's join body cannot set.
+RESERVED_MEMBER_KEYS = frozenset(
+    {"membership", "reason", "join_authorised_via_users_server", "third_party_invite",
+     "third_party_signed", "displayname", "avatar_url", "is_direct"}
+)
 
 log = get_logger("conduit_tw.handlers.membership")
 
@@ -92,8 +98,21 @@ class MembershipHandler:
 
     # ------------------------------------------------------------------
 
-    async def join(self, requester: "Requester", room_id_or_alias: str, reason: Any = None) -> str:
-        """Join a room (ID or local alias); returns the room ID."""
+    async def join(
+        self,
+        requester: "Requester",
+        room_id_or_alias: str,
+        reason: Any = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """
+        Join a room (ID or local alias); returns the room ID.
+
+        @param extra: other keys of the request body, kept in the member
+            event's content as clients expect (namespaced keys such as
+            C{com.example.tag}); the keys the server sets itself
+            (L{RESERVED_MEMBER_KEYS}, display name and avatar) win.
+        """
         room_id = await self.resolve_room(room_id_or_alias)
         await self._local_room(room_id)
         user = requester.user_id
@@ -106,7 +125,8 @@ class MembershipHandler:
                 raise MatrixError(
                     403, Codes.GUEST_ACCESS_FORBIDDEN, "Guests are not allowed in this room"
                 )
-        content = self._with_reason({"membership": "join"}, reason)
+        content = {k: v for k, v in (extra or {}).items() if k not in RESERVED_MEMBER_KEYS}
+        content.update(self._with_reason({"membership": "join"}, reason))
         content.update(await self._profile_content(user))
         if current != "invite":
             authoriser = await self._restricted_authoriser(room_id, user)

@@ -318,6 +318,20 @@ class MemberStateTests(RoomsTestCase):
         self.assertEqual(member.content.get("reason"), "me too")
         self.assertEqual(member.content.get("membership"), "join")
 
+    async def test_join_keeps_custom_content(self) -> None:
+        """Custom keys of the join body reach the member event; reserved ones do not."""
+        alice, at = await self.user("alice")
+        bob, bt = await self.user("bob")
+        room = await self.create_room(at, preset="public_chat")
+        body = {"reason": "hi", "com.example.tag": {"x": 1}, "membership": "leave", "displayname": "Evil"}
+        r = await self.request("POST", f"{V3}/join/{q(room)}", body, access_token=bt)
+        self.assertEqual(r.code, 200, r.body)
+        member = await self.hs.event_store.current_state_event(room, "m.room.member", bob)
+        self.assertEqual(member.content["com.example.tag"], {"x": 1})
+        self.assertEqual(member.content["membership"], "join")
+        self.assertEqual(member.content["reason"], "hi")
+        self.assertEqual(member.content.get("displayname"), "bob")
+
 
 class GuestAccessChangeTests(RoomsTestCase):
     config_overrides = dict(RoomsTestCase.config_overrides, allow_guest_registration=True)

@@ -35,7 +35,9 @@ def register(router: Router, hs: "HomeServer") -> None:
                 400, Codes.UNRECOGNIZED, "Third-party invites are not supported by this server"
             )
         await hs.ratelimit.check_requester(hs.ratelimit.joins, requester)
-        room_id = await membership.join(requester, room_id_or_alias, body_field(body, "reason", "string"))
+        room_id = await membership.join(
+            requester, room_id_or_alias, body_field(body, "reason", "string"), extra=body
+        )
         return {"room_id": room_id}
 
     async def join_room(request: MatrixRequest, room_id: str):

@@ -166,7 +166,8 @@ class HomeServer:
         # -- account data, filters, push, presence, typing
         self.account_data = AccountDataHandler(AccountDataStore(db), self.globals, self.notifier)
         self.push_rules = PushRulesHandler(
-            PushRulesStore(db), self.account_data, self.globals, self.notifier
+            PushRulesStore(db), self.account_data, self.globals, self.notifier,
+            max_size=config.max_account_data_size,
         )
         self.filters = FilterHandler(FilterStore(db))
         #: The one outgoing HTTP client (ip_range_denylist, TLS policy, caps).

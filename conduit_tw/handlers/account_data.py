@@ -30,6 +30,7 @@ from conduit_tw.handlers.push_rules import (
     render_ruleset,
 )
 from conduit_tw.handlers.push_rules_default import KINDS
+from conduit_tw.handlers.ratelimit import check_json_size
 from conduit_tw.util.linearizer import Linearizer
 
 if TYPE_CHECKING:
@@ -303,10 +304,13 @@ class PushRulesHandler:
         globals: "GlobalsStore",
         notifier: "Notifier",
         cache_size: int = 10_000,
+        max_size: int | None = None,
     ) -> None:
         self.store = store
         self.account_data = account_data
         self.globals = globals
+        #: Largest size of a user's own rules as JSON (C{max_account_data_size}).
+        self.max_size = max_size
         self.notifier = notifier
         self._compiled: OrderedDict[str, CompiledRuleset] = OrderedDict()
         self._cache_size = cache_size
@@ -417,7 +421,12 @@ class PushRulesHandler:
                 raise MatrixError(400, Codes.UNKNOWN, f"before/after rule not found: {anchor}")
             rules.insert(at if before is not None else at + 1, rule)
 
-        await self._change(user_id, change)
+        def change_within_limit(delta: dict[str, Any]) -> None:
+            change(delta)
+            if self.max_size is not None:
+                check_json_size(delta["user"], self.max_size, "The push rule set")
+
+        await self._change(user_id, change_within_limit)
 
     async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
         """C{DELETE /pushrules/global/{kind}/{ruleId}} (user rules only)."""

@@ -418,6 +418,24 @@ class SizeCapTests(RoomsTestCase):
             r = await self.request("PUT", V3 + path, {"v": "x" * 900}, access_token=self.tok)
             self.assertEqual(r.code, 200, r.body)
 
+    async def test_push_rule_set(self) -> None:
+        """The user's whole rule set is capped, so many small rules cannot add up."""
+        base = f"{V3}/pushrules/global/content/"
+        codes = []
+        for i in range(8):
+            r = await self.request(
+                "PUT", base + f"rule{i}", {"pattern": "p" * 200, "actions": ["notify"]},
+                access_token=self.tok,
+            )
+            codes.append(r.code)
+            if r.code != 200:
+                self.assertMatrixError(r, 413, "M_TOO_LARGE")
+        self.assertIn(413, codes)
+        self.assertEqual(codes[0], 200)
+        refused = codes.index(413)
+        r = await self.request("GET", base + f"rule{refused}", access_token=self.tok)
+        self.assertEqual(r.code, 404)
+
     async def test_multibyte_counts_bytes(self) -> None:
         path = f"{V3}/user/{q(self.uid)}/account_data/x.y"
         r = await self.request("PUT", path, {"v": "\u00e9" * 600}, access_token=self.tok)

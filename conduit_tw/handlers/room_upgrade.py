@@ -48,8 +48,6 @@ from conduit_tw.events.auth_rules import is_valid_user_id
 from conduit_tw.events.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from conduit_tw.handlers.events import ENCRYPTION_UNSUPPORTED, random_string
 from conduit_tw.logging import get_logger
-from conduit_tw.storage.keys import SEP
-from conduit_tw.storage.stores.aliases import ROOM_ALIASES
 from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
@@ -293,17 +291,7 @@ class RoomUpgradeHandler:
     async def _move_aliases(
         self, old: str, new: str, user_id: str, old_state: dict[tuple[str, str], "StoredEvent"]
     ) -> None:
-        aliases_store = self.hs.aliases_store
-        local = await aliases_store.aliases_for_room(old)
-        if local:
-            txn = self.store.txn()
-            for alias in local:
-                info = await aliases_store.get_alias(alias)
-                creator = info.get("creator", user_id) if info else user_id
-                aliases_store.put_alias(txn, alias, new, creator)
-                txn.batch.delete(ROOM_ALIASES, old.encode("utf-8") + SEP + alias.encode("utf-8"))
-            await txn.commit()
-        moved = set(local)
+        moved = set(await self.hs.aliases_store.move_to_room(old, new, user_id))
         canonical = old_state.get((_CANONICAL, ""))
         if canonical is not None and moved:
             content = canonical.content

@@ -98,3 +98,23 @@ class AliasStore:
         batch.delete(ROOM_ALIASES, info["room_id"].encode("utf-8") + SEP + alias.encode("utf-8"))
         await self.db.write(batch)
         return True
+
+    async def move_to_room(self, old_room_id: str, new_room_id: str, default_creator: str) -> list[str]:
+        """
+        Point every local alias of C{old_room_id} at C{new_room_id} in one
+        atomic write (room upgrades); returns the moved aliases. Each keeps
+        its creator (C{default_creator} when none was recorded).
+        """
+        moved = await self.aliases_for_room(old_room_id)
+        if not moved:
+            return moved
+        txn = StoreTxn(self.db)
+        for alias in moved:
+            info = await self.get_alias(alias)
+            creator = info.get("creator", default_creator) if info else default_creator
+            self.put_alias(txn, alias, new_room_id, creator)
+            txn.batch.delete(
+                ROOM_ALIASES, old_room_id.encode("utf-8") + SEP + alias.encode("utf-8")
+            )
+        await txn.commit()
+        return moved

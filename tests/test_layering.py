@@ -1,0 +1,69 @@
+"""
+Layer boundaries (docs/architecture.md, "Layers"): handlers and the HTTP layer
+reach the database only through the stores' public classes, never through
+storage internals (backends, key codecs, batches, tree names).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from twisted.trial import unittest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "conduit_tw"
+
+#: What handlers and api modules may import from conduit_tw.storage: the
+#: stores (storage/stores/*), the event store and the transaction type its
+#: persist hooks receive. Names that are not public (a leading underscore)
+#: are refused even from these.
+ALLOWED_MODULES = ("conduit_tw.storage.stores.", "conduit_tw.storage.events", "conduit_tw.storage.txn")
+
+
+def storage_imports(path: Path) -> list[str]:
+    """C{module:name} for every import of conduit_tw.storage in a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("conduit_tw.storage"):
+            found.extend(f"{node.module}:{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.extend(a.name for a in node.names if a.name.startswith("conduit_tw.storage"))
+    return found
+
+
+def violations(path: Path) -> list[str]:
+    """The storage imports of C{path} that cross the boundary."""
+    bad = []
+    for imported in storage_imports(path):
+        module, _, name = imported.partition(":")
+        allowed = module.startswith(ALLOWED_MODULES)
+        if not allowed or not name or name.startswith("_"):
+            bad.append(imported)
+    return bad
+
+
+class LayeringTests(unittest.TestCase):
+    """api -> handlers -> stores -> database, and nothing around it."""
+
+    def test_handlers_and_api_use_only_store_classes(self) -> None:
+        problems = {}
+        for folder in ("handlers", "api"):
+            for path in sorted((PACKAGE / folder).rglob("*.py")):
+                bad = violations(path)
+                if bad:
+                    problems[str(path.relative_to(PACKAGE))] = bad
+        self.assertEqual(problems, {})
+
+    def test_check_catches_internals(self) -> None:
+        """The check itself refuses key codecs, private names and backends."""
+        sample = Path(self.mktemp())
+        sample.write_text(
+            "from conduit_tw.storage.keys import SEP\n"
+            "from conduit_tw.storage.stores.aliases import _pending, AliasStore\n"
+            "import conduit_tw.storage.sqlite\n"
+        )
+        self.assertEqual(
+            violations(sample),
+            ["conduit_tw.storage.keys:SEP", "conduit_tw.storage.stores.aliases:_pending",
+             "conduit_tw.storage.sqlite"],
+        )

@@ -56,7 +56,7 @@ from conduit_tw.handlers.filtering import FilterHandler
 from conduit_tw.handlers.presence import PresenceHandler
 from conduit_tw.handlers.pusher import PusherHandler
 from conduit_tw.handlers.typing import TypingHandler
-from conduit_tw.http.client import OutgoingHTTPClient
+from conduit_tw.http.lazy import LazyOutgoingHTTPClient
 from conduit_tw.storage.stores.account_data import AccountDataStore
 from conduit_tw.storage.stores.filters import FilterStore
 from conduit_tw.storage.stores.presence import PresenceStore
@@ -171,7 +171,7 @@ class HomeServer:
         )
         self.filters = FilterHandler(FilterStore(db))
         #: The one outgoing HTTP client (ip_range_denylist, TLS policy, caps).
-        self.http_client = OutgoingHTTPClient(reactor, config)
+        self.http_client = LazyOutgoingHTTPClient(reactor, config)
         self.pushers = PusherHandler(PusherStore(db), reactor, self.clock_ms, self.http_client)
         self.devices.on_devices_deleted.append(self.pushers.devices_deleted)
         self.account.on_deactivated.append(self.pushers.user_deactivated)

@@ -32,7 +32,7 @@ from twisted.internet.task import deferLater
 
 from conduit_tw.errors import Codes, MatrixError, invalid_param
 from conduit_tw.handlers.push_rules import PushResult, result_for
-from conduit_tw.http.client import DeniedDestinationError
+from conduit_tw.http.errors import DeniedDestinationError
 from conduit_tw.logging import get_logger
 
 if TYPE_CHECKING:

@@ -48,6 +48,13 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IBodyProduce
 from zope.interface import implementer
 
 from conduit_tw import __version__
+from conduit_tw.http.errors import (
+    DeniedDestinationError,
+    InvalidURLError,
+    OutgoingRequestError,
+    RequestTimeoutError,
+    ResponseTooLargeError,
+)
 from conduit_tw.logging import get_logger
 
 log = get_logger("conduit_tw.http.client")
@@ -58,45 +65,6 @@ USER_AGENT = f"conduit-tw/{__version__}"
 
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class OutgoingRequestError(Exception):
-    """An outgoing request failed for a reason this client enforces."""
-
-
-class InvalidURLError(OutgoingRequestError, ValueError):
-    """The URL is not an absolute http(s) URL with a host."""
-
-
-class DeniedDestinationError(OutgoingRequestError):
-    """
-    Every address the host resolved to is in C{ip_range_denylist}: no
-    connection was attempted.
-    """
-
-    def __init__(self, host: str, addresses: Sequence[str]) -> None:
-        super().__init__(
-            f"Refusing to connect to {host!r}: "
-            f"{', '.join(addresses)} {'is' if len(addresses) == 1 else 'are'} in ip_range_denylist"
-        )
-        self.host = host
-        self.addresses = list(addresses)
-
-
-class ResponseTooLargeError(OutgoingRequestError):
-    """The response body exceeded C{max_size}; the connection was aborted."""
-
-    def __init__(self, max_size: int) -> None:
-        super().__init__(f"Response body larger than {max_size} bytes")
-        self.max_size = max_size
-
-
-class RequestTimeoutError(OutgoingRequestError):
-    """The request did not complete within its total timeout."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__(f"Request timed out after {timeout}s")
-        self.timeout = timeout
 
 
 @dataclass(frozen=True)

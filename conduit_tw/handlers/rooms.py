@@ -34,6 +34,7 @@ C{visibility: public} rooms there).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from conduit_tw.errors import Codes, MatrixError, forbidden
@@ -117,106 +118,17 @@ class RoomCreationHandler:
             raise forbidden("Room creation has been disabled on this server")
         if requester.is_guest:
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guests cannot create rooms")
-
-        visibility = body.get("visibility", "private")
-        if visibility not in ("public", "private"):
-            raise _bad("visibility must be 'public' or 'private'")
-        preset = body.get("preset")
-        if preset is None:
-            preset = "public_chat" if visibility == "public" else "private_chat"
-        if preset not in PRESETS:
-            raise _bad("Unknown preset %r" % (preset,))
-        version_id = body.get("room_version", self.config.default_room_version)
-        if not isinstance(version_id, str):
-            raise _bad("room_version must be a string")
-        try:
-            version = get_room_version(version_id)
-        except UnsupportedRoomVersion:
-            raise MatrixError(
-                400, Codes.UNSUPPORTED_ROOM_VERSION,
-                "This server does not support room version %r" % (version_id,),
-            ) from None
-        if not version.stable and not self.config.allow_unstable_room_versions:
-            raise MatrixError(
-                400, Codes.UNSUPPORTED_ROOM_VERSION, "Unstable room versions are disabled"
-            )
-        creation_content = body.get("creation_content", {})
-        if not isinstance(creation_content, dict):
-            raise _bad("creation_content must be an object")
-        initial_state = body.get("initial_state", [])
-        if not isinstance(initial_state, list) or not all(
-            isinstance(s, dict)
-            and isinstance(s.get("type"), str)
-            and isinstance(s.get("content"), dict)
-            and isinstance(s.get("state_key", ""), str)
-            for s in initial_state
-        ):
-            raise _bad("initial_state must be a list of {type, state_key, content}")
-        invites = body.get("invite", [])
-        if not isinstance(invites, list) or not all(isinstance(u, str) for u in invites):
-            raise _bad("invite must be a list of user IDs")
-        for user in invites:
-            if not is_valid_user_id(user) or not user.startswith("@"):
-                raise _bad("%r is not a user ID" % (user,))
-            if user.partition(":")[2] != hs.server_name:
-                raise MatrixError(
-                    400, Codes.UNKNOWN,
-                    "Cannot invite %s: inviting users of other servers needs federation, "
-                    "which is not supported yet" % (user,),
-                )
-        invites = list(dict.fromkeys(u for u in invites if u != creator))
-        invite_3pid = body.get("invite_3pid", [])
-        if not isinstance(invite_3pid, list):
-            raise _bad("invite_3pid must be a list")
-        if invite_3pid:
-            raise MatrixError(
-                400, Codes.UNRECOGNIZED,
-                "Third-party invites (invite_3pid) are not supported by this server; "
-                "invite by Matrix user ID instead",
-            )
-        for key in ("name", "topic", "room_alias_name"):
-            if key in body and not isinstance(body[key], str):
-                raise _bad("%s must be a string" % key)
-        is_direct = body.get("is_direct", False)
-        if not isinstance(is_direct, bool):
-            raise _bad("is_direct must be a boolean")
-        pl_override = body.get("power_level_content_override")
-        if pl_override is not None and not isinstance(pl_override, dict):
-            raise _bad("power_level_content_override must be an object")
-
-        alias = None
-        if body.get("room_alias_name"):
-            localpart = body["room_alias_name"]
-            if not _ALIAS_LOCALPART.fullmatch(localpart):
-                raise MatrixError(400, Codes.INVALID_PARAM, "Invalid room_alias_name")
-            alias = "#%s:%s" % (localpart, hs.server_name)
-            if len(alias.encode("utf-8")) > 255:
-                raise MatrixError(400, Codes.INVALID_PARAM, "Room alias is too long")
-            if alias_forbidden(alias, self.config.forbidden_alias_names):
-                raise MatrixError(400, Codes.INVALID_PARAM, "This room alias is forbidden")
-            if await self.aliases.is_taken(alias):
-                raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
+        req = CreateRoomRequest.parse(body, creator, self.config, hs.server_name)
+        if req.alias is not None and await self.aliases.is_taken(req.alias):
+            raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
 
         for check in list(self.before_room_created):
             result = check(requester, body)
             if hasattr(result, "__await__"):
                 await result
 
-        # -- 1. create
-        content = dict(creation_content)
-        content.pop("room_version", None)
-        if version.implicit_room_creator:
-            content.pop("creator", None)
-        else:
-            content["creator"] = creator
-        content["room_version"] = version.identifier
-        if version.privileged_creators and preset == "trusted_private_chat":
-            extra = content.get("additional_creators", [])
-            if not isinstance(extra, list):
-                raise _bad("additional_creators must be a list")
-            content["additional_creators"] = list(
-                dict.fromkeys([u for u in extra if u != creator] + invites)
-            )
+        content = create_content(req)
+        version = req.version
         ts = hs.clock_ms()
         while True:
             room_id = None
@@ -226,8 +138,7 @@ class RoomCreationHandler:
             room_id = create.room_id or "!" + create.event_id[1:]
             if await self.store.get_room(room_id) is None:
                 try:
-                    await self._create(room_id, create, creator, body, version, preset,
-                                       initial_state, invites, is_direct, pl_override, alias)
+                    await self._create(room_id, create, req)
                     break
                 except _RoomExists:
                     pass
@@ -238,13 +149,13 @@ class RoomCreationHandler:
         await run_hooks(self.on_room_created, room_id, creator, body, what="on_room_created")
         return room_id
 
-    async def _create(
-        self, room_id: str, create: Any, creator: str, body: dict[str, Any], version: Any,
-        preset: str, initial_state: list[dict[str, Any]], invites: list[str], is_direct: bool,
-        pl_override: dict[str, Any] | None, alias: str | None,
-    ) -> None:
+    async def _create(self, room_id: str, create: Any, req: CreateRoomRequest) -> None:
+        """
+        Persist C{create} then steps 2-8 (client-server-api "Creation") in
+        one atomic batch; L{_RoomExists} if C{room_id} was taken meanwhile.
+        """
         txn = self.store.txn()
-        hs = self.hs
+        creator = req.creator
         try:
             async with self.events.linearizer.queue(room_id):
                 if await self.store.get_room(room_id) is not None:
@@ -253,73 +164,23 @@ class RoomCreationHandler:
                 room = await self.store.get_room(room_id)
                 assert room is not None
 
-                async def send(etype: str, econtent: dict[str, Any], state_key: str | None = "") -> None:
-                    ev = await self.events.build(room, creator, etype, econtent, state_key, txn=txn)
-                    await self.store.persist(ev, txn=txn, new_event=True)
+                async def send(events: list[InitialEvent]) -> None:
+                    for etype, econtent, state_key in events:
+                        ev = await self.events.build(
+                            room, creator, etype, econtent, state_key, txn=txn
+                        )
+                        await self.store.persist(ev, txn=txn, new_event=True)
 
-                # -- 2. the creator joins
-                profile = await hs.users.get_profile(creator)
-                member: dict[str, Any] = {"membership": "join"}
-                for k in ("displayname", "avatar_url"):
-                    if isinstance(profile.get(k), str):
-                        member[k] = profile[k]
-                await send("m.room.member", member, creator)
-
-                # -- 3. power levels
-                given = {(s["type"], s.get("state_key", "")) for s in initial_state}
-                pl = self._power_levels(version, creator, preset, invites)
-                if pl_override:
-                    pl.update(pl_override)
-                if ("m.room.power_levels", "") not in given:
-                    await send("m.room.power_levels", pl)
-
-                # -- 4. canonical alias
-                if alias is not None:
-                    self.aliases.reserve(alias, txn)
-                    self.aliases.put_alias(txn, alias, room_id, creator)
-                    await send("m.room.canonical_alias", {"alias": alias})
-
-                # -- 5. preset
-                join_rule, history, guest = PRESETS[preset]
-                for etype, econtent in (
-                    ("m.room.join_rules", {"join_rule": join_rule}),
-                    ("m.room.history_visibility", {"history_visibility": history}),
-                    ("m.room.guest_access", {"guest_access": guest}),
-                ):
-                    if (etype, "") not in given:
-                        await send(etype, econtent)
-
-                # -- 6. initial state
-                for s in initial_state:
-                    etype, skey = s["type"], s.get("state_key", "")
-                    if etype == "m.room.create" or (etype, skey) == ("m.room.member", creator):
-                        continue
-                    if (etype == "m.room.name" and "name" in body) or (
-                        etype == "m.room.topic" and "topic" in body
-                    ):
-                        continue
-                    await send(etype, s["content"], skey)
-
-                # -- 7. name and topic
-                if "name" in body:
-                    await send("m.room.name", {"name": body["name"]})
-                if "topic" in body:
-                    topic = body["topic"]
-                    await send(
-                        "m.room.topic",
-                        {
-                            "topic": topic,
-                            "m.topic": {"m.text": [{"body": topic, "mimetype": "text/plain"}]},
-                        },
-                    )
-
-                # -- 8. invites
-                for user in invites:
-                    invite: dict[str, Any] = {"membership": "invite"}
-                    if is_direct:
-                        invite["is_direct"] = True
-                    invite.update(await self._invitee_profile(user))
-                    await send("m.room.member", invite, user)
+                await send(await self._creator_join(req))
+                await send(power_levels_events(req))
+                if req.alias is not None:
+                    self.aliases.reserve(req.alias, txn)
+                    self.aliases.put_alias(txn, req.alias, room_id, creator)
+                await send(canonical_alias_events(req))
+                await send(preset_events(req))
+                await send(initial_state_events(req))
+                await send(name_topic_events(req))
+                await send(await self._invite_events(req))
 
                 durable = await txn.apply()
             # Applied (the room can be used by the next request); answer
@@ -338,36 +199,276 @@ class RoomCreationHandler:
             txn.abort()
             raise
 
+    async def _creator_join(self, req: CreateRoomRequest) -> list[InitialEvent]:
+        """Step 2: the creator's join, with their display name and avatar."""
+        member: dict[str, Any] = {"membership": "join"}
+        member.update(await self._invitee_profile(req.creator))
+        return [("m.room.member", member, req.creator)]
+
+    async def _invite_events(self, req: CreateRoomRequest) -> list[InitialEvent]:
+        """Step 8: the invites, carrying C{is_direct}."""
+        out: list[InitialEvent] = []
+        for user in req.invites:
+            invite: dict[str, Any] = {"membership": "invite"}
+            if req.is_direct:
+                invite["is_direct"] = True
+            invite.update(await self._invitee_profile(user))
+            out.append(("m.room.member", invite, user))
+        return out
+
     async def _invitee_profile(self, user_id: str) -> dict[str, Any]:
         profile = await self.hs.users.get_profile(user_id)
         return {k: profile[k] for k in ("displayname", "avatar_url") if isinstance(profile.get(k), str)}
 
-    @staticmethod
-    def _power_levels(version: Any, creator: str, preset: str, invites: list[str]) -> dict[str, Any]:
-        users: dict[str, int] = {}
-        if not version.privileged_creators:
-            users[creator] = 100
-            if preset == "trusted_private_chat":
-                for u in invites:
-                    users[u] = 100
-        return {
-            "users": users,
-            "users_default": 0,
-            "events": {
-                "m.room.name": 50,
-                "m.room.power_levels": 100,
-                "m.room.history_visibility": 100,
-                "m.room.canonical_alias": 50,
-                "m.room.avatar": 50,
-                "m.room.tombstone": 150 if version.privileged_creators else 100,
-                "m.room.server_acl": 100,
-                "m.room.encryption": 100,
+
+#: C{(type, content, state_key)} of an event sent by C{createRoom}.
+InitialEvent = tuple[str, dict[str, Any], str]
+
+
+@dataclass
+class CreateRoomRequest:
+    """
+    A validated C{POST /createRoom} body (client-server-api "Creation").
+
+    @ivar name: C{None} if not given (likewise C{topic}).
+    @ivar invites: local user IDs, deduplicated, without the creator.
+    @ivar alias: the full canonical alias for C{room_alias_name}.
+    """
+
+    body: dict[str, Any]
+    creator: str
+    version: Any
+    preset: str
+    creation_content: dict[str, Any]
+    initial_state: list[dict[str, Any]]
+    invites: list[str]
+    is_direct: bool
+    pl_override: dict[str, Any] | None
+    alias: str | None
+    name: str | None
+    topic: str | None
+
+    @classmethod
+    def parse(
+        cls, body: dict[str, Any], creator: str, config: Any, server_name: str
+    ) -> "CreateRoomRequest":
+        """Validate C{body}; 400 with the spec's error code if it is bad."""
+        visibility = body.get("visibility", "private")
+        if visibility not in ("public", "private"):
+            raise _bad("visibility must be 'public' or 'private'")
+        preset = body.get("preset")
+        if preset is None:
+            preset = "public_chat" if visibility == "public" else "private_chat"
+        if preset not in PRESETS:
+            raise _bad("Unknown preset %r" % (preset,))
+        version = _parse_version(body, config)
+        creation_content = body.get("creation_content", {})
+        if not isinstance(creation_content, dict):
+            raise _bad("creation_content must be an object")
+        initial_state = body.get("initial_state", [])
+        if not isinstance(initial_state, list) or not all(
+            isinstance(s, dict)
+            and isinstance(s.get("type"), str)
+            and isinstance(s.get("content"), dict)
+            and isinstance(s.get("state_key", ""), str)
+            for s in initial_state
+        ):
+            raise _bad("initial_state must be a list of {type, state_key, content}")
+        invites = _parse_invites(body, creator, server_name)
+        for key in ("name", "topic", "room_alias_name"):
+            if key in body and not isinstance(body[key], str):
+                raise _bad("%s must be a string" % key)
+        is_direct = body.get("is_direct", False)
+        if not isinstance(is_direct, bool):
+            raise _bad("is_direct must be a boolean")
+        pl_override = body.get("power_level_content_override")
+        if pl_override is not None and not isinstance(pl_override, dict):
+            raise _bad("power_level_content_override must be an object")
+        alias = None
+        if body.get("room_alias_name"):
+            alias = _parse_alias(body["room_alias_name"], config, server_name)
+        return cls(
+            body=body, creator=creator, version=version, preset=preset,
+            creation_content=creation_content, initial_state=initial_state, invites=invites,
+            is_direct=is_direct, pl_override=pl_override, alias=alias,
+            name=body.get("name"), topic=body.get("topic"),
+        )
+
+    def given(self) -> set[tuple[str, str]]:
+        """The C{(type, state_key)} pairs of C{initial_state}."""
+        return {(s["type"], s.get("state_key", "")) for s in self.initial_state}
+
+
+def _parse_version(body: dict[str, Any], config: Any) -> Any:
+    version_id = body.get("room_version", config.default_room_version)
+    if not isinstance(version_id, str):
+        raise _bad("room_version must be a string")
+    try:
+        version = get_room_version(version_id)
+    except UnsupportedRoomVersion:
+        raise MatrixError(
+            400, Codes.UNSUPPORTED_ROOM_VERSION,
+            "This server does not support room version %r" % (version_id,),
+        ) from None
+    if not version.stable and not config.allow_unstable_room_versions:
+        raise MatrixError(
+            400, Codes.UNSUPPORTED_ROOM_VERSION, "Unstable room versions are disabled"
+        )
+    return version
+
+
+def _parse_invites(body: dict[str, Any], creator: str, server_name: str) -> list[str]:
+    """C{invite} (local users only) and C{invite_3pid} (must be empty)."""
+    invites = body.get("invite", [])
+    if not isinstance(invites, list) or not all(isinstance(u, str) for u in invites):
+        raise _bad("invite must be a list of user IDs")
+    for user in invites:
+        if not is_valid_user_id(user) or not user.startswith("@"):
+            raise _bad("%r is not a user ID" % (user,))
+        if user.partition(":")[2] != server_name:
+            raise MatrixError(
+                400, Codes.UNKNOWN,
+                "Cannot invite %s: inviting users of other servers needs federation, "
+                "which is not supported yet" % (user,),
+            )
+    invite_3pid = body.get("invite_3pid", [])
+    if not isinstance(invite_3pid, list):
+        raise _bad("invite_3pid must be a list")
+    if invite_3pid:
+        raise MatrixError(
+            400, Codes.UNRECOGNIZED,
+            "Third-party invites (invite_3pid) are not supported by this server; "
+            "invite by Matrix user ID instead",
+        )
+    return list(dict.fromkeys(u for u in invites if u != creator))
+
+
+def _parse_alias(localpart: str, config: Any, server_name: str) -> str:
+    """The canonical alias for C{room_alias_name} (whether it is taken is checked later)."""
+    if not _ALIAS_LOCALPART.fullmatch(localpart):
+        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid room_alias_name")
+    alias = "#%s:%s" % (localpart, server_name)
+    if len(alias.encode("utf-8")) > 255:
+        raise MatrixError(400, Codes.INVALID_PARAM, "Room alias is too long")
+    if alias_forbidden(alias, config.forbidden_alias_names):
+        raise MatrixError(400, Codes.INVALID_PARAM, "This room alias is forbidden")
+    return alias
+
+
+def create_content(req: CreateRoomRequest) -> dict[str, Any]:
+    """Step 1: the content of m.room.create."""
+    version = req.version
+    content = dict(req.creation_content)
+    content.pop("room_version", None)
+    if version.implicit_room_creator:
+        content.pop("creator", None)
+    else:
+        content["creator"] = req.creator
+    content["room_version"] = version.identifier
+    if version.privileged_creators and req.preset == "trusted_private_chat":
+        extra = content.get("additional_creators", [])
+        if not isinstance(extra, list):
+            raise _bad("additional_creators must be a list")
+        content["additional_creators"] = list(
+            dict.fromkeys([u for u in extra if u != req.creator] + req.invites)
+        )
+    return content
+
+
+def power_levels_events(req: CreateRoomRequest) -> list[InitialEvent]:
+    """Step 3: m.room.power_levels with the override on top (unless in C{initial_state})."""
+    pl = default_power_levels(req.version, req.creator, req.preset, req.invites)
+    if req.pl_override:
+        pl.update(req.pl_override)
+    if ("m.room.power_levels", "") in req.given():
+        return []
+    return [("m.room.power_levels", pl, "")]
+
+
+def canonical_alias_events(req: CreateRoomRequest) -> list[InitialEvent]:
+    """Step 4: m.room.canonical_alias for C{room_alias_name}."""
+    if req.alias is None:
+        return []
+    return [("m.room.canonical_alias", {"alias": req.alias}, "")]
+
+
+def preset_events(req: CreateRoomRequest) -> list[InitialEvent]:
+    """Step 5: the preset's state, except what C{initial_state} gives."""
+    join_rule, history, guest = PRESETS[req.preset]
+    given = req.given()
+    return [
+        (etype, econtent, "")
+        for etype, econtent in (
+            ("m.room.join_rules", {"join_rule": join_rule}),
+            ("m.room.history_visibility", {"history_visibility": history}),
+            ("m.room.guest_access", {"guest_access": guest}),
+        )
+        if (etype, "") not in given
+    ]
+
+
+def initial_state_events(req: CreateRoomRequest) -> list[InitialEvent]:
+    """
+    Step 6: C{initial_state} in order, without m.room.create, the creator's
+    membership, and name/topic when C{name}/C{topic} are given.
+    """
+    out: list[InitialEvent] = []
+    for s in req.initial_state:
+        etype, skey = s["type"], s.get("state_key", "")
+        if etype == "m.room.create" or (etype, skey) == ("m.room.member", req.creator):
+            continue
+        if (etype == "m.room.name" and req.name is not None) or (
+            etype == "m.room.topic" and req.topic is not None
+        ):
+            continue
+        out.append((etype, s["content"], skey))
+    return out
+
+
+def name_topic_events(req: CreateRoomRequest) -> list[InitialEvent]:
+    """Step 7: m.room.name and m.room.topic (with its C{m.topic} text/plain form)."""
+    out: list[InitialEvent] = []
+    if req.name is not None:
+        out.append(("m.room.name", {"name": req.name}, ""))
+    if req.topic is not None:
+        topic = req.topic
+        out.append((
+            "m.room.topic",
+            {
+                "topic": topic,
+                "m.topic": {"m.text": [{"body": topic, "mimetype": "text/plain"}]},
             },
-            "events_default": 0,
-            "state_default": 50,
-            "ban": 50,
-            "kick": 50,
-            "redact": 50,
-            "invite": 50 if preset == "public_chat" else 0,
-            "notifications": {"room": 50},
-        }
+            "",
+        ))
+    return out
+
+
+def default_power_levels(version: Any, creator: str, preset: str, invites: list[str]) -> dict[str, Any]:
+    """The m.room.power_levels content before C{power_level_content_override}."""
+    users: dict[str, int] = {}
+    if not version.privileged_creators:
+        users[creator] = 100
+        if preset == "trusted_private_chat":
+            for u in invites:
+                users[u] = 100
+    return {
+        "users": users,
+        "users_default": 0,
+        "events": {
+            "m.room.name": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50,
+            "m.room.avatar": 50,
+            "m.room.tombstone": 150 if version.privileged_creators else 100,
+            "m.room.server_acl": 100,
+            "m.room.encryption": 100,
+        },
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": 50 if preset == "public_chat" else 0,
+        "notifications": {"room": 50},
+    }

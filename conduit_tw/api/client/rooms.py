@@ -45,30 +45,41 @@ CREATION_CONTENT_SCHEMA = {
 }
 
 
-def register(router: Router, hs: "HomeServer") -> None:
-    """Mount the rooms endpoints."""
-    store = hs.event_store
-    events = hs.events
+def _check_type(event_type: str) -> None:
+    """400 M_INVALID_PARAM for an empty event type or one over 255 bytes."""
+    if not event_type or len(event_type.encode("utf-8")) > 255:
+        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid event type")
 
-    def check_type(event_type: str) -> None:
-        if not event_type or len(event_type.encode("utf-8")) > 255:
-            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid event type")
+
+class _RoomServlet:
+    """Shared state of the rooms endpoints."""
+
+    def __init__(self, hs: "HomeServer") -> None:
+        self.hs = hs
+        self.store = hs.event_store
+        self.events = hs.events
 
     async def send_with_txn(
-        requester: "Requester", room_id: str, event_type: str, content: dict[str, Any],
+        self, requester: "Requester", room_id: str, event_type: str, content: dict[str, Any],
         txn_id: str | None, **kwargs: Any,
     ) -> "StoredEvent":
         """
         Send as C{requester}, rate-limited like a message; the transaction ID
         is scoped to the requester's device (its token when it has none).
         """
+        hs = self.hs
         await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
-        return await events.send(
+        return await self.events.send(
             room_id, requester.user_id, event_type, content,
             device_id=requester.device_id or requester.access_token, txn_id=txn_id, **kwargs,
         )
 
-    async def create_room(request: MatrixRequest):
+
+class RoomCreationServlet(_RoomServlet):
+    """C{POST /createRoom} and C{GET /joined_rooms}."""
+
+    async def create_room(self, request: MatrixRequest):
+        hs = self.hs
         requester = await hs.auth.get_requester(request)
         await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
         body = request.json_object()
@@ -79,16 +90,28 @@ def register(router: Router, hs: "HomeServer") -> None:
         room_id = await hs.room_creation.create_room(requester, body)
         return {"room_id": room_id}
 
-    async def send_event(request: MatrixRequest, room_id: str, event_type: str, txn_id: str):
-        requester = await hs.auth.get_requester(request, allow_guest=True)
-        check_type(event_type)
+    async def joined_rooms(self, request: MatrixRequest):
+        requester = await self.hs.auth.get_requester(request, allow_guest=True)
+        return {"joined_rooms": await self.store.joined_room_ids(requester.user_id)}
+
+
+class SendStateServlet(_RoomServlet):
+    """
+    Sending events and room state (client-server-api "Sending events to a
+    room", "Getting events for a room").
+    """
+
+    async def send_event(self, request: MatrixRequest, room_id: str, event_type: str, txn_id: str):
+        requester = await self.hs.auth.get_requester(request, allow_guest=True)
+        _check_type(event_type)
         content = request.json_object()
-        stored = await send_with_txn(requester, room_id, event_type, content, txn_id)
+        stored = await self.send_with_txn(requester, room_id, event_type, content, txn_id)
         return {"event_id": stored.event_id}
 
-    async def put_state(request: MatrixRequest, room_id: str, event_type: str, state_key: str):
+    async def put_state(self, request: MatrixRequest, room_id: str, event_type: str, state_key: str):
+        hs = self.hs
         requester = await hs.auth.get_requester(request)
-        check_type(event_type)
+        _check_type(event_type)
         if len(state_key.encode("utf-8")) > 255:
             raise MatrixError(400, Codes.INVALID_PARAM, "State key is too long")
         content = request.json_object()
@@ -109,14 +132,15 @@ def register(router: Router, hs: "HomeServer") -> None:
         # in hs.events.send (handlers/directory.py).
         # Setting the same content again is a no-op (as Synapse does), so
         # clients that re-send state do not fill the timeline.
-        current = await store.current_state_event(room_id, event_type, state_key)
+        current = await self.store.current_state_event(room_id, event_type, state_key)
         if current is not None and current.sender == requester.user_id and current.content == content:
             return {"event_id": current.event_id}
-        stored = await events.send(room_id, requester.user_id, event_type, content, state_key)
+        stored = await self.events.send(room_id, requester.user_id, event_type, content, state_key)
         return {"event_id": stored.event_id}
 
-    async def visible_state_hash(requester: "Requester", room_id: str) -> int:
+    async def visible_state_hash(self, requester: "Requester", room_id: str) -> int:
         """The state the user may read: current if joined, at leaving if left, world_readable."""
+        store = self.store
         room = await store.get_room(room_id)
         if room is None or not (await store.head(room)).statehash:
             raise forbidden("You aren't a member of the room and weren't previously a member")
@@ -124,7 +148,7 @@ def register(router: Router, hs: "HomeServer") -> None:
         head = await store.head(room)
         if rec is not None and rec.membership == "join":
             return head.statehash
-        if await hs.visibility.history_visibility(head.statehash) == "world_readable":
+        if await self.hs.visibility.history_visibility(head.statehash) == "world_readable":
             return head.statehash
         if rec is not None and rec.membership in ("leave", "ban") and rec.last_join_order:
             ev = await store.get_event_by_short(rec.shorteventid)
@@ -132,28 +156,34 @@ def register(router: Router, hs: "HomeServer") -> None:
                 return ev.state_after
         raise forbidden("You aren't a member of the room and weren't previously a member")
 
-    async def get_state_event(request: MatrixRequest, room_id: str, event_type: str, state_key: str):
+    async def get_state_event(self, request: MatrixRequest, room_id: str, event_type: str, state_key: str):
+        hs = self.hs
         requester = await hs.auth.get_requester(request, allow_guest=True)
-        statehash = await visible_state_hash(requester, room_id)
-        ev = await store.state_event(statehash, event_type, state_key)
+        statehash = await self.visible_state_hash(requester, room_id)
+        ev = await self.store.state_event(statehash, event_type, state_key)
         if ev is None:
             raise not_found("Event not found.")
         if request.arg("format") == "event":
             return await hs.serializer.serialize_event(ev, requester.user_id, requester.device_id)
         return ev.content
 
-    async def get_state(request: MatrixRequest, room_id: str):
+    async def get_state(self, request: MatrixRequest, room_id: str):
+        hs = self.hs
         requester = await hs.auth.get_requester(request, allow_guest=True)
-        statehash = await visible_state_hash(requester, room_id)
-        state = await store.state_events(statehash)
+        statehash = await self.visible_state_hash(requester, room_id)
+        state = await self.store.state_events(statehash)
         ordered = sorted(state.values(), key=lambda e: (e.order, e.event_id))
         return (
             200,
             await hs.serializer.serialize_events(ordered, requester.user_id, requester.device_id),
         )
 
-    async def redact(request: MatrixRequest, room_id: str, event_id: str, txn_id: str | None = None):
-        requester = await hs.auth.get_requester(request, allow_guest=True)
+
+class EventRedactServlet(_RoomServlet):
+    """Single events and redactions (client-server-api "Redactions")."""
+
+    async def redact(self, request: MatrixRequest, room_id: str, event_id: str, txn_id: str | None = None):
+        requester = await self.hs.auth.get_requester(request, allow_guest=True)
         body = request.json_object()
         content: dict[str, Any] = {}
         reason = body.get("reason")
@@ -161,15 +191,16 @@ def register(router: Router, hs: "HomeServer") -> None:
             if not isinstance(reason, str):
                 raise MatrixError(400, Codes.BAD_JSON, "reason must be a string")
             content["reason"] = reason
-        stored = await send_with_txn(
+        stored = await self.send_with_txn(
             requester, room_id, "m.room.redaction", content, txn_id,
             txn_kind="redact", redacts=event_id,
         )
         return {"event_id": stored.event_id}
 
-    async def get_event(request: MatrixRequest, room_id: str, event_id: str):
+    async def get_event(self, request: MatrixRequest, room_id: str, event_id: str):
+        hs = self.hs
         requester = await hs.auth.get_requester(request, allow_guest=True)
-        ev: StoredEvent | None = await store.get_event(event_id)
+        ev: StoredEvent | None = await self.store.get_event(event_id)
         if (
             ev is None
             or ev.room_id_or_create() != room_id
@@ -179,17 +210,20 @@ def register(router: Router, hs: "HomeServer") -> None:
             raise not_found("Event not found.")
         return await hs.serializer.serialize_event(ev, requester.user_id, requester.device_id)
 
-    async def joined_rooms(request: MatrixRequest):
-        requester = await hs.auth.get_requester(request, allow_guest=True)
-        return {"joined_rooms": await store.joined_room_ids(requester.user_id)}
 
-    client_route(router, "POST", "/createRoom", create_room)
-    client_route(router, "PUT", "/rooms/{room_id}/send/{event_type}/{txn_id}", send_event)
-    client_route(router, "PUT", "/rooms/{room_id}/state/{event_type}/{state_key:*}", put_state)
-    client_route(router, "GET", "/rooms/{room_id}/state/{event_type}/{state_key:*}", get_state_event)
-    client_route(router, "GET", "/rooms/{room_id}/state", get_state)
-    client_route(router, "PUT", "/rooms/{room_id}/redact/{event_id}/{txn_id}", redact)
-    client_route(router, "POST", "/rooms/{room_id}/redact/{event_id}", redact)
-    client_route(router, "GET", "/rooms/{room_id}/event/{event_id}", get_event)
-    client_route(router, "GET", "/joined_rooms", joined_rooms)
-
+def register(router: Router, hs: "HomeServer") -> None:
+    """Mount the rooms endpoints."""
+    rooms = RoomCreationServlet(hs)
+    sending = SendStateServlet(hs)
+    events = EventRedactServlet(hs)
+    client_route(router, "POST", "/createRoom", rooms.create_room)
+    client_route(router, "PUT", "/rooms/{room_id}/send/{event_type}/{txn_id}", sending.send_event)
+    client_route(router, "PUT", "/rooms/{room_id}/state/{event_type}/{state_key:*}", sending.put_state)
+    client_route(
+        router, "GET", "/rooms/{room_id}/state/{event_type}/{state_key:*}", sending.get_state_event
+    )
+    client_route(router, "GET", "/rooms/{room_id}/state", sending.get_state)
+    client_route(router, "PUT", "/rooms/{room_id}/redact/{event_id}/{txn_id}", events.redact)
+    client_route(router, "POST", "/rooms/{room_id}/redact/{event_id}", events.redact)
+    client_route(router, "GET", "/rooms/{room_id}/event/{event_id}", events.get_event)
+    client_route(router, "GET", "/joined_rooms", rooms.joined_rooms)

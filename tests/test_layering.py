@@ -42,6 +42,38 @@ def violations(path: Path) -> list[str]:
     return bad
 
 
+#: Attribute names that are the raw write API of the database: a handler or
+#: api module calling C{x.batch()} or C{batch.put}/C{batch.delete}, or
+#: reaching through C{x.db.<anything>}, assembles writes the stores own.
+RAW_BATCH_METHODS = ("put", "delete")
+
+
+def raw_database_uses(path: Path) -> list[str]:
+    """C{line:what} for every raw database or batch use in a file."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "batch":
+            found.add(f"{node.lineno}:.batch()")
+        if not isinstance(node, ast.Attribute):
+            continue
+        inner = node.value
+        if isinstance(inner, ast.Attribute) and inner.attr == "db":
+            found.add(f"{node.lineno}:.db.{node.attr}")
+        if node.attr in RAW_BATCH_METHODS and _names_batch(inner):
+            found.add(f"{node.lineno}:batch.{node.attr}")
+        if node.attr == "batch":
+            # Also a txn's raw batch handed around (to a put_*_in_batch).
+            found.add(f"{node.lineno}:.batch")
+    return sorted(found, key=lambda s: (int(s.partition(":")[0]), s))
+
+
+def _names_batch(node: ast.expr) -> bool:
+    """Whether C{node} is C{batch} or C{<something>.batch}."""
+    return (isinstance(node, ast.Name) and node.id == "batch") or (
+        isinstance(node, ast.Attribute) and node.attr == "batch"
+    )
+
+
 class LayeringTests(unittest.TestCase):
     """api -> handlers -> stores -> database, and nothing around it."""
 
@@ -66,4 +98,36 @@ class LayeringTests(unittest.TestCase):
             violations(sample),
             ["conduit_tw.storage.keys:SEP", "conduit_tw.storage.stores.aliases:_pending",
              "conduit_tw.storage.sqlite"],
+        )
+
+    def test_handlers_and_api_do_not_assemble_batches(self) -> None:
+        """
+        Key layouts and batch assembly belong to the stores: handlers and
+        api modules never touch C{.db.}, create batches or put/delete in
+        them (passing a StoreTxn to a store method is fine).
+        """
+        problems = {}
+        for folder in ("handlers", "api"):
+            for path in sorted((PACKAGE / folder).rglob("*.py")):
+                bad = raw_database_uses(path)
+                if bad:
+                    problems[str(path.relative_to(PACKAGE))] = bad
+        self.assertEqual(problems, {})
+
+    def test_raw_database_check_catches_batches(self) -> None:
+        """The check itself refuses .db. access, .batch() and batch.put/delete."""
+        sample = Path(self.mktemp())
+        sample.write_text(
+            "async def f(self, txn):\n"
+            "    batch = self.store.db.batch()\n"
+            "    batch.put('t', b'k', b'v')\n"
+            "    txn.batch.delete('t', b'k')\n"
+            "    await self.store.db.write(batch)\n"
+            "    self.store.put(txn, 1)\n"
+            "    return txn.batch_size, self.store.delete\n"
+        )
+        self.assertEqual(
+            raw_database_uses(sample),
+            ["2:.batch", "2:.batch()", "2:.db.batch", "3:batch.put", "4:.batch", "4:batch.delete",
+             "5:.db.write"],
         )

@@ -91,8 +91,5 @@ class AccountHandler:
         await self.users.update_account(user_id, deactivated=True, password_hash=None, is_admin=False)
         await self.devices.delete_all_devices(user_id)
         if erase:
-            batch = self.users.db.batch()
-            await self.users.erase_profile_in_batch(batch, user_id)
-            if len(batch):
-                await self.users.db.write(batch)
+            await self.users.erase_profile(user_id)
         await run_hooks(self.on_deactivated, user_id, erase, what="on_deactivated")

@@ -356,13 +356,10 @@ class PushRulesHandler:
             delta = await self.store.get(user_id)
             fn(delta)
             position = await self.globals.next_position()
-            batch = self.store.db.batch()
-            self.store.put_in_batch(batch, user_id, delta)
-            await self.account_data.store.put_in_batch(
-                batch, user_id, None, PUSH_RULES,
+            await self.store.put_with_account_data(
+                user_id, delta, self.account_data.store, PUSH_RULES,
                 {"global": render_ruleset(user_id, delta)}, position,
             )
-            await self.store.db.write(batch)
             self._compiled.pop(user_id, None)
             self.notifier.notify(position, users=[user_id])
 

@@ -117,24 +117,19 @@ class DeviceHandler:
         else:
             device_id = check_device_id(device_id)
             existing = await self.store.exists(user_id, device_id)
-        batch = self.store.db.batch()
-        if not existing:
-            self.store.put_in_batch(
-                batch, user_id, device_id, check_display_name(initial_display_name), now
-            )
-        if ip is not None:
-            self.store.put_last_seen_in_batch(batch, user_id, device_id, ip, now)
-        expires_at = now + expires_in_ms if expires_in_ms is not None else None
-        access, refresh = await self.tokens.issue_in_batch(
-            batch,
+        access, refresh = await self.store.login_device(
+            self.tokens,
             user_id,
             device_id,
+            create=not existing,
+            display_name=None if existing else check_display_name(initial_display_name),
+            ip=ip,
+            now=now,
             is_guest=is_guest,
-            expires_at=expires_at,
+            expires_at=now + expires_in_ms if expires_in_ms is not None else None,
             with_refresh=with_refresh,
             appservice_id=appservice_id,
         )
-        await self.store.db.write(batch)
         key = (user_id, device_id)
         self._pending.pop(key, None)
         if ip is not None:
@@ -194,22 +189,11 @@ class DeviceHandler:
 
         @return: the IDs that existed and were deleted.
         """
-        batch = self.store.db.batch()
-        deleted: list[str] = []
-        for device_id in dict.fromkeys(device_ids):
-            if not isinstance(device_id, str) or not device_id:
-                continue
-            exists = await self.store.exists(user_id, device_id)
-            # Tokens are removed even if the metadata is missing, so a
-            # half-created device can never keep a live token.
-            await self.tokens.remove_all_for_device_in_batch(batch, user_id, device_id)
-            if exists:
-                self.store.delete_in_batch(batch, user_id, device_id)
-                deleted.append(device_id)
+        ids = [d for d in dict.fromkeys(device_ids) if isinstance(d, str) and d]
+        for device_id in ids:
             self._pending.pop((user_id, device_id), None)
             self._written_ip.pop((user_id, device_id), None)
-        if len(batch):
-            await self.store.db.write(batch)
+        deleted = await self.store.delete_devices(self.tokens, user_id, ids)
         if deleted:
             await run_hooks(self.on_devices_deleted, user_id, deleted, what="on_devices_deleted")
         return deleted

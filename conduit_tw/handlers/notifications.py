@@ -136,8 +136,8 @@ class NotificationsHandler:
                     continue
                 if sender in await hs.account_data.ignored_users(user):
                     continue
-                self.store.add_to_batch(
-                    txn.batch, user, room.short, event.short, event.order, event.position or 0,
+                self.store.add(
+                    txn, user, room.short, event.short, event.order, event.position or 0,
                     result.highlight, thread, result.actions,
                 )
                 notified.append((user, result))

@@ -206,7 +206,7 @@ class ReceiptsHandler:
         position = await globals_.reserve_position()
         receipt = Receipt(user_id, receipt_type, event.event_id, thread_id, self.hs.clock_ms(), position)
         self.store.put(txn, room.short, receipt, event.order, old)
-        txn.before_commit(lambda: globals_.put_position_in_batch(txn.batch))
+        globals_.put_position_on_commit(txn)
         await txn.commit()
         self._read_changed(user_id, room.short)
         if receipt_type == READ_PRIVATE:

@@ -253,14 +253,9 @@ class RegistrationHandler:
                 is_admin=make_admin,
                 appservice_id=appservice_id,
             )
-            batch = self.users.db.batch()
-            self.users.put_account_in_batch(batch, account)
-            if make_admin:
-                self.users.mark_admin_assigned_in_batch(batch)
-            if displayname:
-                self.users.set_profile_field_in_batch(batch, user_id, "displayname", displayname)
-            await self.users.db.write(batch)
-            self.users.note_written(account)
+            await self.users.create_account(
+                account, mark_admin_assigned=make_admin, displayname=displayname
+            )
         if make_admin:
             log.info("{user_id} is the first user and has been made a server admin", user_id=user_id)
         await run_hooks(self.on_registered, user_id, is_guest, what="on_registered")

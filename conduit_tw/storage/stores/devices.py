@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import SEP, join
+from conduit_tw.storage.stores.tokens import TokenStore
 
 METADATA = "userdeviceid_metadata"
 LAST_SEEN = "userdeviceid_lastseen"
@@ -109,6 +110,66 @@ class DeviceStore:
         key = join(user_id, device_id)
         batch.delete(METADATA, key)
         batch.delete(LAST_SEEN, key)
+
+    async def login_device(
+        self,
+        tokens: TokenStore,
+        user_id: str,
+        device_id: str,
+        *,
+        create: bool,
+        display_name: str | None,
+        ip: str | None,
+        now: int,
+        is_guest: bool = False,
+        expires_at: int | None = None,
+        with_refresh: bool = False,
+        appservice_id: str | None = None,
+    ) -> tuple[str, str | None]:
+        """
+        In one batch: create the device's metadata (when C{create}), record
+        its last-seen data (when C{ip} is given) and issue fresh tokens
+        through C{tokens}.
+
+        @return: the new access token and refresh token (or None).
+        """
+        batch = self.db.batch()
+        if create:
+            self.put_in_batch(batch, user_id, device_id, display_name, now)
+        if ip is not None:
+            self.put_last_seen_in_batch(batch, user_id, device_id, ip, now)
+        access, refresh = await tokens.issue_in_batch(
+            batch,
+            user_id,
+            device_id,
+            is_guest=is_guest,
+            expires_at=expires_at,
+            with_refresh=with_refresh,
+            appservice_id=appservice_id,
+        )
+        await self.db.write(batch)
+        return access, refresh
+
+    async def delete_devices(self, tokens: TokenStore, user_id: str, device_ids: Iterable[str]) -> list[str]:
+        """
+        Delete devices and every token bound to them (through C{tokens}) in
+        one batch. Tokens are removed even when a device's metadata is
+        missing, so a half-created device can never keep a live token.
+
+        @param device_ids: distinct, non-empty IDs; unknown ones are skipped.
+        @return: the IDs that existed and were deleted.
+        """
+        batch = self.db.batch()
+        deleted: list[str] = []
+        for device_id in device_ids:
+            exists = await self.exists(user_id, device_id)
+            await tokens.remove_all_for_device_in_batch(batch, user_id, device_id)
+            if exists:
+                self.delete_in_batch(batch, user_id, device_id)
+                deleted.append(device_id)
+        if len(batch):
+            await self.db.write(batch)
+        return deleted
 
     async def set_display_name(self, user_id: str, device_id: str, display_name: str | None) -> bool:
         """Rename a device; False if it does not exist."""

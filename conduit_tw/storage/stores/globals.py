@@ -74,6 +74,13 @@ class GlobalsStore:
         if self._last is not None:
             batch.put("global", _COUNTER, u64(self._last))
 
+    def put_position_on_commit(self, txn: Any) -> None:
+        """
+        Have the L{StoreTxn} C{txn} record the newest reserved position in
+        its batch just before it commits.
+        """
+        txn.before_commit(lambda: self.put_position_in_batch(txn.batch))
+
     async def current_position(self) -> int:
         """The last stream position handed out (0 on a new database)."""
         if self._last is not None:

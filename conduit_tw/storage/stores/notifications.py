@@ -85,6 +85,23 @@ class NotificationStore:
             + json.dumps(list(actions), separators=(",", ":")).encode("utf-8"),
         )
 
+    def add(
+        self,
+        txn: Any,
+        user_id: str,
+        shortroomid: int,
+        shorteventid: int,
+        order: int,
+        position: int,
+        highlight: bool,
+        thread: str | None,
+        actions: Iterable[Any],
+    ) -> None:
+        """Add one notification to the L{StoreTxn} C{txn} (written when it commits)."""
+        self.add_to_batch(
+            txn.batch, user_id, shortroomid, shorteventid, order, position, highlight, thread, actions
+        )
+
     async def room_after(
         self, user_id: str, shortroomid: int, after_order: int
     ) -> list[tuple[int, bool, str | None]]:

@@ -18,9 +18,12 @@ C{actions}, and C{conditions} or C{pattern}), without C{default}.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase, IWriteBatch
+
+if TYPE_CHECKING:
+    from conduit_tw.storage.stores.account_data import AccountDataStore
 
 PUSH_RULES = "userid_pushrules"
 
@@ -41,6 +44,25 @@ class PushRulesStore:
         """The user's delta (empty if they changed nothing)."""
         raw = await self.tree.get(user_id.encode("utf-8"))
         return json.loads(raw) if raw is not None else empty_delta()
+
+    async def put_with_account_data(
+        self,
+        user_id: str,
+        delta: dict[str, Any],
+        account_data: "AccountDataStore",
+        event_type: str,
+        content: dict[str, Any],
+        position: int,
+    ) -> None:
+        """
+        Replace the user's delta and, in the same batch, their global
+        account data entry C{event_type} (the rendered rule set) at
+        C{position}, so the two never disagree.
+        """
+        batch = self.db.batch()
+        self.put_in_batch(batch, user_id, delta)
+        await account_data.put_in_batch(batch, user_id, None, event_type, content, position)
+        await self.db.write(batch)
 
     def put_in_batch(self, batch: IWriteBatch, user_id: str, delta: dict[str, Any]) -> None:
         """Replace the user's delta in C{batch}."""

@@ -174,6 +174,29 @@ class UserStore:
         self.delete_profile_field_in_batch(batch, user_id, field)
         await self.db.write(batch)
 
+    async def create_account(
+        self, account: Account, *, mark_admin_assigned: bool = False, displayname: str | None = None
+    ) -> None:
+        """
+        Write a new account in one batch, with (when asked) the first-admin
+        mark and an initial display name, and update the admin cache.
+        """
+        batch = self.db.batch()
+        self.put_account_in_batch(batch, account)
+        if mark_admin_assigned:
+            self.mark_admin_assigned_in_batch(batch)
+        if displayname:
+            self.set_profile_field_in_batch(batch, account.user_id, "displayname", displayname)
+        await self.db.write(batch)
+        self.note_written(account)
+
+    async def erase_profile(self, user_id: str) -> None:
+        """Remove every profile field of the user, in one batch."""
+        batch = self.db.batch()
+        await self.erase_profile_in_batch(batch, user_id)
+        if len(batch):
+            await self.db.write(batch)
+
     async def erase_profile_in_batch(self, batch: Any, user_id: str) -> None:
         """Remove every profile field of the user in C{batch}."""
         prefix = user_id.encode("utf-8") + SEP

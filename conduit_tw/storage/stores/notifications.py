@@ -58,33 +58,6 @@ class NotificationStore:
         self.by_room = db.open_tree(BY_ROOM)
         self.by_stream = db.open_tree(BY_STREAM)
 
-    @staticmethod
-    def add_to_batch(
-        batch: Any,
-        user_id: str,
-        shortroomid: int,
-        shorteventid: int,
-        order: int,
-        position: int,
-        highlight: bool,
-        thread: str | None,
-        actions: Iterable[Any],
-    ) -> None:
-        """Add one notification to C{batch}."""
-        user = user_id.encode("utf-8") + SEP
-        flags = HIGHLIGHT if highlight else 0
-        batch.put(
-            BY_ROOM,
-            user + u64(shortroomid) + u64(order),
-            bytes((flags,)) + (thread or "").encode("utf-8"),
-        )
-        batch.put(
-            BY_STREAM,
-            user + u64(position),
-            _STREAM.pack(shortroomid, shorteventid, order, flags)
-            + json.dumps(list(actions), separators=(",", ":")).encode("utf-8"),
-        )
-
     def add(
         self,
         txn: Any,
@@ -98,8 +71,18 @@ class NotificationStore:
         actions: Iterable[Any],
     ) -> None:
         """Add one notification to the L{StoreTxn} C{txn} (written when it commits)."""
-        self.add_to_batch(
-            txn.batch, user_id, shortroomid, shorteventid, order, position, highlight, thread, actions
+        user = user_id.encode("utf-8") + SEP
+        flags = HIGHLIGHT if highlight else 0
+        txn.batch.put(
+            BY_ROOM,
+            user + u64(shortroomid) + u64(order),
+            bytes((flags,)) + (thread or "").encode("utf-8"),
+        )
+        txn.batch.put(
+            BY_STREAM,
+            user + u64(position),
+            _STREAM.pack(shortroomid, shorteventid, order, flags)
+            + json.dumps(list(actions), separators=(",", ":")).encode("utf-8"),
         )
 
     async def room_after(

@@ -45,8 +45,9 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from conduit_tw.errors import Codes, MatrixError, forbidden
 from conduit_tw.events.auth_rules import is_valid_user_id
-from conduit_tw.events.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
+from conduit_tw.events.room_versions import RoomVersion
 from conduit_tw.handlers.events import ENCRYPTION_UNSUPPORTED, random_string
+from conduit_tw.handlers.rooms import usable_room_version
 from conduit_tw.logging import get_logger
 from conduit_tw.util.hooks import run_hooks
 
@@ -115,16 +116,7 @@ class RoomUpgradeHandler:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing new_version")
         if not isinstance(new_version, str):
             raise MatrixError(400, Codes.BAD_JSON, "new_version must be a string")
-        try:
-            version = get_room_version(new_version)
-        except UnsupportedRoomVersion:
-            raise MatrixError(
-                400, Codes.UNSUPPORTED_ROOM_VERSION,
-                "This server does not support room version %r" % (new_version,),
-            ) from None
-        if not version.stable and not self.hs.config.allow_unstable_room_versions:
-            raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION, "Unstable room versions are disabled")
-        return version
+        return usable_room_version(new_version, self.hs.config.allow_unstable_room_versions)
 
     async def upgrade(self, requester: "Requester", room_id: str, body: dict[str, Any]) -> str:
         """Upgrade the room; returns the replacement room's ID."""

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from conduit_tw.errors import Codes, MatrixError, forbidden
 from conduit_tw.events.auth_rules import is_valid_user_id
-from conduit_tw.events.room_versions import UnsupportedRoomVersion, get_room_version
+from conduit_tw.events.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from conduit_tw.handlers.events import random_string
 from conduit_tw.util.hooks import run_hooks
 
@@ -299,10 +299,12 @@ class CreateRoomRequest:
         return {(s["type"], s.get("state_key", "")) for s in self.initial_state}
 
 
-def _parse_version(body: dict[str, Any], config: Any) -> Any:
-    version_id = body.get("room_version", config.default_room_version)
-    if not isinstance(version_id, str):
-        raise _bad("room_version must be a string")
+def usable_room_version(version_id: str, allow_unstable: bool) -> RoomVersion:
+    """
+    The room version a client asked for (createRoom, upgrade), or 400
+    C{M_UNSUPPORTED_ROOM_VERSION} when it is unknown, or unstable while
+    C{allow_unstable_room_versions} is off.
+    """
     try:
         version = get_room_version(version_id)
     except UnsupportedRoomVersion:
@@ -310,11 +312,18 @@ def _parse_version(body: dict[str, Any], config: Any) -> Any:
             400, Codes.UNSUPPORTED_ROOM_VERSION,
             "This server does not support room version %r" % (version_id,),
         ) from None
-    if not version.stable and not config.allow_unstable_room_versions:
+    if not version.stable and not allow_unstable:
         raise MatrixError(
             400, Codes.UNSUPPORTED_ROOM_VERSION, "Unstable room versions are disabled"
         )
     return version
+
+
+def _parse_version(body: dict[str, Any], config: Any) -> Any:
+    version_id = body.get("room_version", config.default_room_version)
+    if not isinstance(version_id, str):
+        raise _bad("room_version must be a string")
+    return usable_room_version(version_id, config.allow_unstable_room_versions)
 
 
 def _parse_invites(body: dict[str, Any], creator: str, server_name: str) -> list[str]:

@@ -67,7 +67,7 @@ from conduit_tw.api.client import membership as membership_api
 from conduit_tw.api.client import rooms as rooms_api
 from conduit_tw.handlers.events import EventHandler
 from conduit_tw.handlers.membership import MembershipHandler
-from conduit_tw.handlers.rooms import RoomCreationHandler
+from conduit_tw.handlers.rooms import RoomCreationHandler, RoomSettings
 from conduit_tw.handlers.serialize import EventSerializer
 from conduit_tw.handlers.visibility import Visibility
 from conduit_tw.storage.events import EventStore
@@ -91,6 +91,7 @@ from conduit_tw.api.client import sync as sync_api
 from conduit_tw.handlers.notifications import NotificationsHandler
 from conduit_tw.handlers.receipts import ReceiptsHandler
 from conduit_tw.handlers.sync import SyncHandler
+from conduit_tw.handlers.sync_rooms import RoomSync
 from conduit_tw.storage.stores.notifications import NotificationStore
 from conduit_tw.storage.stores.receipts import ReceiptStore
 
@@ -191,25 +192,77 @@ class HomeServer:
             db, self.globals, self.notifier, cache_modifier, config.pdu_cache_capacity
         )
         self.aliases_store = AliasStore(db)
-        self.events = EventHandler(self, self.event_store)
+        self.events = EventHandler(self.server_name, self.event_store, self.users, self.clock_ms)
         self.visibility = Visibility(self.event_store, cache_modifier)
         self.serializer = EventSerializer(self.event_store, self.clock_ms)
-        self.room_creation = RoomCreationHandler(self)
-        self.membership = MembershipHandler(self)
-        self.room_history = RoomHistoryHandler(self)
-        self.room_upgrades = RoomUpgradeHandler(self)
-        self.reports = ReportHandler(self, ReportStore(db))
+        self.room_creation = RoomCreationHandler(
+            self.server_name,
+            RoomSettings(
+                allow_room_creation=config.allow_room_creation,
+                default_room_version=config.default_room_version,
+                allow_unstable_room_versions=config.allow_unstable_room_versions,
+                forbidden_alias_names=tuple(config.forbidden_alias_names),
+            ),
+            self.event_store, self.events, self.aliases_store, self.users, self.clock_ms,
+        )
+        self.membership = MembershipHandler(
+            self.server_name, self.event_store, self.events, self.aliases_store, self.users,
+            block_non_admin_invites=config.block_non_admin_invites,
+        )
+        self.room_history = RoomHistoryHandler(
+            self.event_store, self.visibility, self.filters, self.account_data, self.serializer
+        )
+        self.room_upgrades = RoomUpgradeHandler(
+            self.server_name, self.event_store, self.events, self.room_creation,
+            self.aliases_store,
+            allow_unstable_room_versions=config.allow_unstable_room_versions,
+        )
+        self.reports = ReportHandler(
+            self.server_name, ReportStore(db), self.event_store, self.users, self.visibility,
+            self.clock_ms,
+        )
         self.directory_store = DirectoryStore(db)
-        self.directory = DirectoryHandler(self, self.directory_store)
+        self.directory = DirectoryHandler(
+            self.server_name, self.directory_store, self.event_store, self.aliases_store,
+            self.users, self.events, self.visibility,
+            forbidden_alias_names=config.forbidden_alias_names,
+            lockdown_public_room_directory=config.lockdown_public_room_directory,
+            cache_modifier=cache_modifier,
+        )
+        self.events.validators.append(self.directory.check_canonical_alias)
+        self.room_creation.before_room_created.append(self.directory.check_create_publish)
+        self.room_creation.on_room_created.append(self.directory.room_created)
+        self.room_upgrades.on_room_upgraded.append(self.directory.room_upgraded)
         self.profile.on_profile_changed.append(self.membership.profile_changed)
         self.account.on_deactivated.append(self.membership.deactivated)
-        self.registration.on_registered.append(AutoJoin(self).user_registered)
+        self.auto_join = AutoJoin(
+            self.membership.join, config.auto_join_rooms, config.allow_guests_auto_join_rooms
+        )
+        self.registration.on_registered.append(self.auto_join.user_registered)
         # -- sync, receipts, push counts
-        self.receipts = ReceiptsHandler(self, ReceiptStore(db, cache_modifier))
-        self.notifications = NotificationsHandler(self, NotificationStore(db))
+        self.receipts = ReceiptsHandler(
+            ReceiptStore(db, self.globals, cache_modifier), self.event_store, self.visibility,
+            self.account_data, self.notifier, self.clock_ms,
+        )
+        self.notifications = NotificationsHandler(
+            NotificationStore(db), self.event_store, self.membership.is_local, self.push_rules,
+            self.account_data, self.receipts, self.pushers, self.serializer, reactor,
+            cache_modifier,
+        )
+        self.receipts.on_read_changed.append(self.notifications.invalidate)
         self.event_store.persist_hooks.append(self.notifications.event_persisted)
-        self.sync = SyncHandler(self)
+        self.sync = SyncHandler(
+            self.event_store, self.notifier, reactor,
+            RoomSync(
+                self.event_store, self.visibility, self.typing, self.receipts,
+                self.notifications, self.serializer, cache_modifier,
+            ),
+            self.filters, self.account_data, self.presence, self.typing, self.receipts,
+            cache_modifier,
+        )
         self.event_store.persist_hooks.append(self.sync.event_persisted)
+        # Typing and presence are used by sync and need its membership
+        # answers: the cycle is broken with callables assigned here.
         self.typing.is_joined = self.sync.is_joined
         self.presence.shares_room = self.sync.shares_room
         self.presence.rooms_of = self.sync.rooms_of
@@ -220,6 +273,7 @@ class HomeServer:
         """Load (or create) persistent state and mount the API."""
         signing_key = await self.globals.get_or_create_signing_key()
         self.server_keys = ServerKeys(self.server_name, signing_key, self.clock_ms)
+        self.events.server_keys = self.server_keys
         await self.event_store.setup()
         # /sync's "now" is the notifier's position (handlers/sync.py): start
         # it at the stored counter so tokens stay valid across restarts.
@@ -244,7 +298,15 @@ class HomeServer:
             log.failure("Flushing last-seen data failed")
         self.presence.stop()
         self.typing.stop()
-        self.notifications.stop()
+        # Pushes: the scheduled ones are dropped, the started ones finish
+        # handing over, then the deliveries in flight (requests, retry
+        # backoffs) are cancelled and awaited, before the client and the
+        # database they use are closed.
+        try:
+            await self.notifications.stop()
+            await self.pushers.stop()
+        except Exception:
+            log.failure("Stopping the pushers failed")
         try:
             await self.http_client.close()
         except Exception:

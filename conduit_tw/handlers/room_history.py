@@ -57,8 +57,12 @@ from conduit_tw.storage.stores.rooms import RoomHead, RoomInfo
 from conduit_tw.storage.stores.timeline import LIVE_BASE, StoredEvent
 
 if TYPE_CHECKING:
+    from conduit_tw.handlers.account_data import AccountDataHandler
     from conduit_tw.handlers.auth import Requester
-    from conduit_tw.homeserver import HomeServer
+    from conduit_tw.handlers.filtering import FilterHandler
+    from conduit_tw.handlers.serialize import EventSerializer
+    from conduit_tw.handlers.visibility import Visibility
+    from conduit_tw.storage.events import EventStore
 
 JsonDict = dict[str, Any]
 
@@ -124,10 +128,19 @@ def token_after(event: StoredEvent) -> str:
 class RoomHistoryHandler:
     """/messages, /context, /members, /joined_members, /timestamp_to_event."""
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.store = hs.event_store
-        self.visibility = hs.visibility
+    def __init__(
+        self,
+        store: "EventStore",
+        visibility: "Visibility",
+        filters: "FilterHandler",
+        account_data: "AccountDataHandler",
+        serializer: "EventSerializer",
+    ) -> None:
+        self.store = store
+        self.visibility = visibility
+        self.filters = filters
+        self.account_data = account_data
+        self.serializer = serializer
 
     # -- access
 
@@ -254,7 +267,7 @@ class RoomHistoryHandler:
         forward = direction == "f"
         boundary = parse_token(from_token) if from_token else None
         stop = parse_token(to_token) if to_token else None
-        event_filter = await self.hs.filters.resolve_room_event_filter(user_id, filter_param)
+        event_filter = await self.filters.resolve_room_event_filter(user_id, filter_param)
         room, head, _, leave_order = await self.check_access(user_id, room_id)
         if limit is None:
             limit = event_filter.limit if event_filter.limit is not None else DEFAULT_LIMIT
@@ -270,12 +283,12 @@ class RoomHistoryHandler:
                 boundary = leave_order
             if forward and (stop is None or stop > leave_order):
                 stop = leave_order
-        ignored = await self.hs.account_data.ignored_users(user_id)
+        ignored = await self.account_data.ignored_users(user_id)
         events, end, exhausted = await self._scan(
             user_id, room, boundary, forward, limit, stop, event_filter, ignored
         )
         out: JsonDict = {
-            "chunk": await self.hs.serializer.serialize_events(
+            "chunk": await self.serializer.serialize_events(
                 events, user_id, requester.device_id
             ),
             "start": start,
@@ -287,7 +300,7 @@ class RoomHistoryHandler:
             out["end"] = encode_token(end)
         if event_filter.lazy_load_members and events:
             members = await self._lazy_members(events)
-            out["state"] = await self.hs.serializer.serialize_events(
+            out["state"] = await self.serializer.serialize_events(
                 members, user_id, requester.device_id
             )
         return out
@@ -305,7 +318,7 @@ class RoomHistoryHandler:
     ) -> JsonDict:
         """C{GET /rooms/{roomId}/context/{eventId}}."""
         user_id = requester.user_id
-        event_filter = await self.hs.filters.resolve_room_event_filter(user_id, filter_param)
+        event_filter = await self.filters.resolve_room_event_filter(user_id, filter_param)
         # The same access as /messages (check_access): a user who may not
         # page the room, or an event past a departed user's leave, is
         # answered 404 as event_context.yaml says.
@@ -327,7 +340,7 @@ class RoomHistoryHandler:
         limit = max(0, min(limit, MAX_LIMIT))
         before_limit = limit // 2
         after_limit = limit - before_limit
-        ignored = await self.hs.account_data.ignored_users(user_id)
+        ignored = await self.account_data.ignored_users(user_id)
         stop = leave_order
         before, start_b, _ = await self._scan(
             user_id, room, ev.order - 1, False, before_limit, None, event_filter, ignored
@@ -346,7 +359,7 @@ class RoomHistoryHandler:
             (s for s in state.values() if event_filter.matches(s.pdu)),
             key=lambda e: (e.order, e.event_id),
         )
-        ser = self.hs.serializer
+        ser = self.serializer
         device = requester.device_id
         return {
             "event": (await ser.serialize_events([ev], user_id, device))[0],
@@ -398,7 +411,7 @@ class RoomHistoryHandler:
                 chunk.append(ev)
         chunk.sort(key=lambda e: (e.order, e.event_id))
         return {
-            "chunk": await self.hs.serializer.serialize_events(
+            "chunk": await self.serializer.serialize_events(
                 chunk, requester.user_id, requester.device_id
             )
         }

@@ -170,6 +170,7 @@ class HomeServer:
             PushRulesStore(db), self.account_data, self.globals, self.notifier,
             max_size=config.max_account_data_size,
         )
+        self.account_data.render_push_rules = self.push_rules.render_account_data
         self.filters = FilterHandler(FilterStore(db))
         #: The one outgoing HTTP client (ip_range_denylist, TLS policy, caps).
         self.http_client = LazyOutgoingHTTPClient(reactor, config)

@@ -261,6 +261,20 @@ class EventHandler:
             raise not_found("Unknown room " + room_id)
         return room
 
+    async def set_state(
+        self, room_id: str, sender: str, event_type: str, state_key: str, content: dict[str, Any]
+    ) -> StoredEvent:
+        """
+        C{PUT /rooms/{roomId}/state/...}: send a state event, unless it
+        would repeat the sender's current one with the same content (then
+        that one is answered, as Synapse does, so clients that re-send
+        state do not fill the timeline).
+        """
+        current = await self.store.current_state_event(room_id, event_type, state_key)
+        if current is not None and current.sender == sender and current.content == content:
+            return current
+        return await self.send(room_id, sender, event_type, content, state_key)
+
     async def send(
         self,
         room_id: str,

@@ -232,6 +232,10 @@ class MembershipHandler:
         content = self._with_reason({"membership": "leave"}, reason)
         await self._send_member(room_id, user, user, content)
 
+    async def joined_room_ids(self, user_id: str) -> list[str]:
+        """C{GET /joined_rooms}: the rooms the user is joined to."""
+        return await self.store.joined_room_ids(user_id)
+
     async def forget(self, requester: "Requester", room_id: str) -> None:
         """Forget a room the user has left."""
         current = await self.store.membership(requester.user_id, room_id)

@@ -26,7 +26,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, gatherResults, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    FirstError,
+    gatherResults,
+    succeed,
+)
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
@@ -181,6 +188,8 @@ class PusherHandler:
         return d
 
     def _delivery_failed(self, failure: Any, user_id: str) -> None:
+        if failure.check(FirstError):  # from deliver's gatherResults
+            failure = failure.value.subFailure
         if not (self._stopped and failure.check(CancelledError)):
             log.failure("Push delivery for {user} failed", failure, user=user_id)
 
@@ -227,7 +236,7 @@ class PusherHandler:
                 p, event, result, counts, user_id, sender_display_name, room_name, room_alias,
             )))
             for p in pushers
-        ])
+        ], consumeErrors=True)
 
     async def _send(self, pusher: dict[str, Any], body: dict[str, Any]) -> None:
         url = pusher["data"]["url"]

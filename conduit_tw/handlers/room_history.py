@@ -434,6 +434,58 @@ class RoomHistoryHandler:
             joined[user] = info
         return {"joined": joined}
 
+    # -- room state and single events (rooms.yaml)
+
+    async def visible_state_hash(self, user_id: str, room_id: str) -> int:
+        """
+        The state C{user_id} may read (C{GET /rooms/{roomId}/state}): the
+        current state if joined or the room is C{world_readable}, the
+        state at their leave if they left after joining; 403 otherwise.
+        """
+        store = self.store
+        room = await store.get_room(room_id)
+        if room is None or not (await store.head(room)).statehash:
+            raise forbidden("You aren't a member of the room and weren't previously a member")
+        rec = await store.membership_record(user_id, room_id)
+        head = await store.head(room)
+        if rec is not None and rec.membership == "join":
+            return head.statehash
+        if await self.visibility.history_visibility(head.statehash) == "world_readable":
+            return head.statehash
+        if rec is not None and rec.membership in ("leave", "ban") and rec.last_join_order:
+            ev = await store.get_event_by_short(rec.shorteventid)
+            if ev is not None:
+                return ev.state_after
+        raise forbidden("You aren't a member of the room and weren't previously a member")
+
+    async def state_event(
+        self, user_id: str, room_id: str, event_type: str, state_key: str
+    ) -> StoredEvent:
+        """One state event of the state the user may read (404 if absent)."""
+        statehash = await self.visible_state_hash(user_id, room_id)
+        ev = await self.store.state_event(statehash, event_type, state_key)
+        if ev is None:
+            raise not_found("Event not found.")
+        return ev
+
+    async def state(self, user_id: str, room_id: str) -> list[StoredEvent]:
+        """The state the user may read, in timeline order."""
+        statehash = await self.visible_state_hash(user_id, room_id)
+        state = await self.store.state_events(statehash)
+        return sorted(state.values(), key=lambda e: (e.order, e.event_id))
+
+    async def event(self, user_id: str, room_id: str, event_id: str) -> StoredEvent:
+        """C{GET /rooms/{roomId}/event/{eventId}}: 404 unless the user may see it."""
+        ev = await self.store.get_event(event_id)
+        if (
+            ev is None
+            or ev.room_id_or_create() != room_id
+            or not ev.in_timeline
+            or not await self.visibility.can_see_event(user_id, ev)
+        ):
+            raise not_found("Event not found.")
+        return ev
+
     # -- /timestamp_to_event
 
     async def timestamp_to_event(

@@ -1,7 +1,11 @@
 """
 L{HomeServer}: the one object that owns the config, the database, the
 stores and the handlers, wired explicitly in its constructor (no globals,
-no getter per component). The HTTP layer receives it and calls handlers.
+no getter per component). It is the only composition root: each handler
+receives its own dependencies (stores, handlers, clock, config values),
+never the HomeServer, and hooks between handlers are registered here
+(docs/architecture.md, "Wiring"). The HTTP layer receives it and calls
+handlers.
 """
 
 from __future__ import annotations
@@ -286,7 +290,8 @@ class HomeServer:
     def close(self) -> Deferred[None]:
         """
         Shut the components down, then close the database: the pending
-        last-seen data is written and the outgoing connections are closed
+        last-seen data is written, the push deliveries in flight are
+        cancelled and awaited, and the outgoing connections are closed
         first, so nothing is written to a closed database. The Deferred
         fires once the database is closed.
         """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Callable
 
 from twisted.trial import unittest
 
@@ -144,17 +145,22 @@ def store_reaches(path: Path, stores: set[str]) -> list[str]:
     return sorted(found, key=lambda s: (int(s.partition(":")[0]), s))
 
 
+def problems_in(folders: tuple[str, ...], check: Callable[[Path], list[str]]) -> dict[str, list[str]]:
+    """What C{check} finds in each module of the package's C{folders}, by relative path."""
+    problems = {}
+    for folder in folders:
+        for path in sorted((PACKAGE / folder).rglob("*.py")):
+            bad = check(path)
+            if bad:
+                problems[str(path.relative_to(PACKAGE))] = bad
+    return problems
+
+
 class LayeringTests(unittest.TestCase):
     """api -> handlers -> stores -> database, and nothing around it."""
 
     def test_handlers_and_api_use_only_store_classes(self) -> None:
-        problems = {}
-        for folder in ("handlers", "api"):
-            for path in sorted((PACKAGE / folder).rglob("*.py")):
-                bad = violations(path)
-                if bad:
-                    problems[str(path.relative_to(PACKAGE))] = bad
-        self.assertEqual(problems, {})
+        self.assertEqual(problems_in(("handlers", "api"), violations), {})
 
     def test_check_catches_internals(self) -> None:
         """The check itself refuses key codecs, private names and backends."""
@@ -176,13 +182,7 @@ class LayeringTests(unittest.TestCase):
         api modules never touch C{.db.}, create batches or put/delete in
         them (passing a StoreTxn to a store method is fine).
         """
-        problems = {}
-        for folder in ("handlers", "api"):
-            for path in sorted((PACKAGE / folder).rglob("*.py")):
-                bad = raw_database_uses(path)
-                if bad:
-                    problems[str(path.relative_to(PACKAGE))] = bad
-        self.assertEqual(problems, {})
+        self.assertEqual(problems_in(("handlers", "api"), raw_database_uses), {})
 
     def test_raw_database_check_catches_batches(self) -> None:
         """The check itself refuses .db. access, .batch() and batch.put/delete."""
@@ -207,12 +207,7 @@ class LayeringTests(unittest.TestCase):
         HomeServer is the only composition root: handlers receive their
         dependencies explicitly (docs/architecture.md, "Wiring").
         """
-        problems = {}
-        for path in sorted((PACKAGE / "handlers").rglob("*.py")):
-            bad = homeserver_uses(path)
-            if bad:
-                problems[str(path.relative_to(PACKAGE))] = bad
-        self.assertEqual(problems, {})
+        self.assertEqual(problems_in(("handlers",), homeserver_uses), {})
 
     def test_homeserver_check_catches_uses(self) -> None:
         """The check itself refuses the import, the annotation and self.hs."""
@@ -237,12 +232,7 @@ class LayeringTests(unittest.TestCase):
         """api modules receive the HomeServer but reach no store or database through it."""
         stores = homeserver_store_attributes()
         self.assertTrue({"db", "event_store", "users", "tokens"} <= stores, stores)
-        problems = {}
-        for path in sorted((PACKAGE / "api").rglob("*.py")):
-            bad = store_reaches(path, stores)
-            if bad:
-                problems[str(path.relative_to(PACKAGE))] = bad
-        self.assertEqual(problems, {})
+        self.assertEqual(problems_in(("api",), lambda path: store_reaches(path, stores)), {})
 
     def test_store_reach_check_catches_uses(self) -> None:
         sample = Path(self.mktemp())

@@ -36,7 +36,7 @@ from conduit_tw.handlers.passwords import Passwords
 from conduit_tw.handlers.profile import ProfileHandler
 from conduit_tw.handlers.ratelimit import RateLimits
 from conduit_tw.handlers.auto_join import AutoJoin
-from conduit_tw.handlers.registration import RegistrationHandler
+from conduit_tw.handlers.registration import RegistrationHandler, RegistrationSettings
 from conduit_tw.handlers.uia import PASSWORD, UIA
 from conduit_tw.handlers.server_keys import ServerKeys
 from conduit_tw.logging import get_logger
@@ -162,7 +162,17 @@ class HomeServer:
         self.login.failed_login_limiter = self.ratelimit.failed_login
         self.uia.checkers[PASSWORD] = self.login.password_stage
         self.registration = RegistrationHandler(
-            config, self.users, self.tokens, self.devices, self.passwords, self.uia,
+            RegistrationSettings(
+                server_name=config.server_name,
+                allow_registration=config.allow_registration,
+                registration_token=config.registration_token,
+                registration_token_file=config.registration_token_file,
+                allow_guest_registration=config.allow_guest_registration,
+                log_guest_registrations=config.log_guest_registrations,
+                forbidden_usernames=tuple(config.forbidden_usernames),
+                new_user_displayname_suffix=config.new_user_displayname_suffix,
+            ),
+            self.users, self.tokens, self.devices, self.passwords, self.uia,
             self.login, self.clock_ms,
         )
         self.profile = ProfileHandler(self.server_name, self.users)

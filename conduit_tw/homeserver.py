@@ -98,6 +98,9 @@ from conduit_tw.handlers.sync import SyncHandler
 from conduit_tw.handlers.sync_rooms import RoomSync
 from conduit_tw.storage.stores.notifications import NotificationStore
 from conduit_tw.storage.stores.receipts import ReceiptStore
+# -- federation transport (federation/{client,discovery,auth,xmatrix,acl})
+from conduit_tw.federation.auth import FederationAuth
+from conduit_tw.federation.client import FederationClient
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -281,6 +284,17 @@ class HomeServer:
         self.typing.is_joined = self.sync.is_joined
         self.presence.shares_room = self.sync.shares_room
         self.presence.rooms_of = self.sync.rooms_of
+        # -- federation transport: signed outgoing requests (server discovery,
+        # TLS) and X-Matrix checks of incoming ones. The keyring (federation
+        # keys block) gives the origins' keys; without one, every signed
+        # request is refused with 401.
+        self.federation_client = FederationClient(
+            reactor, config, self.server_name, lambda: self.server_keys
+        )
+        self.federation_auth = FederationAuth(
+            self.server_name, self.clock_ms, keyring=getattr(self, "keyring", None),
+            forbidden_server_names=config.forbidden_remote_server_names,
+        )
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 
@@ -323,8 +337,9 @@ class HomeServer:
             await self.pushers.stop()
         except Exception:
             log.failure("Stopping the pushers failed")
-        try:
-            await self.http_client.close()
-        except Exception:
-            log.failure("Closing outgoing connections failed")
+        for client in (self.http_client, self.federation_client):
+            try:
+                await client.close()
+            except Exception:
+                log.failure("Closing outgoing connections failed")
         self.db.close()

@@ -1,7 +1,8 @@
 """
 docs/configuration.md, L{conduit_tw.config.NOT_EFFECTIVE_YET} and the code
-agree: every documented key is read by the server or declared (and marked)
-as not effective yet, and setting such a key logs exactly its notice.
+agree: the doc's key tables are what the declarations generate, every
+documented key is read by the server or declared (and marked) as not effective
+yet, and setting such a key logs exactly its notice.
 """
 
 from __future__ import annotations
@@ -18,18 +19,21 @@ from twisted.trial import unittest
 
 from conduit_tw.config import (
     KNOWN_KEYS,
+    NO_EFFECT_KEYS,
     NOT_EFFECTIVE_YET,
     OPEN_REGISTRATION_KEY,
     Config,
     load_config,
 )
+from conduit_tw.config import doc as config_doc
+from conduit_tw.config.declare import SECTIONS, declared
 from conduit_tw.service import make_service
 from tests.integration.process import free_port
 from tests.server import make_config
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "conduit_tw"
-CONFIG_PY = PACKAGE / "config.py"
+CONFIG_PACKAGE = PACKAGE / "config"
 DOC = REPO / "docs" / "configuration.md"
 MARK = "**Not effective yet:**"
 
@@ -44,11 +48,11 @@ APPLIED_BY_LOAD_CONFIG = {
 def _names_used_outside_config() -> set[str]:
     """
     Attribute names (C{x.name}) and string literals (for C{getattr}) used by
-    the server's code outside config.py, plus the Config fields read by
-    Config's own methods when those methods are used.
+    the server's code outside the config package, plus the Config fields read
+    by Config's own methods (defined on its sections) when those methods are used.
     """
     names: set[str] = set()
-    files = [p for p in PACKAGE.rglob("*.py") if p != CONFIG_PY]
+    files = [p for p in PACKAGE.rglob("*.py") if CONFIG_PACKAGE not in p.parents]
     files += list((REPO / "twisted" / "plugins").glob("*.py"))
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -56,11 +60,15 @@ def _names_used_outside_config() -> set[str]:
                 names.add(node.attr)
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 names.add(node.value)
-    tree = ast.parse(CONFIG_PY.read_text(encoding="utf-8"))
-    config_class = next(
-        n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Config"
-    )
-    for method in config_class.body:
+    section_names = {cls.__name__ for cls in SECTIONS.values()}
+    methods = [
+        method
+        for path in CONFIG_PACKAGE.glob("*.py")
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.ClassDef) and node.name in section_names
+        for method in node.body
+    ]
+    for method in methods:
         if isinstance(method, ast.FunctionDef) and method.name in names:
             for node in ast.walk(method):
                 if (
@@ -161,6 +169,38 @@ class DocumentedKeysTests(unittest.SynchronousTestCase):
             if f not in self.rows and not any(k.startswith(f + ".") for k in self.rows)
         )
         self.assertEqual(missing, [])
+
+
+class GeneratedTablesTests(unittest.SynchronousTestCase):
+    """The key tables of docs/configuration.md are generated from the declarations."""
+
+    def test_doc_is_current(self) -> None:
+        """Fails when a declaration changed and C{python -m conduit_tw.config.doc} was not run."""
+        text = DOC.read_text(encoding="utf-8")
+        self.assertEqual(config_doc.render(text), text)
+        self.assertEqual(config_doc.main(["--check"]), 0)
+
+    def test_every_section_has_its_marker(self) -> None:
+        """Each section of top-level keys or of a top-level table is in the doc."""
+        text = DOC.read_text(encoding="utf-8")
+        shown = set(re.findall(r"<!-- keys: (\S+) -->", text))
+        wanted = {
+            name
+            for name, cls in SECTIONS.items()
+            if any(not k.is_table for k in declared(cls)) or name in ("tls", "well_known", "media")
+        }
+        wanted.discard("media.directory_structure")
+        self.assertEqual(wanted - shown, set())
+        self.assertIn("no-effect", shown)
+
+    def test_no_effect_keys_listed(self) -> None:
+        rows = config_doc.render_section("no-effect")
+        for key in NO_EFFECT_KEYS:
+            self.assertIn(f"`{key}`", rows)
+        self.assertIn("`rocksdb_*`", rows)
+
+    def test_unknown_marker_refused(self) -> None:
+        self.assertRaises(KeyError, config_doc.render, "<!-- keys: nope -->\n<!-- /keys -->")
 
 
 class LoadTimeEffectTests(unittest.SynchronousTestCase):

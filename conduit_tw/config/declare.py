@@ -94,7 +94,6 @@ def table(
     """Declare a nested table of keys (a L{section} class); C{optional}: C{None} if absent."""
     decl = Key(doc, None, not_effective, doc_default, nested=nested)
     decl.empty_means_none = empty_means_none
-    decl.default = None if optional else nested
     if optional:
         return field(default=None, metadata={_META: decl})
     return field(default_factory=nested, metadata={_META: decl})
@@ -109,14 +108,14 @@ def section(name: str) -> Callable[[type[T]], type[T]]:
 
     def apply(cls: type[T]) -> type[T]:
         cls = dataclass(cls)
-        hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             decl = f.metadata.get(_META)
             if decl is None:
                 continue
             decl.name = f.name
             if decl.type is None and decl.nested is None:
-                decl.type = _type_of(hints[f.name], f"{cls.__name__}.{f.name}")
+                hint = typing.get_type_hints(cls)[f.name]
+                decl.type = _type_of(hint, f"{cls.__name__}.{f.name}")
         SECTIONS[name] = cls
         return cls
 

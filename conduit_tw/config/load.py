@@ -17,12 +17,12 @@ from conduit_tw.config.env import ENV_CONFIG_PATH, EnvValue, apply_env, check, s
 from conduit_tw.config.schema import (
     AFTER_LOAD,
     ALIAS_TABLES,
-    NOT_EFFECTIVE_YET,
     TABLES,
     TOP,
     TOP_ALIASES,
     Config,
     is_known_top,
+    plain,
 )
 from conduit_tw.config.values import ConfigError
 
@@ -120,7 +120,7 @@ class _Builder:
         parsed = self.parse(decl, path, value, decl.name)
         setattr(self.config, decl.name, parsed)
         if decl.not_effective and not (decl.notice_unless and decl.notice_unless(parsed)):
-            self.not_effective(decl.name)
+            self.not_effective(decl.name, decl.not_effective)
 
     def parse(self, decl: Key, path: str, value: Any, dotted: str) -> Any:
         """The typed value of C{decl} (recursing into nested tables)."""
@@ -139,7 +139,7 @@ class _Builder:
                 continue
             kwargs[name] = self.parse(sub, f"{path}.{name}", v, f"{dotted}.{name}")
             if sub.not_effective:
-                self.not_effective(f"{dotted}.{name}")
+                self.not_effective(f"{dotted}.{name}", sub.not_effective)
         required = [k.name for k in subs.values() if k.required]
         for name in required:
             if name not in t:
@@ -160,11 +160,11 @@ class _Builder:
                 decl = TOP[target]
                 setattr(self.config, target, self.parse(decl, f"{path}.{name}", v, target))
                 if decl.not_effective:
-                    self.not_effective(target)
+                    self.not_effective(target, decl.not_effective)
 
-    def not_effective(self, dotted: str) -> None:
+    def not_effective(self, dotted: str, why: str) -> None:
         """Note once that C{dotted} (of L{NOT_EFFECTIVE_YET}) was set but does nothing yet."""
-        line = f"global.{dotted} is set but has no effect yet: {NOT_EFFECTIVE_YET[dotted]}"
+        line = f"global.{dotted} is set but has no effect yet: {plain(why)}"
         if line not in self.notices:
             self.notices.append(line)
 

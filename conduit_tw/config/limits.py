@@ -2,98 +2,85 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from conduit_tw.config.declare import MEDIA, key, section
 from conduit_tw.config.values import POSITIVE, integer, number
 
 _RATE = number(0.0)
 
 
+def _rate(per_second: float, doc: str, **kw: Any) -> Any:
+    """Declare C{rc_<action>_per_second}: what counts, and how many per second."""
+    return key(per_second, doc, _RATE, **kw)
+
+
+def _burst(count: int, action: str, **kw: Any) -> Any:
+    """Declare C{rc_<action>_burst_count}: how many may happen at once."""
+    return key(count, f"Burst of `rc_{action}_per_second`.", POSITIVE, **kw)
+
+
 @section("rate_limits")
 class RateLimitKeys:
     """Rate limits, per user (or per IP address before login); C{*_per_second = 0} disables."""
 
-    rc_message_per_second: float = key(
-        0.2,
-        "Messages and other events sent by a user.",
-        _RATE,
-    )
-    rc_message_burst_count: int = key(10, "Burst of `rc_message_per_second`.", POSITIVE)
-    rc_registration_per_second: float = key(
+    rc_message_per_second: float = _rate(0.2, "Messages and other events sent by a user.")
+    rc_message_burst_count: int = _burst(10, "message")
+    rc_registration_per_second: float = _rate(
         0.17,
         "Accounts registered per IP address (the round trips of one registration count once). "
         "The same rate, counted separately, limits `/register/available` and "
         "registration-token validity checks.",
-        _RATE,
     )
-    rc_registration_burst_count: int = key(3, "Burst of `rc_registration_per_second`.", POSITIVE)
-    rc_login_per_second: float = key(
+    rc_registration_burst_count: int = _burst(3, "registration")
+    rc_login_per_second: float = _rate(
         0.17,
         "Login attempts per IP address, failed password logins per account, and "
         "`/login/get_token` per user.",
-        _RATE,
     )
-    rc_login_burst_count: int = key(3, "Burst of `rc_login_per_second`.", POSITIVE)
-    rc_joins_per_second: float = key(
-        0.1,
-        "Room joins and knocks by a user.",
-        _RATE,
-    )
-    rc_joins_burst_count: int = key(10, "Burst of `rc_joins_per_second`.", POSITIVE)
-    rc_profile_per_second: float = key(
+    rc_login_burst_count: int = _burst(3, "login")
+    rc_joins_per_second: float = _rate(0.1, "Room joins and knocks by a user.")
+    rc_joins_burst_count: int = _burst(10, "joins")
+    rc_profile_per_second: float = _rate(
         0.1,
         "Profile changes by a user (`PUT`/`DELETE /profile/{userId}/{keyName}`; display name "
         "and avatar changes write a member event into every joined room).",
-        _RATE,
     )
-    rc_profile_burst_count: int = key(5, "Burst of `rc_profile_per_second`.", POSITIVE)
-    rc_account_data_per_second: float = key(
+    rc_profile_burst_count: int = _burst(5, "profile")
+    rc_account_data_per_second: float = _rate(
         1.0,
         "Account data (global and per room), room tag changes, push rule changes, filter "
         "uploads and read markers written by a user.",
-        _RATE,
     )
-    rc_account_data_burst_count: int = key(20, "Burst of `rc_account_data_per_second`.", POSITIVE)
-    rc_room_aliases_per_second: float = key(
-        0.2,
-        "Room alias creation and deletion by a user.",
-        _RATE,
-    )
-    rc_room_aliases_burst_count: int = key(10, "Burst of `rc_room_aliases_per_second`.", POSITIVE)
-    rc_directory_per_second: float = key(
+    rc_account_data_burst_count: int = _burst(20, "account_data")
+    rc_room_aliases_per_second: float = _rate(0.2, "Room alias creation and deletion by a user.")
+    rc_room_aliases_burst_count: int = _burst(10, "room_aliases")
+    rc_directory_per_second: float = _rate(
         0.2,
         "Room directory visibility changes (`PUT /directory/list/room/{roomId}`) by a user.",
-        _RATE,
     )
-    rc_directory_burst_count: int = key(10, "Burst of `rc_directory_per_second`.", POSITIVE)
-    rc_pushers_per_second: float = key(
-        0.1,
-        "Pusher changes (`POST /pushers/set`) by a user.",
-        _RATE,
-    )
-    rc_pushers_burst_count: int = key(5, "Burst of `rc_pushers_per_second`.", POSITIVE)
-    rc_invites_per_second: float = key(
+    rc_directory_burst_count: int = _burst(10, "directory")
+    rc_pushers_per_second: float = _rate(0.1, "Pusher changes (`POST /pushers/set`) by a user.")
+    rc_pushers_burst_count: int = _burst(5, "pushers")
+    rc_invites_per_second: float = _rate(
         0.3,
         "Invites sent by a user (an invite also counts under `rc_message_*`).",
-        _RATE,
     )
-    rc_invites_burst_count: int = key(10, "Burst of `rc_invites_per_second`.", POSITIVE)
-    rc_keys_per_second: float = key(
+    rc_invites_burst_count: int = _burst(10, "invites")
+    rc_keys_per_second: float = _rate(
         1.0,
         "Device updates (`PUT /devices/{deviceId}`) by a user; end-to-end key uploads once "
         "they land (not effective for them yet).",
-        _RATE,
     )
-    rc_keys_burst_count: int = key(20, "Burst of `rc_keys_per_second`.", POSITIVE)
-    rc_media_per_second: float = key(
+    rc_keys_burst_count: int = _burst(20, "keys")
+    rc_media_per_second: float = _rate(
         1.0,
         "Media uploads by a user.",
-        _RATE,
         not_effective=MEDIA,
     )
-    rc_media_burst_count: int = key(
+    rc_media_burst_count: int = _burst(
         20,
-        "Burst of `rc_media_per_second`.",
-        POSITIVE,
+        "media",
         not_effective=MEDIA,
     )
     #: Largest stored user JSON (account data, filters, pusher data, room tags) in bytes.

@@ -154,7 +154,6 @@ class FederationKeys:
     allow_federation: bool = key(
         True,
         "Talk to other Matrix servers. `false`: only local users can talk to each other.",
-        not_effective=FEDERATION,
     )
     trusted_servers: list[str] = key(
         ["matrix.org"],
@@ -191,7 +190,6 @@ class FederationKeys:
         [],
         "Servers we refuse everything from: invites, joins, room directory requests "
         '("global ACL").',
-        not_effective=FEDERATION,
     )
     forbidden_remote_room_directory_server_names: list[str] = key(
         [],

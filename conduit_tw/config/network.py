@@ -63,28 +63,24 @@ class RequestKeys:
         6,
         "Connect timeout for federation `.well-known` lookups.",
         POSITIVE,
-        not_effective=FEDERATION,
     )
     well_known_timeout: int = key(
         10,
         "Request timeout for federation `.well-known` lookups.",
         POSITIVE,
-        not_effective=FEDERATION,
     )
     federation_timeout: int = key(
         300,
         "Timeout of federation requests (large joins take long).",
         POSITIVE,
-        not_effective=FEDERATION,
     )
     federation_idle_timeout: int = key(
         25,
         "How long idle federation connections are kept.",
         NONNEG,
-        not_effective=FEDERATION,
     )
     federation_idle_per_host: int = key(
-        1, "Idle federation connections kept per server.", NONNEG, not_effective=FEDERATION
+        1, "Idle federation connections kept per server.", NONNEG
     )
     sender_timeout: int = key(
         180,

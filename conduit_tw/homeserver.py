@@ -6,6 +6,7 @@ no getter per component). The HTTP layer receives it and calls handlers.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable
 
@@ -93,6 +94,13 @@ from conduit_tw.handlers.receipts import ReceiptsHandler
 from conduit_tw.handlers.sync import SyncHandler
 from conduit_tw.storage.stores.notifications import NotificationStore
 from conduit_tw.storage.stores.receipts import ReceiptStore
+# -- media (handlers/{media,thumbnailer,url_preview}, api/media.py)
+from conduit_tw.api import media as media_api
+from conduit_tw.handlers.media import MediaHandler
+from conduit_tw.handlers.ratelimit import RateLimiter
+from conduit_tw.handlers.url_preview import URLPreviewer
+from conduit_tw.storage.stores.media import MediaStore
+from conduit_tw.storage.stores.media_files import MediaFiles
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -105,6 +113,7 @@ API_MODULES: list[Any] = [
     room_history_api, room_upgrades_api, reporting_api,
     directory_api,
     sync_api, receipts_api, notifications_api,
+    media_api,
 ]
 
 
@@ -213,6 +222,23 @@ class HomeServer:
         self.typing.is_joined = self.sync.is_joined
         self.presence.shares_room = self.sync.shares_room
         self.presence.rooms_of = self.sync.rooms_of
+        # -- media (docs/media.md)
+        structure = config.media.directory_structure
+        media_files = MediaFiles(
+            config.media.path or os.path.join(config.database_path, "media"),
+            length=structure.length if structure else 0,
+            depth=structure.depth if structure else 0,
+        )
+        self.media = MediaHandler(
+            self.server_name, MediaStore(db), media_files, reactor, self.clock_ms,
+            max_upload_size=config.max_request_size,
+            # Not a config key yet: the merger adds `freeze_legacy_media`.
+            legacy_for_new_media=not getattr(config, "freeze_legacy_media", True),
+        )
+        self.media_ratelimit = RateLimiter(
+            config.rc_media_per_second, config.rc_media_burst_count, self.clock_ms
+        )
+        self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 
@@ -225,6 +251,7 @@ class HomeServer:
         # it at the stored counter so tokens stay valid across restarts.
         self.notifier.position = max(self.notifier.position, await self.globals.current_position())
         await self.presence.start()
+        await self.media.setup()
         for module in API_MODULES:
             module.register(self.router, self)
 

@@ -163,7 +163,8 @@ def register(router: Router, hs: "HomeServer") -> None:
         content = await media.download(
             server_name, media_id, request.int_arg("timeout_ms", None, minimum=0), legacy=legacy
         )
-        name = file_name if file_name is not None else content.filename
+        # nio asks for .../{mediaId}/ (an empty name): the stored name then.
+        name = file_name or content.filename
         return media_response(content, content_disposition(content.content_type, name))
 
     async def thumbnail(

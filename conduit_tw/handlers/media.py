@@ -12,6 +12,7 @@ fetcher.
 
 from __future__ import annotations
 
+import errno
 import re
 import secrets
 import string
@@ -216,7 +217,14 @@ class MediaHandler:
         """File first (atomic rename), then metadata: a crash leaves no half media."""
         if spool.size > self.max_upload_size:
             raise MatrixError(413, Codes.TOO_LARGE, "Upload is larger than allowed")
-        await self.files.commit(spool, media_key(self.server_name, media_id))
+        try:
+            await self.files.commit(spool, media_key(self.server_name, media_id))
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise MatrixError(
+                    413, Codes.TOO_LARGE, "Not enough free disk space for this upload"
+                ) from None
+            raise
         metadata: dict[str, Any] = {
             "content_type": content_type or "application/octet-stream",
             "size": spool.size,

@@ -99,7 +99,10 @@ def _open(source: BinaryIO) -> Any:
         raise CannotThumbnail(f"{type(e).__name__}: {e}") from None
     if im.width <= 0 or im.height <= 0:
         raise CannotThumbnail("empty image")
-    if im.width * im.height > MAX_PIXELS:
+    pixels = im.width * im.height
+    # Pillow's warning threshold is checked here too: the warning filter
+    # that makes it an error is process-wide and can be reset by others.
+    if pixels > MAX_PIXELS or (Image.MAX_IMAGE_PIXELS and pixels > Image.MAX_IMAGE_PIXELS):
         raise TooLarge(f"{im.width}x{im.height} pixels")
     return im
 

@@ -57,6 +57,7 @@ class UploadSpool:
         self.size = 0
         self._file: BinaryIO = open(path, "w+b")
         self._committed = False
+        self._moving = False
         self._check_space = check_space
         self._next_space_check = SPACE_CHECK_EVERY
         #: Set when the disk is about to run full while the body arrives.
@@ -93,6 +94,10 @@ class UploadSpool:
 
     def close(self) -> None:
         """Close; the temporary file is deleted unless it was committed."""
+        if self._moving:
+            # L{MediaFiles.commit}'s thread owns the file now and cleans up
+            # itself if it fails (a connection lost meanwhile lands here).
+            return
         if not self._file.closed:
             self._file.close()
         if not self._committed:
@@ -104,12 +109,17 @@ class UploadSpool:
 
     def _sync_and_move(self, final: str) -> None:
         """Thread side of L{MediaFiles.commit}."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        os.replace(self.path, final)
-        self._committed = True
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(self.path, final)
+            self._committed = True
+        except BaseException:
+            self._moving = False
+            self.close()
+            raise
         _fsync_dir(os.path.dirname(final))
 
 
@@ -183,6 +193,7 @@ class MediaFiles:
         Move a complete spool into place under C{key}, durably (in a
         thread: fsync blocks). @return: a Deferred firing with C{None}.
         """
+        spool._moving = True
         return deferToThread(spool._sync_and_move, self.path_for(key))
 
     def write(self, key: bytes, data: bytes):

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from conduit_tw.api.resource import FileResponse, MatrixRequest
-from conduit_tw.api.router import Router
+from conduit_tw.api.router import Handler, Router
 from conduit_tw.errors import Codes, MatrixError
 from conduit_tw.handlers.media import MediaContent
 from conduit_tw.storage.stores.media_files import UploadSpool
@@ -215,21 +215,14 @@ def register(router: Router, hs: "HomeServer") -> None:
     router.add("POST", "/_matrix/media/v1/create", create)
     router.add("PUT", "/_matrix/media/v3/upload/{server_name}/{media_id}", upload_to)
 
-    client = "/_matrix/client/v1/media"
-    router.add("GET", f"{client}/download/{{server_name}}/{{media_id}}", authed_download)
-    router.add(
-        "GET", f"{client}/download/{{server_name}}/{{media_id}}/{{file_name}}", authed_download
-    )
-    router.add("GET", f"{client}/thumbnail/{{server_name}}/{{media_id}}", authed_thumbnail)
-    router.add("GET", f"{client}/config", config)
-    router.add("GET", f"{client}/preview_url", preview_url)
+    def mount(prefix: str, download_handler: Handler, thumbnail_handler: Handler) -> None:
+        media_path = f"{prefix}/download/{{server_name}}/{{media_id}}"
+        router.add("GET", media_path, download_handler)
+        router.add("GET", media_path + "/{file_name}", download_handler)
+        router.add("GET", f"{prefix}/thumbnail/{{server_name}}/{{media_id}}", thumbnail_handler)
+        router.add("GET", f"{prefix}/config", config)
+        router.add("GET", f"{prefix}/preview_url", preview_url)
 
+    mount("/_matrix/client/v1/media", authed_download, authed_thumbnail)
     for version in ("v3", "r0"):
-        legacy = f"/_matrix/media/{version}"
-        router.add("GET", f"{legacy}/download/{{server_name}}/{{media_id}}", legacy_download)
-        router.add(
-            "GET", f"{legacy}/download/{{server_name}}/{{media_id}}/{{file_name}}", legacy_download
-        )
-        router.add("GET", f"{legacy}/thumbnail/{{server_name}}/{{media_id}}", legacy_thumbnail)
-        router.add("GET", f"{legacy}/config", config)
-        router.add("GET", f"{legacy}/preview_url", preview_url)
+        mount(f"/_matrix/media/{version}", legacy_download, legacy_thumbnail)

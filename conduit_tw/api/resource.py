@@ -6,7 +6,8 @@ C{max_request_size} while the body is being read.
 Matrix conventions applied to every response (client-server-api "API
 standards", "Web Browser Clients"): JSON errors C{{"errcode", "error"}},
 CORS headers and OPTIONS pre-flight, HEAD like GET without a body, and
-security headers.
+security headers. Upload routes stream their bodies to files
+(C{body_spool}) and downloads are streamed from files (L{FileResponse}).
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ class MatrixRequest(server.Request):
         if router is None:
             return None
         method = getattr(self.channel, "_command", b"").decode("ascii", "replace").upper()
+        if method not in ("POST", "PUT"):
+            return None
         path = getattr(self.channel, "_path", b"").split(b"?", 1)[0]
         try:
             handler, _ = router.resolve(method, path.decode("utf-8"))

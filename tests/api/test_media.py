@@ -94,7 +94,20 @@ class UploadDownloadTests(MediaTestCase):
     async def test_large_file_round_trip(self) -> None:
         """~5 MB of random bytes arrive identical; the body went to the media directory."""
         data = os.urandom(5 * 1024 * 1024 + 123)
+        from conduit_tw.handlers.media import MediaHandler
+        from conduit_tw.storage.stores.media_files import UploadSpool
+
+        bodies: list[Any] = []
+        original_upload = MediaHandler.upload
+
+        async def upload(handler: Any, uploader: str, spool: Any, *a: Any) -> str:
+            bodies.append((type(spool), os.path.dirname(spool.path), os.path.getsize(spool.path)))
+            return await original_upload(handler, uploader, spool, *a)
+
+        self.patch(MediaHandler, "upload", upload)
         uri = (await self.upload(data, "application/octet-stream", "blob.bin"))["content_uri"]
+        # The body was in a file of the media directory, not in memory.
+        self.assertEqual(bodies, [(UploadSpool, self.hs.media.files.tmp, len(data))])
         server, media_id = media_id_of(uri)
         r = await self.get(f"{CLIENT}/download/{server}/{media_id}")
         self.assertEqual(r.code, 200)

@@ -10,6 +10,7 @@ handlers.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable
 
@@ -101,6 +102,13 @@ from conduit_tw.storage.stores.receipts import ReceiptStore
 # -- federation transport (federation/{client,discovery,auth,xmatrix,acl})
 from conduit_tw.federation.auth import FederationAuth
 from conduit_tw.federation.client import FederationClient
+# -- media (handlers/{media,thumbnailer,url_preview}, api/media.py)
+from conduit_tw.api import media as media_api
+from conduit_tw.handlers.media import MediaHandler
+from conduit_tw.handlers.ratelimit import RateLimiter
+from conduit_tw.handlers.url_preview import URLPreviewer
+from conduit_tw.storage.stores.media import MediaStore
+from conduit_tw.storage.stores.media_files import MediaFiles
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -113,6 +121,7 @@ API_MODULES: list[Any] = [
     room_history_api, room_upgrades_api, reporting_api,
     directory_api,
     sync_api, receipts_api, notifications_api,
+    media_api,
 ]
 
 
@@ -295,6 +304,23 @@ class HomeServer:
             self.server_name, self.clock_ms, keyring=getattr(self, "keyring", None),
             forbidden_server_names=config.forbidden_remote_server_names,
         )
+        # -- media (docs/media.md)
+        structure = config.media.directory_structure
+        media_files = MediaFiles(
+            config.media.path or os.path.join(config.database_path, "media"),
+            length=structure.length if structure else 0,
+            depth=structure.depth if structure else 0,
+        )
+        self.media = MediaHandler(
+            self.server_name, MediaStore(db), media_files, reactor, self.clock_ms,
+            max_upload_size=config.max_request_size,
+            # Not a config key yet: the merger adds `freeze_legacy_media`.
+            legacy_for_new_media=not getattr(config, "freeze_legacy_media", True),
+        )
+        self.media_ratelimit = RateLimiter(
+            config.rc_media_per_second, config.rc_media_burst_count, self.clock_ms
+        )
+        self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 
@@ -308,6 +334,7 @@ class HomeServer:
         # it at the stored counter so tokens stay valid across restarts.
         self.notifier.position = max(self.notifier.position, await self.globals.current_position())
         await self.presence.start()
+        await self.media.setup()
         for module in API_MODULES:
             module.register(self.router, self)
 

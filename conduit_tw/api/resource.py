@@ -6,7 +6,8 @@ C{max_request_size} while the body is being read.
 Matrix conventions applied to every response (client-server-api "API
 standards", "Web Browser Clients"): JSON errors C{{"errcode", "error"}},
 CORS headers and OPTIONS pre-flight, HEAD like GET without a body, and
-security headers.
+security headers. Upload routes stream their bodies to files
+(C{body_spool}) and downloads are streamed from files (L{FileResponse}).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import io
 import json
 import time
 from ipaddress import ip_address, ip_network
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, Iterable
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import LogLevel
@@ -24,6 +26,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
+from twisted.web.static import NoRangeStaticProducer
 
 from conduit_tw.api.router import Router
 from conduit_tw.errors import Codes, InteractiveAuthRequired, MatrixError
@@ -95,6 +98,8 @@ class MatrixRequest(server.Request):
     """
 
     too_large = False
+    #: An error decided while the body arrived (e.g. no disk space).
+    body_error: MatrixError | None = None
     _received = 0
     _json_cache: Any = None
     #: Set by the resource: the answer may be gzip-compressed.
@@ -113,11 +118,49 @@ class MatrixRequest(server.Request):
             if self.channel.requests and self.channel.requests[0] is self:
                 self._refuse_too_large()
             return
+        spool = self._body_spool()
+        if spool is not None:
+            # The route streams its body to a file of its own (media
+            # uploads): never a form to parse, never in memory.
+            self._parsePOSTFormSubmission = False
+            try:
+                self.content = spool(length)
+            except MatrixError as e:
+                self.body_error = e
+                self.content = io.BytesIO()
+                if self.channel.requests and self.channel.requests[0] is self:
+                    self._refuse_early(e)
+            return
         super().gotLength(length)
 
-    def _refuse_too_large(self) -> None:
+    def _body_spool(self) -> "Callable[[int | None], Any] | None":
         """
-        Send the 413 before the body arrives; the connection cannot be
+        The C{body_spool} attribute of the handler this request goes to
+        (set on upload handlers), found from the request line.
+        """
+        resource = getattr(self.channel.site, "resource", None)
+        router = getattr(resource, "router", None)
+        if router is None:
+            return None
+        method = getattr(self.channel, "_command", b"").decode("ascii", "replace").upper()
+        if method not in ("POST", "PUT"):
+            return None
+        path = getattr(self.channel, "_path", b"").split(b"?", 1)[0]
+        try:
+            handler, _ = router.resolve(method, path.decode("utf-8"))
+        except (MatrixError, UnicodeDecodeError):
+            return None
+        return getattr(handler, "body_spool", None)
+
+    def _refuse_too_large(self) -> None:
+        """Send the 413 before the body arrives; see L{_refuse_early}."""
+        self._refuse_early(
+            MatrixError(413, Codes.TOO_LARGE, "Request body is larger than allowed")
+        )
+
+    def _refuse_early(self, error: MatrixError) -> None:
+        """
+        Send C{error} before the body arrives; the connection cannot be
         reused (the unread body would follow), so it is closed once the
         response is written.
         """
@@ -132,9 +175,7 @@ class MatrixRequest(server.Request):
         channel.persistent = False
         for name, value in _COMMON_HEADERS:
             self.setHeader(name, value)
-        payload = _error_bytes(
-            self, MatrixError(413, Codes.TOO_LARGE, "Request body is larger than allowed")
-        )
+        payload = _error_bytes(self, error)
         self.setHeader(b"Connection", b"close")
         self.setHeader(b"Content-Length", b"%d" % len(payload))
         self.write(payload)
@@ -147,9 +188,21 @@ class MatrixRequest(server.Request):
         self._received += len(data)
         if self._received > self.channel.site.max_request_size:  # type: ignore[attr-defined]
             self.too_large = True
-            self.content = io.BytesIO()
+            self._drop_content()
             return
         super().handleContentChunk(data)
+        if getattr(self.content, "out_of_space", False):
+            self.body_error = MatrixError(
+                413, Codes.TOO_LARGE, "Not enough free disk space for this upload"
+            )
+            self.too_large = True
+            self._drop_content()
+
+    def _drop_content(self) -> None:
+        """Release what was received (a spooled upload's file is deleted)."""
+        if self.content is not None:
+            self.content.close()
+        self.content = io.BytesIO()
 
     @property
     def client_ip(self) -> str:
@@ -340,10 +393,11 @@ class MatrixResource(Resource):
         if method == "OPTIONS":
             request.setResponseCode(204)
             return b""
-        if request.too_large:
+        if request.too_large or request.body_error is not None:
             return _error_bytes(
                 request,
-                MatrixError(413, Codes.TOO_LARGE, "Request body is larger than allowed"),
+                request.body_error
+                or MatrixError(413, Codes.TOO_LARGE, "Request body is larger than allowed"),
             )
         try:
             handler, args = self.router.resolve(method, request.path.decode("utf-8"))
@@ -365,8 +419,38 @@ class MatrixResource(Resource):
         return NOT_DONE_YET
 
 
+@dataclass
+class FileResponse:
+    """
+    A handler result streamed from a file (media downloads): no JSON, no
+    gzip, C{Content-Length} from C{size}; the file is closed at the end.
+    """
+
+    file: BinaryIO
+    size: int
+    headers: dict[bytes, bytes]
+    code: int = 200
+
+
+def _send_file(result: FileResponse, request: MatrixRequest) -> None:
+    request.setResponseCode(result.code)
+    for name, value in result.headers.items():
+        request.setHeader(name, value)
+    request.setHeader(b"Content-Length", b"%d" % result.size)
+    if request.method == b"HEAD":
+        result.file.close()
+        request.finish()
+        return
+    NoRangeStaticProducer(request, result.file).start()
+
+
 def _respond(result: Any, request: MatrixRequest) -> None:
     if request._disconnected or request.finished:
+        if isinstance(result, FileResponse):
+            result.file.close()
+        return
+    if isinstance(result, FileResponse):
+        _send_file(result, request)
         return
     if isinstance(result, tuple):
         code, body = result

@@ -22,7 +22,8 @@ field changes), C{rc_account_data_*} (account data, room tags, push rules,
 filters, read markers), C{rc_room_aliases_*} (alias creation and deletion),
 C{rc_directory_*} (directory visibility), C{rc_pushers_*} (C{/pushers/set})
 and C{rc_keys_*} (device updates; end-to-end key uploads once they land).
-C{rc_media_*} waits for the media repository (declared not effective yet in config.py).
+C{rc_media_*} limits uploads, C{/media/v1/create} and URL previews per user
+(api/media.py; its limiter is C{hs.media_ratelimit}).
 
 L{check_json_size} caps stored user JSON (account data, tag sets, filters,
 pushers) at C{max_account_data_size} bytes: 413 C{M_TOO_LARGE}

@@ -452,7 +452,9 @@ class BodyTypesTests(RoomsTestCase):
 
     async def test_every_route_listed(self) -> None:
         """Each mounted POST/PUT route has an entry in L{BODIES} (and none is stale)."""
-        mounted = mounted_routes(self.hs.router)
+        # The media repository's uploads take raw bytes, not JSON
+        # (api/media.py; tests/api/test_media.py covers them).
+        mounted = {r for r in mounted_routes(self.hs.router) if " /_matrix/media/" not in r}
         self.assertEqual(sorted(mounted - set(BODIES)), [], "POST/PUT routes missing from BODIES")
         every = mounted_routes(self.hs.router, ("POST", "PUT", "DELETE"))
         self.assertEqual(sorted(set(BODIES) - every), [], "BODIES lists unmounted routes")

@@ -93,6 +93,9 @@ from conduit_tw.handlers.receipts import ReceiptsHandler
 from conduit_tw.handlers.sync import SyncHandler
 from conduit_tw.storage.stores.notifications import NotificationStore
 from conduit_tw.storage.stores.receipts import ReceiptStore
+# -- federation keys (federation/keyring.py, api/keys.py)
+from conduit_tw.federation.keyring import KeyRing
+from conduit_tw.storage.stores.server_keys import ServerKeyStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -213,13 +216,23 @@ class HomeServer:
         self.typing.is_joined = self.sync.is_joined
         self.presence.shares_room = self.sync.shares_room
         self.presence.rooms_of = self.sync.rooms_of
+        # -- federation keys: other servers' keys, fetched through the
+        # federation client once it exists (looked up at each fetch, so none
+        # is needed to construct); our own keys come from self.server_keys.
+        self.server_key_store = ServerKeyStore(db)
+        self.keyring = KeyRing(
+            self.server_key_store, lambda: self.server_keys, self.clock_ms,
+            fetch_json=lambda *a, **k: self.federation_client.fetch_json(*a, **k),
+            trusted_servers=config.trusted_servers,
+            query_trusted_key_servers_first=config.query_trusted_key_servers_first,
+            ignored_keys=getattr(config, "ignored_keys", ()),
+        )
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 
     async def setup(self) -> None:
         """Load (or create) persistent state and mount the API."""
-        signing_key = await self.globals.get_or_create_signing_key()
-        self.server_keys = ServerKeys(self.server_name, signing_key, self.clock_ms)
+        self.server_keys = await ServerKeys.load(self.server_name, self.globals, self.clock_ms)
         await self.event_store.setup()
         # /sync's "now" is the notifier's position (handlers/sync.py): start
         # it at the stored counter so tokens stay valid across restarts.

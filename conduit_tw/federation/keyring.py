@@ -38,6 +38,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
 from nacl.signing import VerifyKey
 from twisted.internet.defer import Deferred, gatherResults
 
+from conduit_tw.config import is_valid_server_name
 from conduit_tw.events.hashes import decode_base64, encode_base64
 from conduit_tw.events.room_versions import RoomVersion
 from conduit_tw.events.signing import (
@@ -294,6 +295,8 @@ class KeyRing:
         own = self._own_keys()
         if server_name == own.server_name:
             return self._own_key(own, key_id)
+        if not is_valid_server_name(server_name) or not _KEY_ID.fullmatch(key_id):
+            raise KeyNotFound(f"no key {key_id!r} of {server_name!r} can exist")
         if self.ignored.ignores_id(server_name, key_id):
             raise KeyNotFound(f"key {key_id} of {server_name} is ignored")
         key = await self._known_key(server_name, key_id, min_valid_until_ts)

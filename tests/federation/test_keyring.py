@@ -387,37 +387,38 @@ class NotaryFetchTests(KeyRingTestCase):
         stored = await asker.store.get_response("origin")
         self.assertEqual(set(stored.response["signatures"]), {"origin"})
 
-    async def test_forged_notary_signature_refused(self) -> None:
-        forger = new_key(self.notary._own_keys().key_id.split(":")[1])
-
+    async def assert_refused_with_origin_down(
+        self, change: Callable[[dict[str, Any]], None], notary_key: SigningKey
+    ) -> None:
+        """
+        The notary holds the origin's keys, the origin is down, and each
+        notary answer is changed by C{change}, then signed with
+        C{notary_key} as the notary's signature: the asker finds no key.
+        """
         def forge(destination: str, answer: Any) -> Any:
-            if "server_keys" in answer:
-                for r in answer["server_keys"]:
-                    r["signatures"].pop("notary")
-                    sign_json(r, forger, "notary")
+            for r in answer.get("server_keys", []):
+                change(r)
+                r["signatures"].pop("notary")
+                sign_json(r, notary_key, "notary")
             return answer
 
-        await self.notary.query({"origin": {}})  # the notary has the origin's keys
+        await self.notary.query({"origin": {}})
         del self.federation.servers["origin"]
         self.federation.tamper = forge
         with self.assertRaises(KeyNotFound):
             await self.asker().get_verify_key("origin", self.origin_key_id())
+
+    async def test_forged_notary_signature_refused(self) -> None:
+        """Signed under the notary's key ID, but by another key."""
+        forger = new_key(self.notary._own_keys().key_id.split(":")[1])
+        await self.assert_refused_with_origin_down(lambda r: None, forger)
 
     async def test_forged_origin_signature_refused(self) -> None:
         """The notary signs, but the origin's own signature is not valid."""
-        def forge(destination: str, answer: Any) -> Any:
-            if "server_keys" in answer:
-                for r in answer["server_keys"]:
-                    r["valid_until_ts"] += 1
-                    r["signatures"].pop("notary")
-                    sign_json(r, self.notary._own_keys().signing_key, "notary")
-            return answer
+        def change(r: dict[str, Any]) -> None:
+            r["valid_until_ts"] += 1
 
-        await self.notary.query({"origin": {}})  # the notary has the origin's keys
-        del self.federation.servers["origin"]
-        self.federation.tamper = forge
-        with self.assertRaises(KeyNotFound):
-            await self.asker().get_verify_key("origin", self.origin_key_id())
+        await self.assert_refused_with_origin_down(change, self.notary._own_keys().signing_key)
 
     async def test_notary_cannot_vouch_for_another_server(self) -> None:
         def swap(destination: str, answer: Any) -> Any:

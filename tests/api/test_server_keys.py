@@ -94,7 +94,9 @@ class NotaryEndpointTests(RoomsTestCase):
         r = await self.request("POST", QUERY, raw_body=b"{nope")
         self.assertMatrixError(r, 400, "M_NOT_JSON")
         for body, code in [
-            ({"server_keys": []}, "M_BAD_JSON"),
+            *[(bad, "M_BAD_JSON") for bad in ([], "x", 3, True)],
+            *[({"server_keys": bad}, "M_BAD_JSON") for bad in ([], "x", 3, 1.5, True)],
+            ({"server_keys": None}, "M_MISSING_PARAM"),
             ({"server_keys": {"test": []}}, "M_BAD_JSON"),
             ({"server_keys": {"test": {"ed25519:a": 5}}}, "M_BAD_JSON"),
             ({"server_keys": {"test": {"ed25519:a": {"minimum_valid_until_ts": "x"}}}}, "M_BAD_JSON"),

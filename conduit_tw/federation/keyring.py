@@ -328,6 +328,11 @@ class KeyRing:
                 raw = decode_base64(record.key)
                 if raw is not None and not self.ignored.ignores(server_name, key_id, raw):
                     keys[key_id] = TimedVerifyKey(VerifyKey(raw), record.valid_until_ts)
+            # A backend that answers later may have let another load or a
+            # record fill the entry meanwhile: keep the fuller one.
+            for key_id, key in (self._cache.get(server_name) or {}).items():
+                if key_id not in keys or keys[key_id].valid_until_ts < key.valid_until_ts:
+                    keys[key_id] = key
             self._cache.set(server_name, keys)
         return keys
 
@@ -535,10 +540,12 @@ class KeyRing:
         if stored is None or stored.response.get("valid_until_ts", 0) <= response["valid_until_ts"]:
             newest = StoredResponse(self.clock_ms(), _only_origin_signature(response, server_name))
         await self.store.store(server_name, merged, newest)
-        for key_id, key in merged.items():
-            raw = decode_base64(key.key)
-            assert raw is not None
-            known[key_id] = TimedVerifyKey(VerifyKey(raw), key.valid_until_ts)
+        cached = self._cache.get(server_name)  # not evicted or replaced meanwhile?
+        if cached is not None:
+            for key_id, key in merged.items():
+                raw = decode_base64(key.key)
+                assert raw is not None
+                cached[key_id] = TimedVerifyKey(VerifyKey(raw), key.valid_until_ts)
 
     # -- the notary side
 

@@ -51,6 +51,7 @@ from conduit_tw.events.signing import (
     verify_event_signatures,
     verify_json,
 )
+from conduit_tw.federation.errors import KeyNotFound
 from conduit_tw.handlers.server_keys import KEY_VALIDITY_MS
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.server_keys import ServerKeyStore, StoredKey, StoredResponse
@@ -75,10 +76,6 @@ QUERY_PATH = "/_matrix/key/v2/query"
 
 #: keys.yaml: the version "must have characters matching [a-zA-Z0-9_]".
 _KEY_ID = re.compile(r"ed25519:[A-Za-z0-9_]{1,128}")
-
-
-class KeyNotFound(SignatureError):
-    """No usable (known, valid long enough, not ignored) key was found."""
 
 
 class FetchJson(Protocol):
@@ -296,17 +293,15 @@ class KeyRing:
         if server_name == own.server_name:
             return self._own_key(own, key_id)
         if not is_valid_server_name(server_name) or not _KEY_ID.fullmatch(key_id):
-            raise KeyNotFound(f"no key {key_id!r} of {server_name!r} can exist")
+            raise KeyNotFound(server_name, key_id, "not a server name and key ID")
         if self.ignored.ignores_id(server_name, key_id):
-            raise KeyNotFound(f"key {key_id} of {server_name} is ignored")
+            raise KeyNotFound(server_name, key_id, "listed in ignored_keys")
         key = await self._known_key(server_name, key_id, min_valid_until_ts)
         if key is None:
             await self._refresh(server_name, key_id, min_valid_until_ts, notaries=True)
             key = await self._known_key(server_name, key_id, min_valid_until_ts)
         if key is None:
-            raise KeyNotFound(
-                f"no key {key_id} of {server_name} valid until {min_valid_until_ts}"
-            )
+            raise KeyNotFound(server_name, key_id, f"none valid until {min_valid_until_ts}")
         return key
 
     def _own_key(self, own: OwnKeys, key_id: str) -> TimedVerifyKey:
@@ -315,7 +310,7 @@ class KeyRing:
         old = own.old_verify_keys.get(key_id)
         raw = decode_base64(old["key"]) if old else None
         if old is None or raw is None:
-            raise KeyNotFound(f"we have no key {key_id}")
+            raise KeyNotFound(own.server_name, key_id, "not one of our keys")
         return TimedVerifyKey(VerifyKey(raw), old["expired_ts"])
 
     async def _known(self, server_name: str) -> dict[str, TimedVerifyKey]:
@@ -378,7 +373,7 @@ class KeyRing:
                 except KeyNotFound:
                     continue
         if not keys:
-            raise KeyNotFound(f"no usable signing key of {server_name} found")
+            raise KeyNotFound(server_name, ", ".join(map(str, by_key)), "none usable")
         return keys
 
     async def verify_event(self, pdu: Mapping[str, Any], room_version: RoomVersion) -> None:
@@ -388,7 +383,7 @@ class KeyRing:
         the keys of every required signer; in room v5+ a key must have been
         valid at the event's C{origin_server_ts}.
 
-        @raise SignatureError: (or L{KeyNotFound}) the event must be dropped.
+        @raise SignatureError: or L{KeyNotFound}: the event must be dropped.
         """
         servers = required_signers(pdu, room_version)
         ts = pdu.get("origin_server_ts")

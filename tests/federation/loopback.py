@@ -62,6 +62,10 @@ class LoopbackFederation:
             raise FederationRequestFailed(response.code, response.body)
         return response.json()
 
+    def close(self) -> Deferred[None]:
+        """Close the idle connections (the HomeServer does on close)."""
+        return self.http.close()
+
 
 @dataclass
 class Running:
@@ -105,7 +109,7 @@ class LoopbackTestCase(unittest.TestCase):
         port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.ports[server_name] = port.getHost().port
         federation = LoopbackFederation(self.ports)
-        hs.federation_client = federation  # type: ignore[attr-defined]
+        hs.federation_client = federation  # type: ignore[assignment]
         running = self.running[server_name] = Running(hs, port, federation, path)
         return running
 
@@ -113,7 +117,6 @@ class LoopbackTestCase(unittest.TestCase):
         """Stop one server (its database stays for a restart)."""
         running = self.running.pop(server_name)
         self.ports.pop(server_name, None)
-        await running.federation.http.close()
         await running.port.stopListening()
         await running.hs.close()
 

@@ -99,6 +99,9 @@ from conduit_tw.handlers.sync import SyncHandler
 from conduit_tw.handlers.sync_rooms import RoomSync
 from conduit_tw.storage.stores.notifications import NotificationStore
 from conduit_tw.storage.stores.receipts import ReceiptStore
+# -- federation keys (federation/keyring.py, api/keys.py)
+from conduit_tw.federation.keyring import KeyRing
+from conduit_tw.storage.stores.server_keys import ServerKeyStore
 # -- federation transport (federation/{client,discovery,auth,xmatrix,acl})
 from conduit_tw.federation.auth import FederationAuth
 from conduit_tw.federation.client import FederationClient
@@ -293,6 +296,17 @@ class HomeServer:
         self.typing.is_joined = self.sync.is_joined
         self.presence.shares_room = self.sync.shares_room
         self.presence.rooms_of = self.sync.rooms_of
+        # -- federation keys: other servers' keys, fetched through the
+        # federation client (looked up at each fetch, so it may be built
+        # after); our own keys come from self.server_keys (made in setup).
+        self.server_key_store = ServerKeyStore(db)
+        self.keyring = KeyRing(
+            self.server_key_store, lambda: self.server_keys, self.clock_ms,
+            fetch_json=lambda *a, **k: self.federation_client.fetch_json(*a, **k),
+            trusted_servers=config.trusted_servers,
+            query_trusted_key_servers_first=config.query_trusted_key_servers_first,
+            ignored_keys=getattr(config, "ignored_keys", ()),
+        )
         # -- federation transport: signed outgoing requests (server discovery,
         # TLS) and X-Matrix checks of incoming ones. The keyring (federation
         # keys block) gives the origins' keys; without one, every signed
@@ -326,8 +340,7 @@ class HomeServer:
 
     async def setup(self) -> None:
         """Load (or create) persistent state and mount the API."""
-        signing_key = await self.globals.get_or_create_signing_key()
-        self.server_keys = ServerKeys(self.server_name, signing_key, self.clock_ms)
+        self.server_keys = await ServerKeys.load(self.server_name, self.globals, self.clock_ms)
         self.events.server_keys = self.server_keys
         await self.event_store.setup()
         # /sync's "now" is the notifier's position (handlers/sync.py): start

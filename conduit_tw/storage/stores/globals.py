@@ -7,10 +7,14 @@ Layout::
     global  b"c"               -> u64: last stream position handed out
     global  b"signing_key"     -> "ed25519 <version> <unpadded base64 seed>"
     global  b"schema_version"  -> u64 (owned by storage.database)
+    global  b"old_verify_key" 0xFF key_id
+                               -> JSON {"key": unpadded base64, "expired_ts": int}
+                                  (our keys replaced by L{GlobalsStore.rotate_signing_key})
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 from typing import Any
@@ -21,12 +25,14 @@ from conduit_tw.events.hashes import decode_base64, encode_base64
 
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.interfaces import IKeyValueDatabase
-from conduit_tw.storage.keys import from_u64, u64
+from conduit_tw.events.canonical_json import encode_canonical_json
+from conduit_tw.storage.keys import SEP, from_u64, join, u64
 
 log = get_logger("conduit_tw.storage.globals")
 
 _COUNTER = b"c"
 _SIGNING_KEY = b"signing_key"
+_OLD_VERIFY_KEY = b"old_verify_key"
 
 
 class GlobalsStore:
@@ -95,21 +101,55 @@ class GlobalsStore:
         """
         raw = await self.tree.get(_SIGNING_KEY)
         if raw is None:
-            version = "a_" + "".join(
-                secrets.choice(string.ascii_letters + string.digits) for _ in range(4)
-            )
-            key = SigningKey.generate()
-            encoded = f"ed25519 {version} {encode_base64(bytes(key))}"
-            await self.tree.insert(_SIGNING_KEY, encoded.encode("ascii"))
-        else:
-            alg, version, seed = raw.decode("ascii").split(" ")
-            if alg != "ed25519":
-                raise ValueError(f"unsupported signing key algorithm {alg!r}")
-            seed_bytes = decode_base64(seed)
-            if seed_bytes is None:
-                raise ValueError("stored signing key is not valid base64")
-            key = SigningKey(seed_bytes)
-        # The attributes signedjson-style helpers read for the key ID.
-        key.alg = "ed25519"  # type: ignore[attr-defined]
-        key.version = version  # type: ignore[attr-defined]
-        return key
+            key = _new_signing_key()
+            await self.tree.insert(_SIGNING_KEY, _encode_signing_key(key))
+            return key
+        alg, version, seed = raw.decode("ascii").split(" ")
+        if alg != "ed25519":
+            raise ValueError(f"unsupported signing key algorithm {alg!r}")
+        seed_bytes = decode_base64(seed)
+        if seed_bytes is None:
+            raise ValueError("stored signing key is not valid base64")
+        return _with_key_id(SigningKey(seed_bytes), version)
+
+    async def rotate_signing_key(self, old: SigningKey, expired_ts: int) -> SigningKey:
+        """
+        Replace the signing key C{old} by a new one with a new key ID, and
+        keep C{old}'s verify key as an old verify key that expired at
+        C{expired_ts} (server-server-api "Publishing Keys":
+        C{old_verify_keys}), in one atomic write.
+
+        @return: the new signing key.
+        """
+        new = _new_signing_key()
+        while new.version == old.version:  # type: ignore[attr-defined]
+            new = _new_signing_key()
+        old_key_id = f"{old.alg}:{old.version}"  # type: ignore[attr-defined]
+        record = {"key": encode_base64(bytes(old.verify_key)), "expired_ts": expired_ts}
+        batch = self.db.batch()
+        batch.put("global", join(_OLD_VERIFY_KEY, old_key_id), encode_canonical_json(record))
+        batch.put("global", _SIGNING_KEY, _encode_signing_key(new))
+        await self.db.write(batch)
+        return new
+
+    async def old_verify_keys(self) -> dict[str, dict[str, Any]]:
+        """Our replaced keys: key ID -> C{{"key": base64, "expired_ts": int}}."""
+        rows = await self.tree.scan_prefix(_OLD_VERIFY_KEY + SEP)
+        return {k.rpartition(SEP)[2].decode("utf-8"): json.loads(v) for k, v in rows}
+
+
+def _with_key_id(key: SigningKey, version: str) -> SigningKey:
+    # The attributes signedjson-style helpers read for the key ID.
+    key.alg = "ed25519"  # type: ignore[attr-defined]
+    key.version = version  # type: ignore[attr-defined]
+    return key
+
+
+def _new_signing_key() -> SigningKey:
+    """A fresh ed25519 key with a random C{a_XXXX} version."""
+    version = "a_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(4))
+    return _with_key_id(SigningKey.generate(), version)
+
+
+def _encode_signing_key(key: SigningKey) -> bytes:
+    return f"ed25519 {key.version} {encode_base64(bytes(key))}".encode("ascii")  # type: ignore[attr-defined]

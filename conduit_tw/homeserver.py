@@ -305,7 +305,7 @@ class HomeServer:
             fetch_json=lambda *a, **k: self.federation_client.fetch_json(*a, **k),
             trusted_servers=config.trusted_servers,
             query_trusted_key_servers_first=config.query_trusted_key_servers_first,
-            ignored_keys=getattr(config, "ignored_keys", ()),
+            ignored_keys=config.ignored_keys,
         )
         # -- federation transport: signed outgoing requests (server discovery,
         # TLS) and X-Matrix checks of incoming ones. The keyring (federation
@@ -328,8 +328,7 @@ class HomeServer:
         self.media = MediaHandler(
             self.server_name, MediaStore(db), media_files, reactor, self.clock_ms,
             max_upload_size=config.max_request_size,
-            # Not a config key yet: the merger adds `freeze_legacy_media`.
-            legacy_for_new_media=not getattr(config, "freeze_legacy_media", True),
+            legacy_for_new_media=not config.freeze_legacy_media,
         )
         self.media_ratelimit = RateLimiter(
             config.rc_media_per_second, config.rc_media_burst_count, self.clock_ms

@@ -41,10 +41,8 @@ MARK = "**Not effective yet:**"
 APPLIED_BY_LOAD_CONFIG = {
     OPEN_REGISTRATION_KEY: "lets allow_registration start without a token",
     "enable_lightning_bolt": "sets the default new_user_displayname_suffix",
+    "media.backend": "load_config refuses every backend but the filesystem one we use",
 }
-#: Implemented by the hardening work on other branches of the same merge
-#: (outgoing HTTP client, rate limits, auth). Once merged they are read and
-#: this set is redundant; delete it then.
 def _names_used_outside_config() -> set[str]:
     """
     Attribute names (C{x.name}) and string literals (for C{getattr}) used by

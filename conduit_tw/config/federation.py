@@ -159,12 +159,10 @@ class FederationKeys:
         ["matrix.org"],
         "Notary servers asked for other servers' signing keys.",
         values.list_of(values.SERVER_NAME, "server names"),
-        not_effective=FEDERATION,
     )
     query_trusted_key_servers_first: bool = key(
         True,
         "Ask `trusted_servers` before the servers themselves (usually faster).",
-        not_effective=FEDERATION,
     )
     max_concurrent_requests: int = key(
         100,
@@ -177,6 +175,11 @@ class FederationKeys:
         "Most missing previous events fetched for one incoming event.",
         values.U16,
         not_effective=FEDERATION,
+    )
+    ignored_keys: list[str] = key(
+        [],
+        "Signing keys never trusted (known compromised): `server_name:key_id`, a key ID on "
+        "any server, or an unpadded base64 ed25519 public key.",
     )
     allow_device_name_federation: bool = key(
         False, "Show device display names to other servers."

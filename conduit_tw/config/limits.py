@@ -74,15 +74,9 @@ class RateLimitKeys:
     )
     rc_keys_burst_count: int = _burst(20, "keys")
     rc_media_per_second: float = _rate(
-        1.0,
-        "Media uploads by a user.",
-        not_effective=MEDIA,
+        1.0, "Media uploads, `/media/v1/create` and URL previews by a user."
     )
-    rc_media_burst_count: int = _burst(
-        20,
-        "media",
-        not_effective=MEDIA,
-    )
+    rc_media_burst_count: int = _burst(20, "media")
     #: Largest stored user JSON (account data, filters, pusher data, room tags) in bytes.
     max_account_data_size: int = key(
         65536,

@@ -160,6 +160,7 @@ class MediaConfig:
         "List of `[[global.media.retention]]` policies, see below.",
         Type("list of tables", _retention),
         doc_default="none (keep everything)",
+        not_effective="media retention policies are not applied yet",
     )
 
 
@@ -170,7 +171,12 @@ class MediaKeys:
     media: MediaConfig = table(
         MediaConfig,
         "Where uploaded and downloaded media files are kept.",
-        not_effective=MEDIA,
+    )
+    freeze_legacy_media: bool = key(
+        True,
+        "Media uploaded while `true` is served only on the authenticated "
+        "`/_matrix/client/v1/media` endpoints; media uploaded while `false` stays reachable "
+        "on the legacy unauthenticated `/_matrix/media/v3` ones too (docs/media.md).",
     )
 
 
@@ -181,28 +187,25 @@ class UrlPreviewKeys:
     url_preview_domain_contains_allowlist: list[str] = key(
         [],
         'Preview URLs whose domain **contains** one of these (`"*"`: all).',
-        not_effective=_PREVIEW,
     )
     url_preview_domain_explicit_allowlist: list[str] = key(
-        [], 'Preview URLs whose domain **is** one of these (`"*"`: all).', not_effective=_PREVIEW
+        [], 'Preview URLs whose domain **is** one of these (`"*"`: all).',
     )
     url_preview_url_contains_allowlist: list[str] = key(
-        [], 'Preview URLs that contain one of these strings (`"*"`: all).', not_effective=_PREVIEW
+        [], 'Preview URLs that contain one of these strings (`"*"`: all).',
     )
     url_preview_domain_explicit_denylist: list[str] = key(
-        [], "Never preview these domains (checked first).", not_effective=_PREVIEW
+        [], "Never preview these domains (checked first).",
     )
     url_preview_max_spider_size: int = key(
         384_000,
         "Most bytes downloaded to make a preview.",
         values.POSITIVE,
-        not_effective=_PREVIEW,
     )
     url_preview_check_root_domain: bool = key(
         False,
         "Match the domain lists against the root domain too (`en.wikipedia.org` matches "
         "`wikipedia.org`).",
-        not_effective=_PREVIEW,
     )
 
 

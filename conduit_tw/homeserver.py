@@ -93,6 +93,10 @@ from conduit_tw.handlers.receipts import ReceiptsHandler
 from conduit_tw.handlers.sync import SyncHandler
 from conduit_tw.storage.stores.notifications import NotificationStore
 from conduit_tw.storage.stores.receipts import ReceiptStore
+# -- key backup (handlers/key_backup.py)
+from conduit_tw.api.client import key_backup as key_backup_api
+from conduit_tw.handlers.key_backup import KeyBackupHandler
+from conduit_tw.storage.stores.key_backup import KeyBackupStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -105,6 +109,7 @@ API_MODULES: list[Any] = [
     room_history_api, room_upgrades_api, reporting_api,
     directory_api,
     sync_api, receipts_api, notifications_api,
+    key_backup_api,
 ]
 
 
@@ -213,6 +218,9 @@ class HomeServer:
         self.typing.is_joined = self.sync.is_joined
         self.presence.shares_room = self.sync.shares_room
         self.presence.rooms_of = self.sync.rooms_of
+        # -- key backup
+        self.key_backup = KeyBackupHandler(KeyBackupStore(db))
+        self.account.on_deactivated.append(self.key_backup.user_deactivated)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

@@ -117,7 +117,7 @@ class KeyBackupHandler:
                 raise invalid_param("The version in the body does not match the path")
             if algorithm != info.algorithm:
                 raise invalid_param("Algorithm does not match")
-            await self.store.set_auth_data(info, user_id, auth_data)
+            await self.store.set_auth_data(user_id, info, auth_data)
 
     async def delete_version(self, user_id: str, version: str) -> None:
         """

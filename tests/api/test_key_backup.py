@@ -4,33 +4,25 @@ key_backup.yaml): versions, keys per backup / room / session, the
 replacement rules, etag and count, refusals and isolation between users,
 and a round trip of session keys encrypted as a client does for
 C{m.megolm_backup.v1.curve25519-aes-sha2} (the server only sees opaque
-JSON; matrix-nio has no key backup API, so the client side is written
-here with the spec's algorithm on the C{cryptography} package).
+JSON; the client side is tests/megolm_backup.py).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
-import os
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, padding
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
+from twisted.internet import reactor
+from twisted.internet.defer import gatherResults
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from conduit_tw.handlers.key_backup import keeps_existing, parse_version
 from tests.api.accounts import AccountsTestCase
+from tests.megolm_backup import ALGORITHM as ALG
+from tests.megolm_backup import BackupKey, backup_upload, megolm_session, restore
 
 V = "/_matrix/client/v3/room_keys/version"
 K = "/_matrix/client/v3/room_keys/keys"
-ALG = "m.megolm_backup.v1.curve25519-aes-sha2"
 ROOM = "!room:test"
 
 
@@ -466,74 +458,72 @@ class ReplacementTests(KeyBackupTestCase):
         self.assertEqual(got["s2"]["session_data"]["ciphertext"], "3-2")
 
 
+class ConcurrencyTests(KeyBackupTestCase):
+    """Changes of one user's backups are serialised: counts and versions stay right."""
+
+    def slow_reads(self) -> None:
+        """Make the store's reads take a reactor turn, as a network backend's would."""
+        store = self.hs.key_backup.store
+        for name in ("get_many", "latest_version", "create_version"):
+            real = getattr(store, name)
+
+            async def slow(*args: Any, _real: Any = real) -> Any:
+                await deferLater(reactor, 0, lambda: None)
+                return await _real(*args)
+
+            self.patch(store, name, slow)
+
+    async def test_concurrent_puts_and_creates(self) -> None:
+        v = await self.new_version()
+        self.slow_reads()
+        puts = [
+            self.request("PUT", f"{K}/{ROOM}/s{i}?version={v}", key(), access_token=self.tok)
+            for i in range(10)
+        ]
+        answers = await gatherResults(puts)
+        self.assertEqual([r.code for r in answers], [200] * 10)
+        self.assertEqual(sorted(r.json["count"] for r in answers), list(range(1, 11)))
+        self.assertEqual(len({r.json["etag"] for r in answers}), 10)
+        creates = [
+            self.request("POST", V, {"algorithm": ALG, "auth_data": {}}, access_token=self.tok)
+            for _ in range(5)
+        ]
+        versions = [r.json["version"] for r in await gatherResults(creates)]
+        self.assertEqual(len(set(versions) | {v}), 6)
+
+
+class LMDBKeyTests(KeyTests):
+    """The same on the LMDB backend."""
+
+    backend = "lmdb"
+
+
+class LMDBReplacementTests(ReplacementTests):
+    """The same on the LMDB backend."""
+
+    backend = "lmdb"
+
+
 class MegolmBackupRoundTrip(KeyBackupTestCase):
     """
     A client's whole backup flow with real C{m.megolm_backup.v1.curve25519-aes-sha2}
-    data ("Backup algorithm: m.megolm_backup.v1.curve25519-aes-sha2"): one
-    device creates the backup and uploads encrypted session keys; a new
-    device finds the backup, downloads the keys and decrypts them with the
-    backup's private key.
+    data: one device creates the backup and uploads encrypted session keys;
+    a new device finds the backup, downloads the keys and decrypts them
+    with the backup's private key.
     """
 
-    @staticmethod
-    def _b64(data: bytes) -> str:
-        return base64.b64encode(data).decode("ascii").rstrip("=")
-
-    @staticmethod
-    def _unb64(text: str) -> bytes:
-        return base64.b64decode(text + "=" * (-len(text) % 4))
-
-    def _derive(self, shared: bytes) -> tuple[bytes, bytes, bytes]:
-        okm = HKDF(algorithm=hashes.SHA256(), length=80, salt=b"\0" * 32, info=b"").derive(shared)
-        return okm[:32], okm[32:64], okm[64:]
-
-    def encrypt(self, backup_public: X25519PublicKey, session: dict[str, Any]) -> dict[str, str]:
-        ephemeral = X25519PrivateKey.generate()
-        aes_key, mac_key, iv = self._derive(ephemeral.exchange(backup_public))
-        padder = padding.PKCS7(128).padder()
-        plain = padder.update(json.dumps(session).encode()) + padder.finalize()
-        enc = Cipher(algorithms.AES(aes_key), modes.CBC(iv)).encryptor()
-        ciphertext = enc.update(plain) + enc.finalize()
-        return {
-            "ephemeral": self._b64(ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)),
-            "ciphertext": self._b64(ciphertext),
-            # Step 5: the MAC of an empty string (libolm's behaviour, kept by the spec).
-            "mac": self._b64(hmac.new(mac_key, b"", hashlib.sha256).digest()[:8]),
-        }
-
-    def decrypt(self, backup_private: X25519PrivateKey, data: dict[str, str]) -> dict[str, Any]:
-        ephemeral = X25519PublicKey.from_public_bytes(self._unb64(data["ephemeral"]))
-        aes_key, mac_key, iv = self._derive(backup_private.exchange(ephemeral))
-        self.assertEqual(self._unb64(data["mac"]), hmac.new(mac_key, b"", hashlib.sha256).digest()[:8])
-        dec = Cipher(algorithms.AES(aes_key), modes.CBC(iv)).decryptor()
-        unpadder = padding.PKCS7(128).unpadder()
-        plain = unpadder.update(dec.update(self._unb64(data["ciphertext"])) + dec.finalize())
-        return json.loads(plain + unpadder.finalize())
-
     async def test_round_trip(self) -> None:
-        backup_key = X25519PrivateKey.generate()
-        public = backup_key.public_key()
-        public_b64 = self._b64(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
-        auth_data = {"public_key": public_b64, "signatures": {"@alice:test": {"ed25519:DEV1": "sig"}}}
+        backup_key = BackupKey()
+        auth_data = {
+            "public_key": backup_key.public_b64,
+            "signatures": {"@alice:test": {"ed25519:DEV1": "sig"}},
+        }
         version = await self.new_version(auth_data)
-
-        # BackedUpSessionData for three megolm sessions in two rooms.
-        sessions = {}
-        for room, session_id in (("!a:test", "SESSA1"), ("!a:test", "SESSA2"), ("!b:test", "SESSB1")):
-            sessions[(room, session_id)] = {
-                "algorithm": "m.megolm.v1.aes-sha2",
-                "sender_key": self._b64(os.urandom(32)),
-                "session_key": self._b64(os.urandom(229)),
-                "sender_claimed_keys": {"ed25519": self._b64(os.urandom(32))},
-                "forwarding_curve25519_key_chain": [],
-            }
-        upload: dict[str, Any] = {"rooms": {}}
-        for (room, session_id), plain in sessions.items():
-            upload["rooms"].setdefault(room, {"sessions": {}})["sessions"][session_id] = {
-                "first_message_index": 0, "forwarded_count": 0, "is_verified": True,
-                "session_data": self.encrypt(public, plain),
-            }
-        r = await self.put("", upload, version)
+        sessions = {
+            (room, session_id): megolm_session()
+            for room, session_id in (("!a:test", "SESSA1"), ("!a:test", "SESSA2"), ("!b:test", "SESSB1"))
+        }
+        r = await self.put("", backup_upload(backup_key.public_b64, sessions), version)
         self.assertEqual((r.code, r.json["count"]), (200, 3))
 
         # A new device of Alice's: discovers the backup, trusts its key, restores.
@@ -541,18 +531,12 @@ class MegolmBackupRoundTrip(KeyBackupTestCase):
         info = (await self.request("GET", V, access_token=second)).json
         self.assertEqual(
             (info["version"], info["algorithm"], info["auth_data"]["public_key"], info["count"]),
-            (version, ALG, public_b64, 3),
+            (version, ALG, backup_key.public_b64, 3),
         )
         got = (await self.get("", info["version"], tok=second)).json
-        restored = {
-            (room, session_id): self.decrypt(backup_key, data["session_data"])
-            for room, room_data in got["rooms"].items()
-            for session_id, data in room_data["sessions"].items()
-        }
-        self.assertEqual(restored, sessions)
+        self.assertEqual(restore(backup_key, got), sessions)
         one = (await self.get("/!b:test/SESSB1", version, tok=second)).json
-        self.assertEqual(self.decrypt(backup_key, one["session_data"]), sessions[("!b:test", "SESSB1")])
-
+        self.assertEqual(backup_key.decrypt(one["session_data"]), sessions[("!b:test", "SESSB1")])
 
 
 class ParseVersionTests(unittest.SynchronousTestCase):

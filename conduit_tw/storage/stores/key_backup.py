@@ -134,7 +134,7 @@ class KeyBackupStore:
         await self.versions.insert(join(user_id, u64(version)), info._record())
         return version
 
-    async def set_auth_data(self, info: BackupVersion, user_id: str, auth_data: dict[str, Any]) -> None:
+    async def set_auth_data(self, user_id: str, info: BackupVersion, auth_data: dict[str, Any]) -> None:
         """Replace the C{auth_data} of a live version."""
         info.auth_data = auth_data
         await self.versions.insert(join(user_id, u64(info.version)), info._record())

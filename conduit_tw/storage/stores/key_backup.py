@@ -32,24 +32,16 @@ record are read-modify-write.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
-from conduit_tw.storage.keys import SEP, from_u64, join, u64
+from conduit_tw.storage.keys import SEP, digest_part, from_u64, join, u64
+from conduit_tw.storage.values import compact_json
 
 VERSIONS = "userbackupversion_info"
 SESSIONS = "userbackupsession_key"
-
-
-def _h(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 @dataclass
@@ -63,7 +55,7 @@ class BackupVersion:
     etag: int
 
     def _record(self) -> bytes:
-        return _dumps(
+        return compact_json(
             {"algorithm": self.algorithm, "auth_data": self.auth_data,
              "count": self.count, "etag": self.etag}
         )
@@ -142,7 +134,7 @@ class KeyBackupStore:
     async def delete_version(self, user_id: str, version: int) -> None:
         """Tombstone the version and remove every key stored in it, in one batch."""
         batch = self.db.batch()
-        batch.put(VERSIONS, join(user_id, u64(version)), _dumps({"deleted": True}))
+        batch.put(VERSIONS, join(user_id, u64(version)), compact_json({"deleted": True}))
         for key, _ in await self.sessions.scan_prefix(join(user_id, u64(version)) + SEP):
             batch.delete(SESSIONS, key)
         await self.db.write(batch)
@@ -164,12 +156,12 @@ class KeyBackupStore:
     def _prefix(user_id: str, version: int, room_id: str | None = None) -> bytes:
         parts: list[bytes | str] = [user_id, u64(version)]
         if room_id is not None:
-            parts.append(_h(room_id))
+            parts.append(digest_part(room_id))
         return join(*parts) + SEP
 
     @staticmethod
     def _key(user_id: str, version: int, room_id: str, session_id: str) -> bytes:
-        return join(user_id, u64(version), _h(room_id), _h(session_id))
+        return join(user_id, u64(version), digest_part(room_id), digest_part(session_id))
 
     async def get_sessions(
         self, user_id: str, version: int, room_id: str | None = None
@@ -203,7 +195,7 @@ class KeyBackupStore:
         batch = self.db.batch()
         for s in sessions:
             value = dict(s.data, room_id=s.room_id, session_id=s.session_id)
-            batch.put(SESSIONS, self._key(user_id, info.version, s.room_id, s.session_id), _dumps(value))
+            batch.put(SESSIONS, self._key(user_id, info.version, s.room_id, s.session_id), compact_json(value))
         if not len(batch):
             return
         info.count += added

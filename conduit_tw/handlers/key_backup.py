@@ -27,6 +27,7 @@ from conduit_tw.util.linearizer import Linearizer
 #: The largest version number (versions are u64 keys).
 _MAX_VERSION = 2**64 - 1
 
+
 def keeps_existing(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """
     Whether the stored key C{old} stays when C{new} is uploaded for the same
@@ -80,7 +81,12 @@ class KeyBackupHandler:
     async def create_version(
         self, user_id: str, algorithm: str, auth_data: dict[str, Any]
     ) -> dict[str, Any]:
-        """C{POST /room_keys/version}: a new (current) version, numbered after every earlier one."""
+        """
+        C{POST /room_keys/version}: a new (current) version, numbered after
+        every earlier one. The algorithm is stored as given, like
+        C{auth_data}: the server never uses it, and refusing names outside
+        the spec's list would lock out clients trying newer algorithms.
+        """
         async with self._per_user.queue(user_id):
             version = await self.store.create_version(user_id, algorithm, auth_data)
         return {"version": str(version)}

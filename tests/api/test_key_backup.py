@@ -17,7 +17,7 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from conduit_tw.handlers.key_backup import keeps_existing, parse_version
-from tests.api.accounts import AccountsTestCase
+from tests.api.accounts import OPEN, AccountsTestCase
 from tests.megolm_backup import ALGORITHM as ALG
 from tests.megolm_backup import BackupKey, backup_upload, megolm_session, restore
 
@@ -349,14 +349,6 @@ class KeyTests(KeyBackupTestCase):
         r = await self.request("GET", V, access_token=self.tok)
         self.assertEqual((r.json["auth_data"], r.json["count"]), ({"public_key": "alice"}, 1))
 
-    async def test_guests_refused(self) -> None:
-        """Key backup is not among the endpoints guests may use (module "Guest Access")."""
-        self.hs.config.allow_guest_registration = True
-        r = await self.request("POST", "/_matrix/client/v3/register?kind=guest", {})
-        self.assertEqual(r.code, 200, r.body)
-        r = await self.request("POST", V, {"algorithm": ALG, "auth_data": {}}, access_token=r.json["access_token"])
-        self.assertMatrixError(r, 403, "M_GUEST_ACCESS_FORBIDDEN")
-
     async def test_deactivation_deletes_backups(self) -> None:
         v = await self.new_version()
         await self.put(f"/{ROOM}/s1", key(), v)
@@ -369,6 +361,19 @@ class KeyTests(KeyBackupTestCase):
         self.assertIsNone(await store.latest_version("@alice:test"))
         self.assertFalse(await store.was_deleted("@alice:test", int(v)))
         self.assertEqual(await store.get_sessions("@alice:test", int(v)), [])
+
+
+class GuestTests(KeyBackupTestCase):
+    """Guests have no key backup."""
+
+    config_overrides = {**OPEN, "allow_guest_registration": True}
+
+    async def test_guests_refused(self) -> None:
+        """Key backup is not among the endpoints guests may use (module "Guest Access")."""
+        r = await self.request("POST", "/_matrix/client/v3/register?kind=guest", {})
+        self.assertEqual(r.code, 200, r.body)
+        r = await self.request("POST", V, {"algorithm": ALG, "auth_data": {}}, access_token=r.json["access_token"])
+        self.assertMatrixError(r, 403, "M_GUEST_ACCESS_FORBIDDEN")
 
 
 class ReplacementTests(KeyBackupTestCase):

@@ -93,6 +93,16 @@ from conduit_tw.handlers.receipts import ReceiptsHandler
 from conduit_tw.handlers.sync import SyncHandler
 from conduit_tw.storage.stores.notifications import NotificationStore
 from conduit_tw.storage.stores.receipts import ReceiptStore
+# -- end-to-end encryption (handlers/{e2e_keys,to_device,device_lists,sync_e2ee})
+from conduit_tw.api.client import e2e_keys as e2e_keys_api
+from conduit_tw.api.client import to_device as to_device_api
+from conduit_tw.handlers.device_lists import DeviceListTracker
+from conduit_tw.handlers.e2e_keys import E2EKeysHandler
+from conduit_tw.handlers.sync_e2ee import SyncE2EE
+from conduit_tw.handlers.to_device import ToDeviceHandler
+from conduit_tw.storage.stores.device_lists import DeviceListStore
+from conduit_tw.storage.stores.e2e_keys import E2EKeyStore
+from conduit_tw.storage.stores.to_device import ToDeviceStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -105,6 +115,7 @@ API_MODULES: list[Any] = [
     room_history_api, room_upgrades_api, reporting_api,
     directory_api,
     sync_api, receipts_api, notifications_api,
+    e2e_keys_api, to_device_api,
 ]
 
 
@@ -213,6 +224,23 @@ class HomeServer:
         self.typing.is_joined = self.sync.is_joined
         self.presence.shares_room = self.sync.shares_room
         self.presence.rooms_of = self.sync.rooms_of
+        # -- end-to-end encryption
+        is_local = self.membership.is_local
+        self.device_lists = DeviceListTracker(
+            DeviceListStore(db), self.globals, self.notifier, self.sync.joined_rooms,
+            self.event_store.members, self.event_store.membership, is_local,
+        )
+        self.event_store.persist_hooks.append(self.device_lists.event_persisted)
+        self.e2e_keys = E2EKeysHandler(
+            E2EKeyStore(db), self.device_store, self.globals, self.device_lists, self.uia, is_local
+        )
+        to_device_store = ToDeviceStore(db)
+        self.to_device = ToDeviceHandler(
+            to_device_store, self.device_store, self.globals, self.notifier, is_local
+        )
+        self.devices.on_devices_deleted.append(self.e2e_keys.devices_deleted)
+        self.devices.on_devices_deleted.append(self.to_device.devices_deleted)
+        self.sync.e2ee = SyncE2EE(self.e2e_keys, to_device_store, self.device_lists)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

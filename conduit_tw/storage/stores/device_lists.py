@@ -39,15 +39,15 @@ class DeviceListStore:
 
     def __init__(self, db: IKeyValueDatabase) -> None:
         self.db = db
-        self.key_changes = db.open_tree(KEY_CHANGES)
-        self.user_key_change = db.open_tree(USER_KEY_CHANGE)
-        self.viewer_changes = db.open_tree(VIEWER_CHANGES)
+        self.key_tree = db.open_tree(KEY_CHANGES)
+        self.user_tree = db.open_tree(USER_KEY_CHANGE)
+        self.viewer_tree = db.open_tree(VIEWER_CHANGES)
 
     async def put_key_change(self, user_id: str, position: int) -> None:
         """Record that C{user_id}'s devices or keys changed at C{position}."""
         uid = user_id.encode("utf-8")
         batch = self.db.batch()
-        old = await self.user_key_change.get(uid)
+        old = await self.user_tree.get(uid)
         if old is not None:
             batch.delete(KEY_CHANGES, old + uid)
         batch.put(KEY_CHANGES, u64(position) + uid, b"")
@@ -56,7 +56,7 @@ class DeviceListStore:
 
     async def key_changes(self, since: int, to: int) -> list[str]:
         """Users with a key change in C{(since, to]}."""
-        rows = await self.key_changes.iter_range(u64(since + 1), u64(to + 1))
+        rows = await self.key_tree.iter_range(u64(since + 1), u64(to + 1))
         return [k[8:].decode("utf-8") for k, _ in rows]
 
     def put_viewer_changes(
@@ -76,7 +76,7 @@ class DeviceListStore:
     async def viewer_changes(self, viewer: str, since: int, to: int) -> list[tuple[int, bytes, str]]:
         """The viewer's C{(position, kind, other)} entries in C{(since, to]}, oldest first."""
         prefix = viewer.encode("utf-8") + SEP
-        rows = await self.viewer_changes.iter_range(prefix + u64(since + 1), prefix + u64(to + 1))
+        rows = await self.viewer_tree.iter_range(prefix + u64(since + 1), prefix + u64(to + 1))
         n = len(prefix)
         return [
             (from_u64(k[n:n + 8]), k[n + 8:n + 9], k[n + 9:].decode("utf-8")) for k, _ in rows

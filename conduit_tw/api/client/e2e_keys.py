@@ -40,23 +40,21 @@ def register(router: Router, hs: "HomeServer") -> None:
             body_field(body, "fallback_keys", "object", default={}),
         )
 
-    async def query(request: MatrixRequest):
+    async def _user_map_request(request: MatrixRequest, field: str, handler):
+        # /keys/query and /keys/claim: a map of users plus a timeout (ms).
         requester = await hs.auth.get_requester(request, allow_guest=True)
         body = request.json_object()
-        return await keys.query(
+        return await handler(
             requester,
-            body_field(body, "device_keys", "object", required=True),
+            body_field(body, field, "object", required=True),
             body_field(body, "timeout", "integer", default=10_000),
         )
 
+    async def query(request: MatrixRequest):
+        return await _user_map_request(request, "device_keys", keys.query)
+
     async def claim(request: MatrixRequest):
-        requester = await hs.auth.get_requester(request, allow_guest=True)
-        body = request.json_object()
-        return await keys.claim(
-            requester,
-            body_field(body, "one_time_keys", "object", required=True),
-            body_field(body, "timeout", "integer", default=10_000),
-        )
+        return await _user_map_request(request, "one_time_keys", keys.claim)
 
     async def changes(request: MatrixRequest):
         requester = await hs.auth.get_requester(request, allow_guest=True)

@@ -240,6 +240,8 @@ class HomeServer:
         )
         self.devices.on_devices_deleted.append(self.e2e_keys.devices_deleted)
         self.devices.on_devices_deleted.append(self.to_device.devices_deleted)
+        self.account.on_deactivated.append(self.e2e_keys.user_deactivated)
+        self.devices.device_id_reserved.append(self.e2e_keys.is_cross_signing_key)
         self.sync.e2ee = SyncE2EE(self.e2e_keys, to_device_store, self.device_lists)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)

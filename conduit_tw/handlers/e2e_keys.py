@@ -520,3 +520,21 @@ class E2EKeysHandler:
                 had_keys = await self.store.delete_device(user_id, device_id) or had_keys
         if had_keys:
             await self.device_lists.key_changed(user_id)
+
+    async def user_deactivated(self, user_id: str, erase: bool = False) -> None:
+        """
+        C{AccountHandler.on_deactivated}: a deactivated user has no identity
+        left to verify (their devices and device keys are already gone).
+        """
+        async with self._lock.queue(user_id):
+            removed = await self.store.delete_cross_signing_keys(user_id)
+        if removed:
+            await self.device_lists.key_changed(user_id)
+
+    async def is_cross_signing_key(self, user_id: str, device_id: str) -> bool:
+        """
+        C{DeviceHandler.device_id_reserved}: device IDs must not collide
+        with the user's cross-signing public keys ("Cross-signing").
+        """
+        keys = await self.store.cross_signing_keys(user_id)
+        return any(device_id in key["keys"].values() for key in keys.values())

@@ -175,3 +175,22 @@ class CrossSigningTests(E2EETestCase):
         self.assertMatrixError(r, 400, "M_INVALID_PARAM")
         got = await self.upload_signatures(alice, {alice.user_id: {"K": {"no": "signatures"}}})
         self.assertEqual(got["failures"][alice.user_id]["K"]["errcode"], "M_INVALID_PARAM")
+
+    async def test_deactivation_drops_cross_signing_keys(self) -> None:
+        alice = await self.device("alice")
+        bob = await self.device("bob")
+        await self.upload_signing(alice, CrossSigningKeys(alice.user_id).body())
+        r = await self.request(
+            "POST", V3 + "/account/deactivate", {"auth": self.password_auth("alice")},
+            access_token=alice.token,
+        )
+        self.assertEqual(r.code, 200, r.body)
+        got = await self.query(bob, {alice.user_id: []})
+        self.assertEqual((got["device_keys"][alice.user_id], got["master_keys"]), ({}, {}))
+
+    async def test_device_id_cannot_be_a_cross_signing_key(self) -> None:
+        alice = await self.device("alice")
+        keys = CrossSigningKeys(alice.user_id)
+        await self.upload_signing(alice, keys.body())
+        r = await self.login("alice", device_id=keys.master_public)
+        self.assertMatrixError(r, 400, "M_INVALID_PARAM")

@@ -190,6 +190,20 @@ class E2EKeyStore:
             batch.put(CROSS_SIGNING_KEYS, join(user_id, usage), _dumps(key))
         await self.db.write(batch)
 
+    async def delete_cross_signing_keys(self, user_id: str) -> bool:
+        """Remove the user's cross-signing keys and every signature of them, in one batch."""
+        keys = await self.cross_signing_keys(user_id)
+        if not keys:
+            return False
+        batch = self.db.batch()
+        for usage, key in keys.items():
+            batch.delete(CROSS_SIGNING_KEYS, join(user_id, usage))
+            for public in key["keys"].values():
+                for k, _ in await self.signatures.scan_prefix(join(user_id, public) + SEP):
+                    batch.delete(KEY_SIGNATURES, k)
+        await self.db.write(batch)
+        return True
+
     # -- signatures
 
     async def signatures_of(self, target_user: str, target_key: str) -> dict[str, dict[str, str]]:

@@ -1,7 +1,8 @@
 """
 docs/configuration.md, L{conduit_tw.config.NOT_EFFECTIVE_YET} and the code
-agree: every documented key is read by the server or declared (and marked)
-as not effective yet, and setting such a key logs exactly its notice.
+agree: the doc's key tables are what the declarations generate, every
+documented key is read by the server or declared (and marked) as not effective
+yet, and setting such a key logs exactly its notice.
 """
 
 from __future__ import annotations
@@ -18,18 +19,21 @@ from twisted.trial import unittest
 
 from conduit_tw.config import (
     KNOWN_KEYS,
+    NO_EFFECT_KEYS,
     NOT_EFFECTIVE_YET,
     OPEN_REGISTRATION_KEY,
     Config,
     load_config,
 )
+from conduit_tw.config import doc as config_doc
+from conduit_tw.config.declare import SECTIONS, declared
 from conduit_tw.service import make_service
 from tests.integration.process import free_port
 from tests.server import make_config
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "conduit_tw"
-CONFIG_PY = PACKAGE / "config.py"
+CONFIG_PACKAGE = PACKAGE / "config"
 DOC = REPO / "docs" / "configuration.md"
 MARK = "**Not effective yet:**"
 
@@ -44,11 +48,11 @@ APPLIED_BY_LOAD_CONFIG = {
 def _names_used_outside_config() -> set[str]:
     """
     Attribute names (C{x.name}) and string literals (for C{getattr}) used by
-    the server's code outside config.py, plus the Config fields read by
-    Config's own methods when those methods are used.
+    the server's code outside the config package, plus the Config fields read
+    by Config's own methods (defined on its sections) when those methods are used.
     """
     names: set[str] = set()
-    files = [p for p in PACKAGE.rglob("*.py") if p != CONFIG_PY]
+    files = [p for p in PACKAGE.rglob("*.py") if CONFIG_PACKAGE not in p.parents]
     files += list((REPO / "twisted" / "plugins").glob("*.py"))
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -56,11 +60,15 @@ def _names_used_outside_config() -> set[str]:
                 names.add(node.attr)
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 names.add(node.value)
-    tree = ast.parse(CONFIG_PY.read_text(encoding="utf-8"))
-    config_class = next(
-        n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Config"
-    )
-    for method in config_class.body:
+    section_names = {cls.__name__ for cls in SECTIONS.values()}
+    methods = [
+        method
+        for path in CONFIG_PACKAGE.glob("*.py")
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.ClassDef) and node.name in section_names
+        for method in node.body
+    ]
+    for method in methods:
         if isinstance(method, ast.FunctionDef) and method.name in names:
             for node in ast.walk(method):
                 if (
@@ -163,6 +171,38 @@ class DocumentedKeysTests(unittest.SynchronousTestCase):
         self.assertEqual(missing, [])
 
 
+class GeneratedTablesTests(unittest.SynchronousTestCase):
+    """The key tables of docs/configuration.md are generated from the declarations."""
+
+    def test_doc_is_current(self) -> None:
+        """Fails when a declaration changed and C{python -m conduit_tw.config.doc} was not run."""
+        text = DOC.read_text(encoding="utf-8")
+        self.assertEqual(config_doc.render(text), text)
+        self.assertEqual(config_doc.main(["--check"]), 0)
+
+    def test_every_section_has_its_marker(self) -> None:
+        """Each section of top-level keys or of a top-level table is in the doc."""
+        text = DOC.read_text(encoding="utf-8")
+        shown = set(re.findall(r"<!-- keys: (\S+) -->", text))
+        wanted = {
+            name
+            for name, cls in SECTIONS.items()
+            if any(not k.is_table for k in declared(cls)) or name in ("tls", "well_known", "media")
+        }
+        wanted.discard("media.directory_structure")
+        self.assertEqual(wanted - shown, set())
+        self.assertIn("no-effect", shown)
+
+    def test_no_effect_keys_listed(self) -> None:
+        rows = config_doc.render_section("no-effect")
+        for key in NO_EFFECT_KEYS:
+            self.assertIn(f"`{key}`", rows)
+        self.assertIn("`rocksdb_*`", rows)
+
+    def test_unknown_marker_refused(self) -> None:
+        self.assertRaises(KeyError, config_doc.render, "<!-- keys: nope -->\n<!-- /keys -->")
+
+
 class LoadTimeEffectTests(unittest.SynchronousTestCase):
     """The keys of APPLIED_BY_LOAD_CONFIG really do what the walk assumes."""
 
@@ -173,6 +213,11 @@ class LoadTimeEffectTests(unittest.SynchronousTestCase):
     def test_lightning_bolt(self) -> None:
         c = load_config(None, {}, {"enable_lightning_bolt": True})
         self.assertEqual(c.new_user_displayname_suffix, "\u26a1\ufe0f")
+
+
+#: A boolean key declared not effective, far from being implemented (banning rooms),
+#: so that making federation keys effective leaves these tests alone.
+SAMPLE = "auto_deactivate_banned_room_attempts"
 
 
 def _notice(key: str) -> str:
@@ -193,8 +238,8 @@ class NoticeTests(unittest.SynchronousTestCase):
         self.assertEqual(load_config(None, {}).notices, [])
 
     def test_one_key_one_notice(self) -> None:
-        c = self._load("[global]\nallow_federation = false\n")
-        self.assertEqual(c.notices, [_notice("allow_federation")])
+        c = self._load(f"[global]\n{SAMPLE} = true\n")
+        self.assertEqual(c.notices, [_notice(SAMPLE)])
 
     def test_from_environment(self) -> None:
         c = load_config(None, {"CONDUIT_JWT_SECRET": "s3cret"})
@@ -202,7 +247,7 @@ class NoticeTests(unittest.SynchronousTestCase):
 
     def test_tables(self) -> None:
         c = self._load('[global.media]\npath = "/srv/media"\n')
-        self.assertEqual(c.notices, [_notice("media")])
+        self.assertEqual(c.notices, [_notice(k) for k in ("media",) if k in NOT_EFFECTIVE_YET])
         c = self._load('[global.tls]\ncerts = "c.pem"\nkey = "k.pem"\ndual_protocol = true\n')
         self.assertEqual(c.notices, [_notice("tls.dual_protocol")])
         c = self._load('[global]\nproxy = "socks5h://localhost:9050"\n')
@@ -234,10 +279,10 @@ class StartupLogTests(unittest.TestCase):
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         path = os.path.abspath(self.mktemp())
-        config = make_config(database_path=path, port=free_port(), allow_federation=False)
+        config = make_config(database_path=path, port=free_port(), **{SAMPLE: True})
         service = make_service(config, reactor)
         service.startService()
         self.addCleanup(service.stopService)
         await service.ready
         warnings = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
-        self.assertIn(_notice("allow_federation"), warnings)
+        self.assertIn(_notice(SAMPLE), warnings)

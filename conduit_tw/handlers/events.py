@@ -54,8 +54,9 @@ from conduit_tw.util.linearizer import Linearizer
 log = get_logger("conduit_tw.handlers.events")
 
 if TYPE_CHECKING:
-    from conduit_tw.homeserver import HomeServer
+    from conduit_tw.handlers.server_keys import ServerKeys
     from conduit_tw.storage.events import EventStore
+    from conduit_tw.storage.stores.users import UserStore
 
 #: Why m.room.encryption events are refused (403 M_FORBIDDEN) by
 #: L{EventHandler.build} when C{allow_encryption} is false.
@@ -89,11 +90,17 @@ class NewEvent(Event):
 class EventHandler:
     """Builds, authorises and persists local events; see the module docstring."""
 
-    def __init__(self, hs: "HomeServer", store: "EventStore") -> None:
-        self.hs = hs
+    def __init__(
+        self, server_name: str, store: "EventStore", users: "UserStore",
+        clock_ms: Callable[[], int],
+    ) -> None:
         self.store = store
-        self.server_name = hs.server_name
-        self.clock_ms: Callable[[], int] = hs.clock_ms
+        self.users = users
+        self.server_name = server_name
+        self.clock_ms = clock_ms
+        #: This server's signing key; assigned by C{HomeServer.setup} once
+        #: the key is loaded (events are only built after that).
+        self.server_keys: "ServerKeys"
         #: Per-room serialisation of read-modify-write on the room.
         self.linearizer = Linearizer("rooms")
         #: Local policy checks run by L{send} on each event once it is built
@@ -102,6 +109,9 @@ class EventHandler:
         #: L{MatrixError} to refuse it (e.g. the directory's check of
         #: m.room.canonical_alias). Room creation does not run them.
         self.validators: list[Callable[[RoomInfo, Event], Any]] = []
+        #: C{allow_encryption}: False refuses m.room.encryption events
+        #: (assigned by the HomeServer; see L{build}).
+        self.allow_encryption = True
         #: Events sent with a transaction ID that are applied but not yet
         #: durable (a retry waits for them before answering).
         self._unsettled: dict[str, Durability] = {}
@@ -110,7 +120,7 @@ class EventHandler:
     # Building
 
     def _sign(self, pdu: dict[str, Any], version: RoomVersion) -> NewEvent:
-        keys = self.hs.server_keys
+        keys = self.server_keys
         # One redaction and one encoding for both the signature and the ID.
         digest = hash_and_sign_event(pdu, version, keys.signing_key, self.server_name)
         if version.event_id_format is EventIdFormat.SERVER_MADE:
@@ -193,7 +203,7 @@ class EventHandler:
             C{allow_encryption} is false,
             413 M_TOO_LARGE, 400 M_BAD_JSON.
         """
-        if event_type == "m.room.encryption" and not self.hs.config.allow_encryption:
+        if event_type == "m.room.encryption" and not self.allow_encryption:
             # As Conduit: no new encrypted rooms, no changes of the
             # encryption of existing ones; their encrypted events still
             # flow (docs/configuration.md allow_encryption).
@@ -255,6 +265,20 @@ class EventHandler:
         if room is None or not (await self.store.head(room)).statehash:
             raise not_found("Unknown room " + room_id)
         return room
+
+    async def set_state(
+        self, room_id: str, sender: str, event_type: str, state_key: str, content: dict[str, Any]
+    ) -> StoredEvent:
+        """
+        C{PUT /rooms/{roomId}/state/...}: send a state event, unless it
+        would repeat the sender's current one with the same content (then
+        that one is answered, as Synapse does, so clients that re-send
+        state do not fill the timeline).
+        """
+        current = await self.store.current_state_event(room_id, event_type, state_key)
+        if current is not None and current.sender == sender and current.content == content:
+            return current
+        return await self.send(room_id, sender, event_type, content, state_key)
 
     async def send(
         self,
@@ -327,7 +351,7 @@ class EventHandler:
         """
         if content.get("guest_access") == "can_join":
             return
-        users = self.hs.users
+        users = self.users
         for member in await self.store.members(room_id, "join"):
             if member.partition(":")[2] != self.server_name:
                 continue

@@ -86,7 +86,7 @@ class ExistingEncryptedRoomTests(RoomsTestCase):
     async def test_existing_room_keeps_working(self) -> None:
         _, alice = await self.user("alice")
         room = await self.create_room(alice, initial_state=INITIAL_STATE)
-        self.patch(self.hs.config, "allow_encryption", False)
+        self.patch(self.hs.events, "allow_encryption", False)
         await self.send_ok(alice, room, ENCRYPTED, event_type="m.room.encrypted")
         r = await self.put_state(alice, room, "m.room.name", {"name": "still fine"})
         self.assertEqual(r.code, 200, r.body)

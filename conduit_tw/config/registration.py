@@ -1,0 +1,125 @@
+"""Keys of accounts: registration, guests, new users, login."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conduit_tw.config import values
+from conduit_tw.config.declare import key, section
+from conduit_tw.config.values import ConfigError
+
+OPEN_REGISTRATION_KEY = "yes_i_am_very_very_sure_i_want_an_open_registration_server_prone_to_abuse"
+
+
+@section("registration")
+class RegistrationKeys:
+    """Registration and accounts."""
+
+    allow_registration: bool = key(False, "Let new users register.")
+    registration_token: str | None = key(
+        None, "Token new users must give to register. An empty string counts as unset."
+    )
+    registration_token_file: str | None = key(
+        None,
+        "File holding the registration token (read by the registration handler), an "
+        "alternative to `registration_token`.",
+    )
+    yes_i_am_very_very_sure_i_want_an_open_registration_server_prone_to_abuse: bool = key(
+        False, "Allow registration **without** a token."
+    )
+    allow_guest_registration: bool = key(
+        False, "Allow guest accounts (Element tries to register them automatically)."
+    )
+    #: Accept the deprecated C{access_token} query parameter (the header wins).
+    allow_access_token_query_parameter: bool = key(
+        True,
+        "Accept the access token in the deprecated `access_token` query parameter as well as "
+        "the `Authorization` header (the header wins when both are given). The query token "
+        "is never logged.",
+    )
+    log_guest_registrations: bool = key(False, "Announce guest registrations in the admin room.")
+    allow_guests_auto_join_rooms: bool = key(
+        False,
+        "Join guests to `auto_join_rooms` too (only rooms whose guest access is `can_join`).",
+    )
+    auto_join_rooms: list[str] = key(
+        [],
+        "Room IDs (`!...`) or local aliases (`#...`) new users are joined to right after "
+        "they register, as if they had joined themselves (join rules apply). A room that "
+        "does not exist here or cannot be joined is skipped with a warning in the log; "
+        "registration still succeeds.",
+        values.list_of(values.ROOM_REF, "room IDs", "list of room IDs or aliases"),
+    )
+    forbidden_usernames: list[str] = key(
+        [],
+        "Regular expressions (as in conduwuit); a username in which any of them is found "
+        "cannot be registered (`M_INVALID_USERNAME`). A plain word such as `admin` forbids "
+        "every username containing it; `^admin$` forbids exactly `admin`.",
+    )
+    new_user_displayname_suffix: str = key(
+        "", "Text appended (after a space) to the display name of new users."
+    )
+    enable_lightning_bolt: bool | None = key(
+        None,
+        "Conduit's older option: `true` makes the suffix `⚡️` when "
+        "`new_user_displayname_suffix` is not set.",
+    )
+    emergency_password: str | None = key(
+        None,
+        "Password for the server's own admin user, to regain access to the admin room. "
+        "Unset it again afterwards.",
+        not_effective="there is no server admin user or admin room yet",
+    )
+    jwt_secret: str | None = key(
+        None,
+        "Secret for the JWT login type (`org.matrix.login.jwt`).",
+        not_effective="JWT login (org.matrix.login.jwt) is not implemented yet",
+    )
+    openid_token_ttl: int = key(
+        3600,
+        "Lifetime, in seconds, of OpenID tokens given to integrations.",
+        values.POSITIVE,
+        not_effective="OpenID tokens are not implemented yet",
+    )
+
+
+def _check_registration_token(config: Any, g: dict[str, Any]) -> None:
+    """
+    A registration token given as empty or whitespace (key, C{CONDUIT_*} or
+    the content of C{registration_token_file}) is refused, never taken as
+    "no token" (which would open registration to anyone).
+    """
+    fix = "set it to a long random secret, or remove it"
+    if "registration_token" in g and not (config.registration_token or "").strip():
+        raise ConfigError(f"global.registration_token: empty or only whitespace; {fix}")
+    path = config.registration_token_file
+    if config.registration_token is None and path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                content = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"global.registration_token_file: cannot read {path}: {e}") from None
+        if not content.strip():
+            raise ConfigError(
+                f"global.registration_token_file: {path} is empty or only whitespace; "
+                f"write a long random secret into it"
+            )
+
+
+def after_load(config: Any, g: dict[str, Any], notices: list[str]) -> None:
+    if config.allow_registration:
+        _check_registration_token(config, g)
+    if config.allow_registration and not (
+        config.registration_token
+        or config.registration_token_file
+        or config.yes_i_am_very_very_sure_i_want_an_open_registration_server_prone_to_abuse
+    ):
+        raise ConfigError(
+            "global.allow_registration: registration is enabled without a registration "
+            "token, so anyone could create accounts here (open servers attract spam and "
+            "abuse and get defederated). Add one of these two lines to the [global] table:\n"
+            '    registration_token = "<a long random secret>"\n'
+            f"    {OPEN_REGISTRATION_KEY} = true"
+        )
+    if "new_user_displayname_suffix" not in g and config.enable_lightning_bolt:
+        config.new_user_displayname_suffix = "\u26a1\ufe0f"

@@ -116,6 +116,16 @@ from conduit_tw.storage.stores.media_files import MediaFiles
 from conduit_tw.api.client import key_backup as key_backup_api
 from conduit_tw.handlers.key_backup import KeyBackupHandler
 from conduit_tw.storage.stores.key_backup import KeyBackupStore
+# -- end-to-end encryption (handlers/{e2e_keys,to_device,device_lists,sync_e2ee})
+from conduit_tw.api.client import e2e_keys as e2e_keys_api
+from conduit_tw.api.client import to_device as to_device_api
+from conduit_tw.handlers.device_lists import DeviceListTracker
+from conduit_tw.handlers.e2e_keys import E2EKeysHandler
+from conduit_tw.handlers.sync_e2ee import SyncE2EE
+from conduit_tw.handlers.to_device import ToDeviceHandler
+from conduit_tw.storage.stores.device_lists import DeviceListStore
+from conduit_tw.storage.stores.e2e_keys import E2EKeyStore
+from conduit_tw.storage.stores.to_device import ToDeviceStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -130,6 +140,7 @@ API_MODULES: list[Any] = [
     sync_api, receipts_api, notifications_api,
     media_api,
     key_backup_api,
+    e2e_keys_api, to_device_api,
 ]
 
 
@@ -342,6 +353,26 @@ class HomeServer:
         # -- key backup
         self.key_backup = KeyBackupHandler(KeyBackupStore(db))
         self.account.on_deactivated.append(self.key_backup.user_deactivated)
+        # -- end-to-end encryption
+        self.events.allow_encryption = config.allow_encryption
+        is_local = self.membership.is_local
+        self.device_lists = DeviceListTracker(
+            DeviceListStore(db), self.globals, self.notifier, self.sync.joined_rooms,
+            self.event_store.members, self.event_store.membership, is_local,
+        )
+        self.event_store.persist_hooks.append(self.device_lists.event_persisted)
+        self.e2e_keys = E2EKeysHandler(
+            E2EKeyStore(db), self.device_store, self.globals, self.device_lists, self.uia, is_local
+        )
+        to_device_store = ToDeviceStore(db)
+        self.to_device = ToDeviceHandler(
+            to_device_store, self.device_store, self.globals, self.notifier, is_local
+        )
+        self.devices.on_devices_deleted.append(self.e2e_keys.devices_deleted)
+        self.devices.on_devices_deleted.append(self.to_device.devices_deleted)
+        self.account.on_deactivated.append(self.e2e_keys.user_deactivated)
+        self.devices.device_id_reserved.append(self.e2e_keys.is_cross_signing_key)
+        self.sync.e2ee = SyncE2EE(self.e2e_keys, to_device_store, self.device_lists)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

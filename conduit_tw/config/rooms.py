@@ -12,10 +12,8 @@ class RoomKeys:
 
     allow_encryption: bool = key(
         True,
-        "Allow new encrypted rooms and encryption in existing ones.",
-        not_effective=(
-            "end-to-end encryption is not supported yet, so m.room.encryption is always refused"
-        ),
+        "Allow new encrypted rooms; `false` refuses `m.room.encryption` in createRoom, state "
+        "events and upgrades (rooms already encrypted keep working).",
     )
     allow_room_creation: bool = key(
         True, "Let local users create rooms (admins and appservices always can)."

@@ -79,6 +79,9 @@ class DeviceHandler:
         #: Async or sync callables C{(user_id, device_ids)} run after devices
         #: are deleted (logout, DELETE /devices, deactivation ...).
         self.on_devices_deleted: list[DevicesDeletedHook] = []
+        #: Async callables C{(user_id, device_id) -> bool}: is this ID taken by
+        #: something else of the user (a cross-signing public key, E2EE)?
+        self.device_id_reserved: list[Callable[[str, str], Awaitable[bool]]] = []
         #: (user_id, device_id) -> (ip, ts) seen but not yet written.
         self._pending: dict[tuple[str, str], tuple[str, int]] = {}
         #: (user_id, device_id) -> ip last written.
@@ -117,6 +120,10 @@ class DeviceHandler:
         else:
             device_id = check_device_id(device_id)
             existing = await self.store.exists(user_id, device_id)
+            if not existing:
+                for reserved in self.device_id_reserved:
+                    if await reserved(user_id, device_id):
+                        raise MatrixError(400, Codes.INVALID_PARAM, "This device ID is in use by a key")
         access, refresh = await self.store.login_device(
             self.tokens,
             user_id,

@@ -58,8 +58,9 @@ if TYPE_CHECKING:
     from conduit_tw.storage.events import EventStore
     from conduit_tw.storage.stores.users import UserStore
 
-#: Why every m.room.encryption event is refused (403 M_FORBIDDEN) by L{EventHandler.build}.
-ENCRYPTION_UNSUPPORTED = "end-to-end encryption is not supported by this server yet"
+#: Why m.room.encryption events are refused (403 M_FORBIDDEN) by
+#: L{EventHandler.build} when C{allow_encryption} is false.
+ENCRYPTION_DISABLED = "end-to-end encryption is disabled on this server (allow_encryption = false)"
 
 #: Most prev_events a new event refers to (server-server-api allows 20).
 MAX_PREV_EVENTS = 20
@@ -108,6 +109,9 @@ class EventHandler:
         #: L{MatrixError} to refuse it (e.g. the directory's check of
         #: m.room.canonical_alias). Room creation does not run them.
         self.validators: list[Callable[[RoomInfo, Event], Any]] = []
+        #: C{allow_encryption}: False refuses m.room.encryption events
+        #: (assigned by the HomeServer; see L{build}).
+        self.allow_encryption = True
         #: Events sent with a transaction ID that are applied but not yet
         #: durable (a retry waits for them before answering).
         self._unsettled: dict[str, Durability] = {}
@@ -195,14 +199,15 @@ class EventHandler:
         state (as changed by C{txn} so far).
 
         @raise MatrixError: 403 M_FORBIDDEN when the auth rules refuse it
-            (with their reason) or for C{m.room.encryption} (no E2EE yet),
+            (with their reason) or for C{m.room.encryption} when
+            C{allow_encryption} is false,
             413 M_TOO_LARGE, 400 M_BAD_JSON.
         """
-        if event_type == "m.room.encryption":
-            # Until E2EE lands the server cannot carry device keys, so an
-            # encrypted room would be unreadable (client-server-api
-            # "End-to-End Encryption"; docs/configuration.md allow_encryption).
-            raise forbidden(ENCRYPTION_UNSUPPORTED)
+        if event_type == "m.room.encryption" and not self.allow_encryption:
+            # As Conduit: no new encrypted rooms, no changes of the
+            # encryption of existing ones; their encrypted events still
+            # flow (docs/configuration.md allow_encryption).
+            raise forbidden(ENCRYPTION_DISABLED)
         version = room.version
         head = await self.store.head(room, txn)
         if not head.statehash:

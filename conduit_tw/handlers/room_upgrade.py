@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from conduit_tw.errors import Codes, MatrixError, forbidden
 from conduit_tw.events.auth_rules import is_valid_user_id
 from conduit_tw.events.room_versions import RoomVersion
-from conduit_tw.handlers.events import ENCRYPTION_UNSUPPORTED, random_string
+from conduit_tw.handlers.events import ENCRYPTION_DISABLED, random_string
 from conduit_tw.handlers.rooms import usable_room_version
 from conduit_tw.logging import get_logger
 from conduit_tw.util.hooks import run_hooks
@@ -156,11 +156,11 @@ class RoomUpgradeHandler:
         async with self.events.linearizer.queue(room_id):
             head = await self.store.head(room)
             old_state = await self.store.state_events(head.statehash)
-            if ("m.room.encryption", "") in old_state:
+            if ("m.room.encryption", "") in old_state and not self.events.allow_encryption:
                 # The replacement could not carry the encryption (handlers/events.py
-                # refuses m.room.encryption until E2EE lands) and silently
-                # dropping it would downgrade the room: refuse before any change.
-                raise forbidden(ENCRYPTION_UNSUPPORTED + "; an encrypted room cannot be upgraded")
+                # refuses m.room.encryption then) and silently dropping it
+                # would downgrade the room: refuse before any change.
+                raise forbidden(ENCRYPTION_DISABLED + "; an encrypted room cannot be upgraded")
             new_room_id = None
             tombstone_content = {"body": "This room has been replaced", "replacement_room": ""}
             if version.room_id_from_create_event:

@@ -118,6 +118,9 @@ class _UserRooms:
 class SyncHandler:
     """See the module docstring."""
 
+    #: The end-to-end encryption sections (handlers/sync_e2ee.py), set by the HomeServer.
+    e2ee: Any = None
+
     def __init__(
         self,
         store: "EventStore",
@@ -240,7 +243,7 @@ class SyncHandler:
             now = self.now_token()
             if since.position >= now.position and since.typing >= now.typing:
                 # Nothing was announced since the token: nothing to read.
-                return self._empty(since)
+                return await self._empty(req, since)
             body, _ = await self._compute(req, since, now)
             return body
         clock = self.reactor
@@ -248,7 +251,7 @@ class SyncHandler:
         while True:
             now = self.now_token()
             if since.position >= now.position and since.typing >= now.typing:
-                body, empty = self._empty(since), True
+                body, empty = await self._empty(req, since), True
             else:
                 body, empty = await self._compute(req, since, now)
             if not empty:
@@ -279,18 +282,21 @@ class SyncHandler:
         elif req.set_presence == "unavailable":
             await presence.mark_unavailable(req.user_id)
 
-    def _empty(self, token: SyncToken) -> dict[str, Any]:
+    async def _empty(self, req: SyncRequest, token: SyncToken) -> dict[str, Any]:
         body: dict[str, Any] = {"next_batch": token.encode()}
-        body.update(self._device_sections_empty())
+        await self._e2ee_sections(req, token, token, body)
         return body
 
-    @staticmethod
-    def _device_sections_empty() -> dict[str, Any]:
-        # Filled by the E2EE work (to_device, device_lists, key counts).
-        # Until then nothing: one-time-key counts and fallback key types
-        # would tell clients this server stores their keys, and it cannot
-        # (client-server-api "End-to-End Encryption", "Extensions to /sync").
-        return {}
+    async def _e2ee_sections(
+        self, req: SyncRequest, since: SyncToken | None, now: SyncToken, body: dict[str, Any]
+    ) -> bool:
+        """Add to-device, device lists and key counts (handlers/sync_e2ee.py); True if news."""
+        if self.e2ee is None:
+            return False
+        since_position = since.position if since is not None else None
+        return await self.e2ee.add_sections(
+            body, req.user_id, req.device_id, since_position, now.position
+        )
 
     # ------------------------------------------------------------------
     # One computation
@@ -358,7 +364,8 @@ class SyncHandler:
                 body["presence"] = {"events": presence}
                 empty = False
 
-        body.update(self._device_sections_empty())
+        if await self._e2ee_sections(req, since, now, body):
+            empty = False
         return body, empty
 
     async def _newly_shared(self, ctx: SyncContext, joined: dict[str, Any]) -> set[str]:

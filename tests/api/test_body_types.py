@@ -355,6 +355,51 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     "POST /_matrix/client/v3/knock/{room_id_or_alias}": [(
         "/knock/{room}", {}, {"reason": k("string")},
     )],
+    # -- end-to-end encryption (keys.yaml, cross_signing.yaml, to_device.yaml)
+    "POST /_matrix/client/v3/keys/upload": [(
+        "/keys/upload", {},
+        {
+            "device_keys": k("object"), "one_time_keys": k("object"), "fallback_keys": k("object"),
+            "device_keys/user_id": k("string", True), "device_keys/device_id": k("string", True),
+            "device_keys/algorithms": k("array", True), "device_keys/keys": k("object", True),
+            "device_keys/signatures": k("object", True),
+            "one_time_keys/signed_curve25519:AAAA": k("object"),
+            "fallback_keys/signed_curve25519:AAAA": k("object"),
+        },
+    )],
+    "POST /_matrix/client/v3/keys/query": [(
+        "/keys/query", {"device_keys": {}},
+        {
+            "device_keys": k("object", True), "timeout": k("integer"),
+            "device_keys/@x:test": k("array"), "device_keys/@x:test/[]": k("string"),
+        },
+    )],
+    "POST /_matrix/client/v3/keys/claim": [(
+        "/keys/claim", {"one_time_keys": {}},
+        {
+            "one_time_keys": k("object", True), "timeout": k("integer"),
+            "one_time_keys/@x:test": k("object"), "one_time_keys/@x:test/DEV": k("string"),
+        },
+    )],
+    "POST /_matrix/client/v3/keys/device_signing/upload": [(
+        "/keys/device_signing/upload", {},
+        {
+            "master_key": k("object"), "self_signing_key": k("object"),
+            "user_signing_key": k("object"), "auth": k("object"),
+            "master_key/user_id": k("string", True), "master_key/usage": k("array", True),
+            "master_key/keys": k("object", True),
+        },
+    )],
+    "POST /_matrix/client/v3/keys/signatures/upload": [(
+        "/keys/signatures/upload", {}, {"@x:test": k("object"), "@x:test/KEY": k("object")},
+    )],
+    "PUT /_matrix/client/v3/sendToDevice/{event_type}/{txn_id}": [(
+        "/sendToDevice/m.test/{txn}", {"messages": {}},
+        {
+            "messages": k("object", True), "messages/@x:test": k("object"),
+            "messages/@x:test/DEV": k("object"),
+        },
+    )],
 }
 
 

@@ -93,6 +93,12 @@ from conduit_tw.handlers.receipts import ReceiptsHandler
 from conduit_tw.handlers.sync import SyncHandler
 from conduit_tw.storage.stores.notifications import NotificationStore
 from conduit_tw.storage.stores.receipts import ReceiptStore
+# -- federation sender (federation/{sender,transactions,edu}.py)
+from conduit_tw.api.federation import send as federation_send_api
+from conduit_tw.federation.edu import FederationEdus
+from conduit_tw.federation.sender import FederationSender
+from conduit_tw.federation.transactions import TransactionHandler
+from conduit_tw.storage.stores.federation_queue import FederationQueueStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -105,6 +111,7 @@ API_MODULES: list[Any] = [
     room_history_api, room_upgrades_api, reporting_api,
     directory_api,
     sync_api, receipts_api, notifications_api,
+    federation_send_api,
 ]
 
 
@@ -213,6 +220,43 @@ class HomeServer:
         self.typing.is_joined = self.sync.is_joined
         self.presence.shares_room = self.sync.shares_room
         self.presence.rooms_of = self.sync.rooms_of
+        # -- federation sender: outgoing transactions, /send, EDUs both ways
+        federation_queue = FederationQueueStore(db)
+
+        async def federation_put_json(
+            destination: str, path: str, body: dict[str, Any], *, timeout: float | None = None
+        ) -> Any:
+            client = getattr(self, "federation_client", None)
+            if client is None:
+                raise RuntimeError("no federation client on this server yet")
+            return await client.put_json(destination, path, body, timeout=timeout)
+
+        async def federation_pdu(event_id: str) -> dict[str, Any] | None:
+            stored = await self.event_store.get_event(event_id)
+            return stored.pdu if stored is not None else None
+
+        self.federation_sender = FederationSender(
+            federation_queue, federation_put_json, federation_pdu, reactor, self.clock_ms,
+            self.server_name,
+            backoff_limit_s=config.sender_retry_backoff_limit,
+            netburst=config.startup_netburst, netburst_keep=config.startup_netburst_keep,
+            timeout_s=config.sender_timeout, enabled=config.allow_federation,
+        )
+        self.transactions = TransactionHandler(
+            federation_queue, self.event_store.get_room, self.federation_sender.destination_is_up
+        )
+        self.federation_edus = FederationEdus(
+            self.server_name, self.federation_sender, self.event_store, self.typing,
+            self.receipts, self.presence, self.sync.rooms_of,
+            typing_timeout_s=config.typing_federation_timeout_s,
+            incoming_presence=config.allow_incoming_presence,
+            outgoing_presence=config.allow_outgoing_presence,
+        )
+        self.federation_edus.register(self.transactions.edu_handlers)
+        self.typing.on_local_typing.append(self.federation_edus.local_typing)
+        self.receipts.on_receipt.append(self.federation_edus.local_receipt)
+        self.presence.on_local_change.append(self.federation_edus.local_presence)
+        self.event_store.persist_hooks.append(self.federation_edus.event_persisted)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 
@@ -225,6 +269,7 @@ class HomeServer:
         # it at the stored counter so tokens stay valid across restarts.
         self.notifier.position = max(self.notifier.position, await self.globals.current_position())
         await self.presence.start()
+        await self.federation_sender.start()  # -- federation sender: resend what is queued
         for module in API_MODULES:
             module.register(self.router, self)
 
@@ -243,6 +288,7 @@ class HomeServer:
         except Exception:
             log.failure("Flushing last-seen data failed")
         self.presence.stop()
+        self.federation_sender.stop()
         self.typing.stop()
         self.notifications.stop()
         try:

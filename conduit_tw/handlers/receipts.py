@@ -17,6 +17,10 @@ integer comparison. A receipt that would move a user's marker backwards
 (an older event than the current one of the same type and thread) is
 accepted and ignored, as Synapse does: receipts are "up to" markers.
 
+L{ReceiptsHandler.on_receipt} hooks (C{(room_id, receipt)}, run once a
+receipt other than C{m.read.private} is stored, for local and remote
+users alike) tell other servers (federation/edu.py sends our users' ones).
+
 Read-up-to for notification counts (push.md "Marking notifications as
 read"): an event in thread C{T} (C{main} for the main timeline) is read
 when its order is at most the furthest of the user's unthreaded
@@ -33,6 +37,7 @@ from conduit_tw.errors import Codes, MatrixError, forbidden, not_found
 from conduit_tw.storage.stores.receipts import SENT, Receipt, ReceiptStore, receipt_content
 from conduit_tw.storage.stores.timeline import StoredEvent
 from conduit_tw.storage.txn import StoreTxn
+from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.homeserver import HomeServer
@@ -101,6 +106,8 @@ class ReceiptsHandler:
         self.events = hs.event_store
         #: Called with C{(user_id, shortroomid)} when a user's read-up-to may move.
         self.on_read_changed: list[Any] = []
+        #: Hooks C{(room_id, receipt)} once a public receipt is stored.
+        self.on_receipt: list[Any] = []
 
     # -- the client API
 
@@ -213,6 +220,7 @@ class ReceiptsHandler:
             self.hs.notifier.notify(position, users=[user_id])
         else:
             self.hs.notifier.notify(position, users=[user_id], rooms=[room.room_id])
+            await run_hooks(self.on_receipt, room.room_id, receipt, what="on_receipt")
         return True
 
     def sent_event(

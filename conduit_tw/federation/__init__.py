@@ -1,0 +1,1 @@
+"""Server-server federation: the outgoing client, keys, the transaction sender and receiver."""

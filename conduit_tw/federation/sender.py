@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from conduit_tw.logging import get_logger
@@ -130,6 +130,11 @@ class FederationSender:
         for state in self._destinations.values():
             if state.retry is not None and state.retry.active():
                 state.retry.cancel()
+
+    async def wait_idle(self) -> None:
+        """Return once no transaction is being sent (retries may be scheduled)."""
+        while self._running:
+            await DeferredList(list(self._running))
 
     def _state(self, destination: str) -> _Destination:
         state = self._destinations.get(destination)

@@ -232,6 +232,8 @@ class FederationSender:
                 if state.dirty:
                     continue
                 return
+            if self._stopped:
+                return
             state.pending = txn
             try:
                 await self.put_json(

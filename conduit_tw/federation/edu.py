@@ -146,15 +146,19 @@ class FederationEdus:
                 event_ids, data = receipt.get("event_ids"), receipt.get("data")
                 if not isinstance(event_ids, list) or not event_ids or not isinstance(event_ids[0], str):
                     continue
-                thread_id = data.get("thread_id") if isinstance(data, dict) else None
+                if not isinstance(data, dict):
+                    continue
+                thread_id, ts = data.get("thread_id"), data.get("ts")
                 if thread_id is not None and (not isinstance(thread_id, str) or not thread_id):
                     continue
+                if isinstance(ts, bool) or not isinstance(ts, int):
+                    ts = None
                 if not await self._is_joined(user_id, room_id):
                     continue
                 event = await self.events.get_event(event_ids[0])
                 if event is None or event.shortroomid != room.short or not event.in_timeline:
                     continue
-                await self.receipts.put_receipt(user_id, room, "m.read", event, thread_id)
+                await self.receipts.put_receipt(user_id, room, "m.read", event, thread_id, ts)
 
     async def on_presence(self, origin: str, content: dict[str, Any]) -> None:
         """An C{m.presence} EDU (C{allow_incoming_presence})."""

@@ -165,7 +165,11 @@ class FederationSender:
             await self.store.add_edu(targets, edu)
         for destination in targets:
             if not persist:
-                self._state(destination).ephemeral.append(edu)
+                ephemeral = self._state(destination).ephemeral
+                ephemeral.append(edu)
+                # A destination that is down must not grow it forever:
+                # old ephemeral EDUs are stale anyway.
+                del ephemeral[:-MAX_EDUS]
             self._kick(destination)
 
     def queue_pdu(self, txn: Any, destinations: Iterable[str], event_id: str) -> list[str]:

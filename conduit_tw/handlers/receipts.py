@@ -199,8 +199,12 @@ class ReceiptsHandler:
         receipt_type: str,
         event: StoredEvent,
         thread_id: str | None,
+        ts: int | None = None,
     ) -> bool:
-        """Store a receipt (ignored when it would move backwards); True if stored."""
+        """
+        Store a receipt (ignored when it would move backwards); True if
+        stored. C{ts}: when it was read (a remote server's), default now.
+        """
         existing = await self.store.user_receipts(user_id, room.short)
         old = next(
             (r for r in existing if r.receipt_type == receipt_type and r.thread_id == thread_id),
@@ -211,7 +215,10 @@ class ReceiptsHandler:
         txn = StoreTxn(self.hs.db)
         globals_ = self.hs.globals
         position = await globals_.reserve_position()
-        receipt = Receipt(user_id, receipt_type, event.event_id, thread_id, self.hs.clock_ms(), position)
+        receipt = Receipt(
+            user_id, receipt_type, event.event_id, thread_id,
+            self.hs.clock_ms() if ts is None else ts, position,
+        )
         self.store.put(txn, room.short, receipt, event.order, old)
         globals_.put_position_on_commit(txn)
         await txn.commit()

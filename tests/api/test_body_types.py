@@ -452,7 +452,8 @@ class BodyTypesTests(RoomsTestCase):
 
     async def test_every_route_listed(self) -> None:
         """Each mounted POST/PUT route has an entry in L{BODIES} (and none is stale)."""
-        mounted = mounted_routes(self.hs.router)
+        # Server-server routes have their own body tests (tests/federation/).
+        mounted = {r for r in mounted_routes(self.hs.router) if "/_matrix/federation/" not in r}
         self.assertEqual(sorted(mounted - set(BODIES)), [], "POST/PUT routes missing from BODIES")
         every = mounted_routes(self.hs.router, ("POST", "PUT", "DELETE"))
         self.assertEqual(sorted(set(BODIES) - every), [], "BODIES lists unmounted routes")

@@ -234,6 +234,18 @@ class SenderTests(unittest.TestCase):
         self.assertEqual([e["edu_type"] for e in self.peer.edus], ["x.test"] * 3)
         self.assertGreater(int(self.peer.delivered[0]), max(old_ids))
 
+    async def test_ephemeral_edus_bounded(self) -> None:
+        """While a destination is down only the newest 100 ephemeral EDUs are kept."""
+        sender = await self.started()
+        self.peer.down = True
+        for i in range(250):
+            await sender.send_edu([REMOTE], "x.test", {"n": i}, persist=False)
+        await sender.wait_idle()
+        self.peer.down = False
+        sender.destination_is_up(REMOTE)
+        await sender.wait_idle()
+        self.assertEqual(self.received_ns(), [0] + list(range(150, 250)))
+
     async def test_txn_ids_increase_across_restarts(self) -> None:
         """Transaction IDs grow even if the clock went backwards."""
         sender = await self.started()

@@ -196,7 +196,7 @@ class InboundEduTests(FederationTestCase):
         event_id = await self.send_ok(self.tok, self.room)
         body = await self.sync_after([receipt_edu(BOB, self.room, event_id)])
         [receipt] = self.ephemeral(body, "m.receipt")
-        self.assertEqual(list(receipt["content"][event_id]["m.read"]), [BOB])
+        self.assertEqual(receipt["content"][event_id]["m.read"], {BOB: {"ts": 1234}})
 
     async def test_receipt_refused(self) -> None:
         """Wrong origin, non-member, unknown event, malformed: no receipt."""

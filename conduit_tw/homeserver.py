@@ -253,6 +253,7 @@ class HomeServer:
             outgoing_presence=config.allow_outgoing_presence,
         )
         self.federation_edus.register(self.transactions.edu_handlers)
+        self.transactions.acl_allows = self.federation_edus.acl_allows
         self.typing.on_local_typing.append(self.federation_edus.local_typing)
         self.receipts.on_receipt.append(self.federation_edus.local_receipt)
         self.presence.on_local_change.append(self.federation_edus.local_presence)

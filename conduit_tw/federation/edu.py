@@ -19,7 +19,9 @@ Inbound (L{FederationEdus.register} fills C{TransactionHandler.edu_handlers}):
   they are logged and dropped.
 
 An EDU about a user of another server than the origin is ignored: only a
-server speaks for its users.
+server speaks for its users. Typing and receipts from a server the room's
+C{m.room.server_acl} denies are ignored ("ACLs MUST be applied to all EDUs
+that are local to a specific room").
 
 Outgoing: a local user's typing (ephemeral), public read receipts and, with
 C{allow_outgoing_presence}, presence changes go to every other server with
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
+from conduit_tw.federation.server_acl import server_allowed
 from conduit_tw.logging import get_logger
 
 if TYPE_CHECKING:
@@ -115,6 +118,12 @@ class FederationEdus:
     async def _is_joined(self, user_id: str, room_id: str) -> bool:
         return await self.events.membership(user_id, room_id) == "join"
 
+    async def acl_allows(self, origin: str, room_id: str) -> bool:
+        """Whether the room's server ACL lets C{origin} in (server-server-api "Server ACLs")."""
+        acl = await self.events.current_state_event(room_id, "m.room.server_acl", "")
+        content = acl.content if acl is not None and isinstance(acl.content, dict) else None
+        return server_allowed(origin, content)
+
     def _speaks_for(self, origin: str, user_id: Any) -> bool:
         if isinstance(user_id, str) and server_of(user_id) == origin:
             return True
@@ -130,6 +139,8 @@ class FederationEdus:
             return
         if not self._speaks_for(origin, user_id) or not await self._is_joined(user_id, room_id):
             return
+        if not await self.acl_allows(origin, room_id):
+            return
         self.typing.set_typing(room_id, user_id, typing, self.typing_timeout_ms)
 
     async def on_receipt(self, origin: str, content: dict[str, Any]) -> None:
@@ -138,7 +149,7 @@ class FederationEdus:
             if not isinstance(by_type, dict) or not isinstance(by_type.get("m.read"), dict):
                 continue
             room = await self.events.get_room(room_id)
-            if room is None:
+            if room is None or not await self.acl_allows(origin, room_id):
                 continue
             for user_id, receipt in by_type["m.read"].items():
                 if not isinstance(receipt, dict) or not self._speaks_for(origin, user_id):

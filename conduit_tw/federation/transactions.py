@@ -15,7 +15,9 @@ layer's).
   of objects, at most L{MAX_EDUS}); C{origin}, when given, must be the
   authenticated origin. Anything else is 400 (M_BAD_JSON for a wrong
   shape, M_INVALID_PARAM for too many items or a wrong origin).
-- PDUs: each gets a result under its event ID in C{pdus}. Until the
+- PDUs: each gets a result under its event ID in C{pdus}; one of a room
+  whose server ACL denies the origin gets an error ("ACLs MUST be applied
+  to all PDUs on a per-PDU basis"). Until the
   inbound PDU pipeline exists (L{TransactionHandler.pdu_handler} is
   None) every PDU gets an C{error} result. The event ID is computed per
   the room's version when the room is known here; otherwise it is the
@@ -59,6 +61,10 @@ async def _no_room(room_id: str) -> "RoomInfo | None":
     return None
 
 
+async def _allow_all(origin: str, room_id: str) -> bool:
+    return True
+
+
 def _noop(server_name: str) -> None:
     return None
 
@@ -77,6 +83,9 @@ class TransactionHandler:
         self.destination_is_up = destination_is_up
         #: C{edu_type -> async handler(origin, content)}.
         self.edu_handlers: dict[str, EduHandler] = {}
+        #: C{async (origin, room_id) -> bool}: the room's server ACL check
+        #: (federation/edu.py registers it); every PDU is checked.
+        self.acl_allows: Callable[[str, str], Awaitable[bool]] = _allow_all
         #: The inbound PDU pipeline (federated rooms); None refuses every PDU.
         self.pdu_handler: PduHandler | None = None
         self._linearizer = Linearizer("federation-txn")
@@ -135,6 +144,9 @@ class TransactionHandler:
             return
         if room is None:
             results[event_id] = {"error": "Unknown room"}
+            return
+        if not await self.acl_allows(origin, room.room_id):
+            results[event_id] = {"error": "The room's server ACL denies this server"}
             return
         if self.pdu_handler is None:
             results[event_id] = {"error": PDUS_NOT_ACCEPTED}

@@ -1,7 +1,11 @@
 """
 L{HomeServer}: the one object that owns the config, the database, the
 stores and the handlers, wired explicitly in its constructor (no globals,
-no getter per component). The HTTP layer receives it and calls handlers.
+no getter per component). It is the only composition root: each handler
+receives its own dependencies (stores, handlers, clock, config values),
+never the HomeServer, and hooks between handlers are registered here
+(docs/architecture.md, "Wiring"). The HTTP layer receives it and calls
+handlers.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from conduit_tw.handlers.passwords import Passwords
 from conduit_tw.handlers.profile import ProfileHandler
 from conduit_tw.handlers.ratelimit import RateLimits
 from conduit_tw.handlers.auto_join import AutoJoin
-from conduit_tw.handlers.registration import RegistrationHandler
+from conduit_tw.handlers.registration import RegistrationHandler, RegistrationSettings
 from conduit_tw.handlers.uia import PASSWORD, UIA
 from conduit_tw.handlers.server_keys import ServerKeys
 from conduit_tw.logging import get_logger
@@ -67,7 +71,7 @@ from conduit_tw.api.client import membership as membership_api
 from conduit_tw.api.client import rooms as rooms_api
 from conduit_tw.handlers.events import EventHandler
 from conduit_tw.handlers.membership import MembershipHandler
-from conduit_tw.handlers.rooms import RoomCreationHandler
+from conduit_tw.handlers.rooms import RoomCreationHandler, RoomSettings
 from conduit_tw.handlers.serialize import EventSerializer
 from conduit_tw.handlers.visibility import Visibility
 from conduit_tw.storage.events import EventStore
@@ -91,8 +95,12 @@ from conduit_tw.api.client import sync as sync_api
 from conduit_tw.handlers.notifications import NotificationsHandler
 from conduit_tw.handlers.receipts import ReceiptsHandler
 from conduit_tw.handlers.sync import SyncHandler
+from conduit_tw.handlers.sync_rooms import RoomSync
 from conduit_tw.storage.stores.notifications import NotificationStore
 from conduit_tw.storage.stores.receipts import ReceiptStore
+# -- federation transport (federation/{client,discovery,auth,xmatrix,acl})
+from conduit_tw.federation.auth import FederationAuth
+from conduit_tw.federation.client import FederationClient
 # -- federation sender (federation/{sender,transactions,edu}.py)
 from conduit_tw.api.federation import send as federation_send_api
 from conduit_tw.federation.edu import FederationEdus
@@ -164,7 +172,17 @@ class HomeServer:
         self.login.failed_login_limiter = self.ratelimit.failed_login
         self.uia.checkers[PASSWORD] = self.login.password_stage
         self.registration = RegistrationHandler(
-            config, self.users, self.tokens, self.devices, self.passwords, self.uia,
+            RegistrationSettings(
+                server_name=config.server_name,
+                allow_registration=config.allow_registration,
+                registration_token=config.registration_token,
+                registration_token_file=config.registration_token_file,
+                allow_guest_registration=config.allow_guest_registration,
+                log_guest_registrations=config.log_guest_registrations,
+                forbidden_usernames=tuple(config.forbidden_usernames),
+                new_user_displayname_suffix=config.new_user_displayname_suffix,
+            ),
+            self.users, self.tokens, self.devices, self.passwords, self.uia,
             self.login, self.clock_ms,
         )
         self.profile = ProfileHandler(self.server_name, self.users)
@@ -176,6 +194,7 @@ class HomeServer:
             PushRulesStore(db), self.account_data, self.globals, self.notifier,
             max_size=config.max_account_data_size,
         )
+        self.account_data.render_push_rules = self.push_rules.render_account_data
         self.filters = FilterHandler(FilterStore(db))
         #: The one outgoing HTTP client (ip_range_denylist, TLS policy, caps).
         self.http_client = LazyOutgoingHTTPClient(reactor, config)
@@ -198,45 +217,100 @@ class HomeServer:
             db, self.globals, self.notifier, cache_modifier, config.pdu_cache_capacity
         )
         self.aliases_store = AliasStore(db)
-        self.events = EventHandler(self, self.event_store)
+        self.events = EventHandler(self.server_name, self.event_store, self.users, self.clock_ms)
         self.visibility = Visibility(self.event_store, cache_modifier)
         self.serializer = EventSerializer(self.event_store, self.clock_ms)
-        self.room_creation = RoomCreationHandler(self)
-        self.membership = MembershipHandler(self)
-        self.room_history = RoomHistoryHandler(self)
-        self.room_upgrades = RoomUpgradeHandler(self)
-        self.reports = ReportHandler(self, ReportStore(db))
+        self.room_creation = RoomCreationHandler(
+            self.server_name,
+            RoomSettings(
+                allow_room_creation=config.allow_room_creation,
+                default_room_version=config.default_room_version,
+                allow_unstable_room_versions=config.allow_unstable_room_versions,
+                forbidden_alias_names=tuple(config.forbidden_alias_names),
+            ),
+            self.event_store, self.events, self.aliases_store, self.users, self.clock_ms,
+        )
+        self.membership = MembershipHandler(
+            self.server_name, self.event_store, self.events, self.aliases_store, self.users,
+            block_non_admin_invites=config.block_non_admin_invites,
+        )
+        self.room_history = RoomHistoryHandler(
+            self.event_store, self.visibility, self.filters, self.account_data, self.serializer
+        )
+        self.room_upgrades = RoomUpgradeHandler(
+            self.server_name, self.event_store, self.events, self.room_creation,
+            self.aliases_store,
+            allow_unstable_room_versions=config.allow_unstable_room_versions,
+        )
+        self.reports = ReportHandler(
+            self.server_name, ReportStore(db), self.event_store, self.users, self.visibility,
+            self.clock_ms,
+        )
         self.directory_store = DirectoryStore(db)
-        self.directory = DirectoryHandler(self, self.directory_store)
+        self.directory = DirectoryHandler(
+            self.server_name, self.directory_store, self.event_store, self.aliases_store,
+            self.users, self.events, self.visibility,
+            forbidden_alias_names=config.forbidden_alias_names,
+            lockdown_public_room_directory=config.lockdown_public_room_directory,
+            cache_modifier=cache_modifier,
+        )
+        self.events.validators.append(self.directory.check_canonical_alias)
+        self.room_creation.before_room_created.append(self.directory.check_create_publish)
+        self.room_creation.on_room_created.append(self.directory.room_created)
+        self.room_upgrades.on_room_upgraded.append(self.directory.room_upgraded)
         self.profile.on_profile_changed.append(self.membership.profile_changed)
         self.account.on_deactivated.append(self.membership.deactivated)
-        self.registration.on_registered.append(AutoJoin(self).user_registered)
+        self.auto_join = AutoJoin(
+            self.membership.join, config.auto_join_rooms, config.allow_guests_auto_join_rooms
+        )
+        self.registration.on_registered.append(self.auto_join.user_registered)
         # -- sync, receipts, push counts
-        self.receipts = ReceiptsHandler(self, ReceiptStore(db, cache_modifier))
-        self.notifications = NotificationsHandler(self, NotificationStore(db))
+        self.receipts = ReceiptsHandler(
+            ReceiptStore(db, self.globals, cache_modifier), self.event_store, self.visibility,
+            self.account_data, self.notifier, self.clock_ms,
+        )
+        self.notifications = NotificationsHandler(
+            NotificationStore(db), self.event_store, self.membership.is_local, self.push_rules,
+            self.account_data, self.receipts, self.pushers, self.serializer, reactor,
+            cache_modifier,
+        )
+        self.receipts.on_read_changed.append(self.notifications.invalidate)
         self.event_store.persist_hooks.append(self.notifications.event_persisted)
-        self.sync = SyncHandler(self)
+        self.sync = SyncHandler(
+            self.event_store, self.notifier, reactor,
+            RoomSync(
+                self.event_store, self.visibility, self.typing, self.receipts,
+                self.notifications, self.serializer, cache_modifier,
+            ),
+            self.filters, self.account_data, self.presence, self.typing, self.receipts,
+            cache_modifier,
+        )
         self.event_store.persist_hooks.append(self.sync.event_persisted)
+        # Typing and presence are used by sync and need its membership
+        # answers: the cycle is broken with callables assigned here.
         self.typing.is_joined = self.sync.is_joined
         self.presence.shares_room = self.sync.shares_room
         self.presence.rooms_of = self.sync.rooms_of
+        # -- federation transport: signed outgoing requests (server discovery,
+        # TLS) and X-Matrix checks of incoming ones. The keyring (federation
+        # keys block) gives the origins' keys; without one, every signed
+        # request is refused with 401.
+        self.federation_client = FederationClient(
+            reactor, config, self.server_name, lambda: self.server_keys
+        )
+        self.federation_auth = FederationAuth(
+            self.server_name, self.clock_ms, keyring=getattr(self, "keyring", None),
+            forbidden_server_names=config.forbidden_remote_server_names,
+        )
         # -- federation sender: outgoing transactions, /send, EDUs both ways
         federation_queue = FederationQueueStore(db)
-
-        async def federation_put_json(
-            destination: str, path: str, body: dict[str, Any], *, timeout: float | None = None
-        ) -> Any:
-            client = getattr(self, "federation_client", None)
-            if client is None:
-                raise RuntimeError("no federation client on this server yet")
-            return await client.put_json(destination, path, body, timeout=timeout)
 
         async def federation_pdu(event_id: str) -> dict[str, Any] | None:
             stored = await self.event_store.get_event(event_id)
             return stored.pdu if stored is not None else None
 
         self.federation_sender = FederationSender(
-            federation_queue, federation_put_json, federation_pdu, reactor, self.clock_ms,
+            federation_queue, self.federation_client.put_json, federation_pdu, reactor, self.clock_ms,
             self.server_name,
             backoff_limit_s=config.sender_retry_backoff_limit,
             netburst=config.startup_netburst, netburst_keep=config.startup_netburst_keep,
@@ -265,6 +339,7 @@ class HomeServer:
         """Load (or create) persistent state and mount the API."""
         signing_key = await self.globals.get_or_create_signing_key()
         self.server_keys = ServerKeys(self.server_name, signing_key, self.clock_ms)
+        self.events.server_keys = self.server_keys
         await self.event_store.setup()
         # /sync's "now" is the notifier's position (handlers/sync.py): start
         # it at the stored counter so tokens stay valid across restarts.
@@ -277,7 +352,8 @@ class HomeServer:
     def close(self) -> Deferred[None]:
         """
         Shut the components down, then close the database: the pending
-        last-seen data is written and the outgoing connections are closed
+        last-seen data is written, the push deliveries in flight are
+        cancelled and awaited, and the outgoing connections are closed
         first, so nothing is written to a closed database. The Deferred
         fires once the database is closed.
         """
@@ -291,9 +367,18 @@ class HomeServer:
         self.presence.stop()
         self.federation_sender.stop()
         self.typing.stop()
-        self.notifications.stop()
+        # Pushes: the scheduled ones are dropped, the started ones finish
+        # handing over, then the deliveries in flight (requests, retry
+        # backoffs) are cancelled and awaited, before the client and the
+        # database they use are closed.
         try:
-            await self.http_client.close()
+            await self.notifications.stop()
+            await self.pushers.stop()
         except Exception:
-            log.failure("Closing outgoing connections failed")
+            log.failure("Stopping the pushers failed")
+        for client in (self.http_client, self.federation_client):
+            try:
+                await client.close()
+            except Exception:
+                log.failure("Closing outgoing connections failed")
         self.db.close()

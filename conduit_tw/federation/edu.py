@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
-from conduit_tw.federation.server_acl import server_allowed
+from conduit_tw.federation.acl import is_server_allowed
 from conduit_tw.logging import get_logger
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class FederationEdus:
         """Whether the room's server ACL lets C{origin} in (server-server-api "Server ACLs")."""
         acl = await self.events.current_state_event(room_id, "m.room.server_acl", "")
         content = acl.content if acl is not None and isinstance(acl.content, dict) else None
-        return server_allowed(origin, content)
+        return is_server_allowed(origin, content)
 
     def _speaks_for(self, origin: str, user_id: Any) -> bool:
         if isinstance(user_id, str) and server_of(user_id) == origin:

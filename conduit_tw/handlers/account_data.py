@@ -306,7 +306,13 @@ class PushRulesHandler:
         cache_size: int = 10_000,
         max_size: int | None = None,
     ) -> None:
+        """
+        HomeServer assigns L{render_account_data} to
+        C{AccountDataHandler.render_push_rules} (the account data handler
+        answers C{m.push_rules} reads with it).
+        """
         self.store = store
+        #: Its per-user lock serialises push rule and account data writes.
         self.account_data = account_data
         self.globals = globals
         #: Largest size of a user's own rules as JSON (C{max_account_data_size}).
@@ -314,7 +320,6 @@ class PushRulesHandler:
         self.notifier = notifier
         self._compiled: OrderedDict[str, CompiledRuleset] = OrderedDict()
         self._cache_size = cache_size
-        account_data.render_push_rules = self.render_account_data
 
     # -- reading
 

@@ -11,14 +11,11 @@ joined is logged and skipped: registration never fails because of it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Awaitable, Callable, Sequence
 
 from conduit_tw.errors import MatrixError
 from conduit_tw.handlers.auth import Requester
 from conduit_tw.logging import get_logger
-
-if TYPE_CHECKING:
-    from conduit_tw.homeserver import HomeServer
 
 log = get_logger("conduit_tw.handlers.auto_join")
 
@@ -26,18 +23,27 @@ log = get_logger("conduit_tw.handlers.auto_join")
 class AutoJoin:
     """Joins newly registered users to C{auto_join_rooms}."""
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
+    def __init__(
+        self,
+        join: Callable[[Requester, str], Awaitable[Any]],
+        rooms: Sequence[str] = (),
+        allow_guests: bool = False,
+    ) -> None:
+        #: C{MembershipHandler.join}.
+        self.join = join
+        #: C{auto_join_rooms}: room IDs or local aliases.
+        self.rooms = list(rooms)
+        #: C{allow_guests_auto_join_rooms}.
+        self.allow_guests = allow_guests
 
     async def user_registered(self, user_id: str, is_guest: bool) -> None:
         """The registration hook: join C{user_id} to each configured room."""
-        config = self.hs.config
-        if not config.auto_join_rooms or (is_guest and not config.allow_guests_auto_join_rooms):
+        if not self.rooms or (is_guest and not self.allow_guests):
             return
         requester = Requester(user_id=user_id, device_id=None, is_guest=is_guest)
-        for room in list(config.auto_join_rooms):
+        for room in list(self.rooms):
             try:
-                await self.hs.membership.join(requester, room)
+                await self.join(requester, room)
             except MatrixError as e:
                 log.warn(
                     "auto_join_rooms: {user_id} could not join {room}: {errcode} {error}",

@@ -21,7 +21,7 @@ Aliases (L{AliasStore}, local aliases only):
   servers of the room's other joined members, most members first.
   Aliases of other servers need federation (404 until it exists).
 - m.room.canonical_alias sent through L{EventHandler.send} is checked
-  (the C{hs.events.validators} hook): the aliases it adds (those not in
+  (the C{EventHandler.validators} hook): the aliases it adds (those not in
   the current event, as Synapse does, so removing one always works) must
   be valid (400 M_INVALID_PARAM) and point to the room (400 M_BAD_ALIAS).
   Aliases of other servers cannot be checked without federation, so new
@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from conduit_tw.config import is_valid_server_name
 from conduit_tw.errors import Codes, MatrixError, forbidden, not_found
@@ -70,8 +70,12 @@ from conduit_tw.util.caches import LruCache, scaled
 if TYPE_CHECKING:
     from conduit_tw.events.event import Event
     from conduit_tw.handlers.auth import Requester
-    from conduit_tw.homeserver import HomeServer
+    from conduit_tw.handlers.events import EventHandler
+    from conduit_tw.handlers.visibility import Visibility
+    from conduit_tw.storage.events import EventStore
+    from conduit_tw.storage.stores.aliases import AliasStore
     from conduit_tw.storage.stores.rooms import RoomInfo
+    from conduit_tw.storage.stores.users import UserStore
 
 log = get_logger("conduit_tw.directory")
 
@@ -168,26 +172,44 @@ class _Entry:
 class DirectoryHandler:
     """See the module docstring."""
 
-    def __init__(self, hs: "HomeServer", store: DirectoryStore) -> None:
-        self.hs = hs
-        self.config = hs.config
-        self.server_name = hs.server_name
-        self.store = hs.event_store
-        self.aliases = hs.aliases_store
-        self.published = store
+    def __init__(
+        self,
+        server_name: str,
+        published: DirectoryStore,
+        store: "EventStore",
+        aliases: "AliasStore",
+        users: "UserStore",
+        events: "EventHandler",
+        visibility: "Visibility",
+        *,
+        forbidden_alias_names: Sequence[str] = (),
+        lockdown_public_room_directory: bool = False,
+        cache_modifier: float = 1.0,
+    ) -> None:
+        """
+        HomeServer registers the hooks: L{check_canonical_alias} on
+        C{EventHandler.validators}, L{check_create_publish} and
+        L{room_created} on room creation, L{room_upgraded} on upgrades.
+        """
+        self.server_name = server_name
+        self.store = store
+        self.aliases = aliases
+        self.published = published
+        self.users = users
+        self.events = events
+        self.visibility = visibility
+        #: C{forbidden_alias_names}: patterns refused in new aliases.
+        self.forbidden_alias_names = tuple(forbidden_alias_names)
+        #: C{lockdown_public_room_directory}: only admins publish rooms.
+        self.lockdown_public_room_directory = lockdown_public_room_directory
         #: Directory entries (without the member count) by state hash.
-        self._entries: LruCache[int, _Entry] = LruCache(
-            scaled(10_000, hs.config.conduit_cache_capacity_modifier)
-        )
-        hs.events.validators.append(self.check_canonical_alias)
-        hs.room_creation.before_room_created.append(self._check_create_publish)
-        hs.room_creation.on_room_created.append(self._room_created)
+        self._entries: LruCache[int, _Entry] = LruCache(scaled(10_000, cache_modifier))
 
     # ------------------------------------------------------------------
     # Permissions
 
     async def _is_admin(self, requester: "Requester") -> bool:
-        return await self.hs.users.is_admin(requester.user_id)
+        return await self.users.is_admin(requester.user_id)
 
     async def _is_room_moderator(self, user_id: str, room_id: str) -> bool:
         """Joined, with the power to send m.room.canonical_alias."""
@@ -223,7 +245,7 @@ class DirectoryHandler:
         await self._local_room_or_404(room_id)
         is_admin = await self._is_admin(requester)
         if not is_admin:
-            if alias_forbidden(alias, self.config.forbidden_alias_names):
+            if alias_forbidden(alias, self.forbidden_alias_names):
                 raise MatrixError(400, Codes.INVALID_PARAM, "This room alias is forbidden")
             if await self.store.membership(requester.user_id, room_id) != "join":
                 raise forbidden("You must be in the room to create an alias for it")
@@ -290,7 +312,7 @@ class DirectoryHandler:
         if not changed:
             return
         try:
-            await self.hs.events.send(room_id, user_id, CANONICAL_ALIAS, content, "")
+            await self.events.send(room_id, user_id, CANONICAL_ALIAS, content, "")
         except MatrixError as e:
             # The alias is gone either way (client-server-api DELETE
             # /directory/room: delete even without the power to update
@@ -309,7 +331,7 @@ class DirectoryHandler:
         if statehash:
             allowed = (
                 await self.store.membership(requester.user_id, room_id) == "join"
-                or await self.hs.visibility.history_visibility(statehash) == "world_readable"
+                or await self.visibility.history_visibility(statehash) == "world_readable"
                 or await self._is_admin(requester)
             )
         if not allowed:
@@ -318,7 +340,7 @@ class DirectoryHandler:
 
     async def check_canonical_alias(self, room: "RoomInfo", event: "Event") -> None:
         """
-        The C{hs.events.validators} hook: the aliases an
+        The C{EventHandler.validators} hook: the aliases an
         m.room.canonical_alias event adds must be valid and ours and point
         to the room.
         """
@@ -376,24 +398,35 @@ class DirectoryHandler:
                 "You need to be in the room with the power to change its canonical alias "
                 "to edit its directory entry"
             )
-        if visibility == "public" and not is_admin and self.config.lockdown_public_room_directory:
+        if visibility == "public" and not is_admin and self.lockdown_public_room_directory:
             raise forbidden(self._lockdown_message())
         await self.published.set_public(room_id, visibility == "public")
 
     def _lockdown_message(self) -> str:
         return "Only server admins may publish rooms to the room directory of this server"
 
-    async def _check_create_publish(self, requester: "Requester", body: dict[str, Any]) -> None:
+    async def check_create_publish(self, requester: "Requester", body: dict[str, Any]) -> None:
+        """The C{before_room_created} hook: C{visibility: public} under lockdown needs an admin."""
         if (
             body.get("visibility") == "public"
-            and self.config.lockdown_public_room_directory
+            and self.lockdown_public_room_directory
             and not await self._is_admin(requester)
         ):
             raise forbidden(self._lockdown_message())
 
-    async def _room_created(self, room_id: str, creator: str, body: dict[str, Any]) -> None:
+    async def room_created(self, room_id: str, creator: str, body: dict[str, Any]) -> None:
+        """The C{on_room_created} hook: publish a C{visibility: public} room."""
         if body.get("visibility") == "public":
             await self.published.set_public(room_id, True)
+
+    async def room_upgraded(self, old: str, new: str, user_id: str) -> None:
+        """
+        The C{on_room_upgraded} hook: a published room's replacement is
+        published instead of it (modules/room_upgrades.md).
+        """
+        if await self.published.is_public(old):
+            await self.published.set_public(new, True)
+            await self.published.set_public(old, False)
 
     # ------------------------------------------------------------------
     # Published room directory: listing

@@ -54,8 +54,9 @@ from conduit_tw.util.linearizer import Linearizer
 log = get_logger("conduit_tw.handlers.events")
 
 if TYPE_CHECKING:
-    from conduit_tw.homeserver import HomeServer
+    from conduit_tw.handlers.server_keys import ServerKeys
     from conduit_tw.storage.events import EventStore
+    from conduit_tw.storage.stores.users import UserStore
 
 #: Why every m.room.encryption event is refused (403 M_FORBIDDEN) by L{EventHandler.build}.
 ENCRYPTION_UNSUPPORTED = "end-to-end encryption is not supported by this server yet"
@@ -88,11 +89,17 @@ class NewEvent(Event):
 class EventHandler:
     """Builds, authorises and persists local events; see the module docstring."""
 
-    def __init__(self, hs: "HomeServer", store: "EventStore") -> None:
-        self.hs = hs
+    def __init__(
+        self, server_name: str, store: "EventStore", users: "UserStore",
+        clock_ms: Callable[[], int],
+    ) -> None:
         self.store = store
-        self.server_name = hs.server_name
-        self.clock_ms: Callable[[], int] = hs.clock_ms
+        self.users = users
+        self.server_name = server_name
+        self.clock_ms = clock_ms
+        #: This server's signing key; assigned by C{HomeServer.setup} once
+        #: the key is loaded (events are only built after that).
+        self.server_keys: "ServerKeys"
         #: Per-room serialisation of read-modify-write on the room.
         self.linearizer = Linearizer("rooms")
         #: Local policy checks run by L{send} on each event once it is built
@@ -109,7 +116,7 @@ class EventHandler:
     # Building
 
     def _sign(self, pdu: dict[str, Any], version: RoomVersion) -> NewEvent:
-        keys = self.hs.server_keys
+        keys = self.server_keys
         # One redaction and one encoding for both the signature and the ID.
         digest = hash_and_sign_event(pdu, version, keys.signing_key, self.server_name)
         if version.event_id_format is EventIdFormat.SERVER_MADE:
@@ -254,6 +261,20 @@ class EventHandler:
             raise not_found("Unknown room " + room_id)
         return room
 
+    async def set_state(
+        self, room_id: str, sender: str, event_type: str, state_key: str, content: dict[str, Any]
+    ) -> StoredEvent:
+        """
+        C{PUT /rooms/{roomId}/state/...}: send a state event, unless it
+        would repeat the sender's current one with the same content (then
+        that one is answered, as Synapse does, so clients that re-send
+        state do not fill the timeline).
+        """
+        current = await self.store.current_state_event(room_id, event_type, state_key)
+        if current is not None and current.sender == sender and current.content == content:
+            return current
+        return await self.send(room_id, sender, event_type, content, state_key)
+
     async def send(
         self,
         room_id: str,
@@ -325,7 +346,7 @@ class EventHandler:
         """
         if content.get("guest_access") == "can_join":
             return
-        users = self.hs.users
+        users = self.users
         for member in await self.store.members(room_id, "join"):
             if member.partition(":")[2] != self.server_name:
                 continue

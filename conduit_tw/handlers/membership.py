@@ -26,7 +26,10 @@ from conduit_tw.storage.stores.timeline import StoredEvent
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
-    from conduit_tw.homeserver import HomeServer
+    from conduit_tw.handlers.events import EventHandler
+    from conduit_tw.storage.events import EventStore
+    from conduit_tw.storage.stores.aliases import AliasStore
+    from conduit_tw.storage.stores.users import UserStore
 
 #: Member-event content keys a client's join body cannot set.
 RESERVED_MEMBER_KEYS = frozenset(
@@ -42,12 +45,23 @@ _FEDERATION = "federation with other servers is not supported yet"
 class MembershipHandler:
     """See the module docstring."""
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.server_name = hs.server_name
-        self.store = hs.event_store
-        self.events = hs.events
-        self.aliases = hs.aliases_store
+    def __init__(
+        self,
+        server_name: str,
+        store: "EventStore",
+        events: "EventHandler",
+        aliases: "AliasStore",
+        users: "UserStore",
+        *,
+        block_non_admin_invites: bool = False,
+    ) -> None:
+        self.server_name = server_name
+        self.store = store
+        self.events = events
+        self.aliases = aliases
+        self.users = users
+        #: C{block_non_admin_invites}: only server admins may invite.
+        self.block_non_admin_invites = block_non_admin_invites
 
     def is_local(self, user_id: str) -> bool:
         """Whether a user ID belongs to this server."""
@@ -80,7 +94,7 @@ class MembershipHandler:
     async def _profile_content(self, user_id: str) -> dict[str, Any]:
         if not self.is_local(user_id):
             return {}
-        profile = await self.hs.users.get_profile(user_id)
+        profile = await self.users.get_profile(user_id)
         return {k: profile[k] for k in ("displayname", "avatar_url") if isinstance(profile.get(k), str)}
 
     async def _send_member(
@@ -192,8 +206,7 @@ class MembershipHandler:
         """Invite C{target} to a room."""
         if not isinstance(target, str) or not is_valid_user_id(target) or not target.startswith("@"):
             raise MatrixError(400, Codes.INVALID_PARAM, "user_id must be a user ID")
-        hs = self.hs
-        if hs.config.block_non_admin_invites and not await hs.users.is_admin(requester.user_id):
+        if self.block_non_admin_invites and not await self.users.is_admin(requester.user_id):
             raise forbidden("Invites are restricted to server admins on this server")
         await self._local_room(room_id)
         if not self.is_local(target):
@@ -218,6 +231,10 @@ class MembershipHandler:
             return
         content = self._with_reason({"membership": "leave"}, reason)
         await self._send_member(room_id, user, user, content)
+
+    async def joined_room_ids(self, user_id: str) -> list[str]:
+        """C{GET /joined_rooms}: the rooms the user is joined to."""
+        return await self.store.joined_room_ids(user_id)
 
     async def forget(self, requester: "Requester", room_id: str) -> None:
         """Forget a room the user has left."""

@@ -26,9 +26,9 @@ a notification is added or the user's receipts move.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 
 from conduit_tw.errors import Codes, MatrixError
 from conduit_tw.handlers.push_rules import PushContext, evaluate, prepare_event
@@ -40,7 +40,13 @@ from conduit_tw.storage.txn import StoreTxn
 from conduit_tw.util.caches import LruCache, scaled
 
 if TYPE_CHECKING:
-    from conduit_tw.homeserver import HomeServer
+    from twisted.internet.interfaces import IReactorTime
+
+    from conduit_tw.handlers.account_data import AccountDataHandler, PushRulesHandler
+    from conduit_tw.handlers.pusher import PusherHandler
+    from conduit_tw.handlers.receipts import ReceiptsHandler
+    from conduit_tw.handlers.serialize import EventSerializer
+    from conduit_tw.storage.events import EventStore
 
 log = get_logger("conduit_tw.notifications")
 
@@ -77,17 +83,41 @@ class Counts:
 class NotificationsHandler:
     """See the module docstring."""
 
-    def __init__(self, hs: "HomeServer", store: NotificationStore) -> None:
-        self.hs = hs
+    def __init__(
+        self,
+        store: NotificationStore,
+        events: "EventStore",
+        is_local: Callable[[str], bool],
+        push_rules: "PushRulesHandler",
+        account_data: "AccountDataHandler",
+        receipts: "ReceiptsHandler",
+        pushers: "PusherHandler",
+        serializer: "EventSerializer",
+        reactor: "IReactorTime",
+        cache_modifier: float = 1.0,
+    ) -> None:
+        """
+        HomeServer registers L{event_persisted} on C{EventStore.persist_hooks}
+        and L{invalidate} on C{ReceiptsHandler.on_read_changed}.
+        """
         self.store = store
-        self.events = hs.event_store
+        self.events = events
+        #: Whether a user ID is of this server.
+        self.is_local = is_local
+        self.push_rules = push_rules
+        self.account_data = account_data
+        self.receipts = receipts
+        self.pushers = pushers
+        self.serializer = serializer
+        self.reactor = reactor
         self._counts: LruCache[tuple[str, int], Counts] = LruCache(
-            scaled(100_000, hs.config.conduit_cache_capacity_modifier)
+            scaled(100_000, cache_modifier)
         )
         #: user -> (ruleset object, whether it needs the display name)
         self._needs_name: dict[str, tuple[Any, bool]] = {}
         self._push_calls: set[Any] = set()
-        hs.receipts.on_read_changed.append(self.invalidate)
+        #: Push dispatches started and not finished (awaited by L{stop}).
+        self._pushing: set[Deferred[None]] = set()
 
     # -- the persist hook
 
@@ -97,22 +127,21 @@ class NotificationsHandler:
         room's local members and add the notifications (and the sender's
         read marker) to the event's own batch.
         """
-        hs = self.hs
         room_id = event.room_id_or_create()
         sender = event.sender
-        local_sender = hs.membership.is_local(sender)
+        local_sender = self.is_local(sender)
         room = await self.events.get_room(room_id)
         if room is None:
             return
         members = await self.events.members(room_id, "join")
-        recipients = [u for u in members if u != sender and hs.membership.is_local(u)]
+        recipients = [u for u in members if u != sender and self.is_local(u)]
         if event.type == "m.room.member" and event.state_key and event.membership() == "invite":
             target = event.state_key
-            if target != sender and hs.membership.is_local(target) and target not in recipients:
+            if target != sender and self.is_local(target) and target not in recipients:
                 recipients.append(target)
         if not recipients and not local_sender:
             return
-        thread = await thread_of(hs, event)
+        thread = await thread_of(self.events, event)
         notified: list[tuple[str, Any]] = []
         if recipients:
             head = await self.events.head(room, txn)
@@ -124,7 +153,7 @@ class NotificationsHandler:
                 notif_levels = {}
             pe = prepare_event(event.pdu)
             for user in recipients:
-                rules = await hs.push_rules.compiled(user)
+                rules = await self.push_rules.compiled(user)
                 name = None
                 if self._rules_need_name(user, rules):
                     name = await self._display_name(event, user)
@@ -134,7 +163,7 @@ class NotificationsHandler:
                 )
                 if result is None or not result.notify:
                     continue
-                if sender in await hs.account_data.ignored_users(user):
+                if sender in await self.account_data.ignored_users(user):
                     continue
                 self.store.add(
                     txn, user, room.short, event.short, event.order, event.position or 0,
@@ -142,8 +171,7 @@ class NotificationsHandler:
                 )
                 notified.append((user, result))
         if local_sender and event.position:
-            existing = await hs.receipts.store.user_receipts(sender, room.short)
-            hs.receipts.sent_event(txn, sender, event, thread, existing)
+            await self.receipts.sent_event(txn, sender, event, thread)
         short = room.short
 
         def committed() -> None:
@@ -152,7 +180,7 @@ class NotificationsHandler:
             if local_sender:
                 self._counts.pop((sender, short))
             if notified:
-                call = hs.reactor.callLater(PUSH_DELAY_S, self._push, event, room_id, notified)
+                call = self.reactor.callLater(PUSH_DELAY_S, self._push, event, room_id, notified)
                 self._push_calls.add(call)
 
         txn.after_commit(committed)
@@ -174,29 +202,35 @@ class NotificationsHandler:
         name = member.content.get("displayname")
         return name if isinstance(name, str) else None
 
-    def stop(self) -> None:
-        """Cancel pushes not started yet (shutdown)."""
+    async def stop(self) -> None:
+        """
+        Shutdown: cancel pushes not started yet and wait for the started
+        ones to have handed their notifications to the pushers (which
+        L{PusherHandler.stop} then stops).
+        """
         for call in self._push_calls:
             if call.active():
                 call.cancel()
         self._push_calls.clear()
+        while self._pushing:
+            await DeferredList(list(self._pushing))
 
     def _push(self, event: StoredEvent, room_id: str, notified: list[tuple[str, Any]]) -> None:
         self._push_calls = {c for c in self._push_calls if c.active()}
-        Deferred.fromCoroutine(self._push_all(event, room_id, notified)).addErrback(
-            lambda f: log.failure("Dispatching pushes failed", f)
-        )
+        d = Deferred.fromCoroutine(self._push_all(event, room_id, notified))
+        d.addErrback(lambda f: log.failure("Dispatching pushes failed", f))
+        self._pushing.add(d)
+        d.addBoth(lambda r: (self._pushing.discard(d), r)[1])
 
     async def _push_all(self, event: StoredEvent, room_id: str, notified: list[tuple[str, Any]]) -> None:
-        hs = self.hs
         client_event = None
         for user, result in notified:
-            if not await hs.pushers.store.for_user(user):
+            if not await self.pushers.has_pushers(user):
                 continue
             if client_event is None:
-                client_event = await hs.serializer.serialize_event(event)
+                client_event = await self.serializer.serialize_event(event)
             unread = await self.total_unread(user)
-            hs.pushers.dispatch(user, client_event, result, {"unread": unread})
+            self.pushers.dispatch(user, client_event, result, {"unread": unread})
 
     # -- counts
 
@@ -210,7 +244,7 @@ class NotificationsHandler:
         cached = self._counts.get(key)
         if cached is not None:
             return cached
-        read = await self.hs.receipts.read_up_to(user_id, shortroomid)
+        read = await self.receipts.read_up_to(user_id, shortroomid)
         counts = Counts()
         for order, highlight, thread in await self.store.room_after(
             user_id, shortroomid, read.unthreaded
@@ -266,13 +300,13 @@ class NotificationsHandler:
                     continue
                 read = reads.get(n.shortroomid)
                 if read is None:
-                    read = reads[n.shortroomid] = await self.hs.receipts.read_up_to(
+                    read = reads[n.shortroomid] = await self.receipts.read_up_to(
                         user_id, n.shortroomid
                     )
-                thread = await thread_of(self.hs, ev)
+                thread = await thread_of(self.events, ev)
                 out.append({
                     "actions": n.actions,
-                    "event": await self.hs.serializer.serialize_event(ev, user_id),
+                    "event": await self.serializer.serialize_event(ev, user_id),
                     "profile_tag": None,
                     "read": read.is_read(ev.order, thread),
                     "room_id": ev.room_id_or_create(),

@@ -143,6 +143,16 @@ class PresenceHandler:
             return
         await self._write(user_id, presence, msg, now)
 
+    async def mark_unavailable(self, user_id: str) -> None:
+        """
+        C{/sync?set_presence=unavailable}: the user becomes unavailable
+        unless they already are (then nothing changes, not even their
+        last activity).
+        """
+        record = await self.store.get(user_id)
+        if record is None or record.presence != "unavailable":
+            await self.set_presence(user_id, "unavailable")
+
     async def bump_activity(self, user_id: str) -> None:
         """
         A pro-active event by the user (a message sent, a /sync with

@@ -26,7 +26,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    FirstError,
+    gatherResults,
+    succeed,
+)
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
@@ -80,6 +87,8 @@ class PusherHandler:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self._in_flight: set[Deferred[None]] = set()
+        #: Set by L{stop}: nothing is delivered or retried any more.
+        self._stopped = False
 
     # -- the client API
 
@@ -151,6 +160,10 @@ class PusherHandler:
         for p in await self.store.for_user(user_id):
             await self.store.delete(user_id, p["app_id"], p["pushkey"])
 
+    async def has_pushers(self, user_id: str) -> bool:
+        """Whether the user has any pusher (worth building a notification for)."""
+        return bool(await self.store.for_user(user_id))
+
     # -- delivery
 
     def dispatch(
@@ -164,13 +177,34 @@ class PusherHandler:
         """
         Start L{deliver} in the background (retries may take minutes) and
         return its Deferred; failures are logged, never raised. This is
-        what event persistence should call.
+        what event persistence should call. After L{stop}, nothing is sent.
         """
+        if self._stopped:
+            return succeed(None)
         d = Deferred.fromCoroutine(self.deliver(user_id, event, actions, counts, **extra))
-        d.addErrback(lambda f: log.failure("Push delivery for {user} failed", f, user=user_id))
+        d.addErrback(self._delivery_failed, user_id)
         self._in_flight.add(d)
         d.addBoth(lambda r: (self._in_flight.discard(d), r)[1])
         return d
+
+    def _delivery_failed(self, failure: Any, user_id: str) -> None:
+        if failure.check(FirstError):  # from deliver's gatherResults
+            failure = failure.value.subFailure
+        if not (self._stopped and failure.check(CancelledError)):
+            log.failure("Push delivery for {user} failed", failure, user=user_id)
+
+    async def stop(self) -> None:
+        """
+        Shutdown: cancel the deliveries in flight (a request or a retry
+        backoff) and wait until they have finished, so none touches the
+        store or the HTTP client once this returns.
+        """
+        self._stopped = True
+        while self._in_flight:
+            pending = list(self._in_flight)
+            for d in pending:
+                d.cancel()
+            await DeferredList(pending, consumeErrors=True)
 
     async def deliver(
         self,
@@ -202,7 +236,7 @@ class PusherHandler:
                 p, event, result, counts, user_id, sender_display_name, room_name, room_alias,
             )))
             for p in pushers
-        ])
+        ], consumeErrors=True)
 
     async def _send(self, pusher: dict[str, Any], body: dict[str, Any]) -> None:
         url = pusher["data"]["url"]
@@ -238,6 +272,8 @@ class PusherHandler:
                 reason = str(e)
             except Exception as e:  # connection refused, DNS, timeout, TLS, oversized ...
                 reason = repr(e)
+            if self._stopped:  # cancelled by stop(): no retry
+                return
             if attempt == self.max_attempts:
                 log.warn("Giving up pushing to {url} after {n} attempts: {reason}",
                          url=url, n=attempt, reason=reason)

@@ -7,7 +7,7 @@ receipts.yaml, read_markers.yaml).
   (the same as C{/read_markers}), optionally threaded (C{thread_id}:
   C{main} or a thread root's event ID).
 - C{POST /rooms/{roomId}/read_markers}: C{m.fully_read} is room account
-  data (C{hs.account_data.put}); C{m.read}/C{m.read.private} are
+  data (C{AccountDataHandler.put}); C{m.read}/C{m.read.private} are
   receipts.
 
 Each receipt takes a global stream position and is indexed per room
@@ -31,7 +31,7 @@ their own latest event in C{T} (L{ReceiptsHandler.sent_event}).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from conduit_tw.errors import Codes, MatrixError, forbidden, not_found
 from conduit_tw.storage.stores.receipts import SENT, Receipt, ReceiptStore, receipt_content
@@ -40,7 +40,10 @@ from conduit_tw.storage.txn import StoreTxn
 from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
-    from conduit_tw.homeserver import HomeServer
+    from conduit_tw.handlers.account_data import AccountDataHandler
+    from conduit_tw.handlers.visibility import Visibility
+    from conduit_tw.notifier import Notifier
+    from conduit_tw.storage.events import EventStore
     from conduit_tw.storage.stores.rooms import RoomInfo
 
 READ = "m.read"
@@ -77,7 +80,7 @@ def _relation(content: Any) -> tuple[str | None, str | None]:
     )
 
 
-async def thread_of(hs: "HomeServer", event: StoredEvent) -> str | None:
+async def thread_of(events: "EventStore", event: StoredEvent) -> str | None:
     """
     The thread root ID of an event, or None for the main timeline
     (threading.md: an C{m.thread} relation, directly or through at most
@@ -90,7 +93,7 @@ async def thread_of(hs: "HomeServer", event: StoredEvent) -> str | None:
             return None
         if rel_type == "m.thread":
             return parent
-        parent_event = await hs.event_store.get_event(parent)
+        parent_event = await events.get_event(parent)
         if parent_event is None:
             return None
         content = parent_event.pdu.get("content")
@@ -100,10 +103,21 @@ async def thread_of(hs: "HomeServer", event: StoredEvent) -> str | None:
 class ReceiptsHandler:
     """See the module docstring."""
 
-    def __init__(self, hs: "HomeServer", store: ReceiptStore) -> None:
-        self.hs = hs
+    def __init__(
+        self,
+        store: ReceiptStore,
+        events: "EventStore",
+        visibility: "Visibility",
+        account_data: "AccountDataHandler",
+        notifier: "Notifier",
+        clock_ms: Callable[[], int],
+    ) -> None:
         self.store = store
-        self.events = hs.event_store
+        self.events = events
+        self.visibility = visibility
+        self.account_data = account_data
+        self.notifier = notifier
+        self.clock_ms = clock_ms
         #: Called with C{(user_id, shortroomid)} when a user's read-up-to may move.
         self.on_read_changed: list[Any] = []
         #: Hooks C{(room_id, receipt)} once a public receipt is stored.
@@ -139,7 +153,7 @@ class ReceiptsHandler:
             await self.set_fully_read(user_id, room, event)
             return
         if thread_id is not None:
-            actual = await thread_of(self.hs, event)
+            actual = await thread_of(self.events, event)
             # The thread root itself is in the main timeline but a client
             # reading the thread may acknowledge it in the thread as well.
             if (actual or MAIN) != thread_id and not (
@@ -177,7 +191,7 @@ class ReceiptsHandler:
         event = await self.events.get_event(event_id)
         if room is None or event is None or event.shortroomid != room.short or not event.in_timeline:
             raise not_found("Event not found.")
-        if not await self.hs.visibility.can_see_event(user_id, event):
+        if not await self.visibility.can_see_event(user_id, event):
             raise not_found("Event not found.")
         return room, event
 
@@ -185,12 +199,12 @@ class ReceiptsHandler:
 
     async def set_fully_read(self, user_id: str, room: "RoomInfo", event: StoredEvent) -> None:
         """Move the C{m.fully_read} marker (room account data) forwards only."""
-        current = await self.hs.account_data.get(user_id, room.room_id, FULLY_READ)
+        current = await self.account_data.get(user_id, room.room_id, FULLY_READ)
         if current is not None:
             old = await self.events.get_event(str(current.get("event_id")))
             if old is not None and old.shortroomid == room.short and old.order >= event.order:
                 return
-        await self.hs.account_data.put(user_id, room.room_id, FULLY_READ, {"event_id": event.event_id})
+        await self.account_data.put(user_id, room.room_id, FULLY_READ, {"event_id": event.event_id})
 
     async def put_receipt(
         self,
@@ -212,32 +226,27 @@ class ReceiptsHandler:
         )
         if old is not None and old.order >= event.order:
             return False
-        txn = StoreTxn(self.hs.db)
-        globals_ = self.hs.globals
-        position = await globals_.reserve_position()
-        receipt = Receipt(
-            user_id, receipt_type, event.event_id, thread_id,
-            self.hs.clock_ms() if ts is None else ts, position,
+        ts = self.clock_ms() if ts is None else ts
+        position = await self.store.add(
+            room.short, user_id, receipt_type, event.event_id, thread_id, ts, event.order, old,
         )
-        self.store.put(txn, room.short, receipt, event.order, old)
-        globals_.put_position_on_commit(txn)
-        await txn.commit()
         self._read_changed(user_id, room.short)
         if receipt_type == READ_PRIVATE:
-            self.hs.notifier.notify(position, users=[user_id])
+            self.notifier.notify(position, users=[user_id])
         else:
-            self.hs.notifier.notify(position, users=[user_id], rooms=[room.room_id])
+            self.notifier.notify(position, users=[user_id], rooms=[room.room_id])
+            receipt = Receipt(user_id, receipt_type, event.event_id, thread_id, ts, position)
             await run_hooks(self.on_receipt, room.room_id, receipt, what="on_receipt")
         return True
 
-    def sent_event(
-        self, txn: StoreTxn, user_id: str, event: StoredEvent, thread: str | None,
-        existing: tuple[Any, ...],
+    async def sent_event(
+        self, txn: StoreTxn, user_id: str, event: StoredEvent, thread: str | None
     ) -> None:
         """
         Record in C{txn} that a local user sent C{event} (in C{thread}):
         everything before it in that thread counts as read.
         """
+        existing = await self.store.user_receipts(user_id, event.shortroomid)
         thread_key = thread or MAIN
         old = next(
             (r for r in existing if r.receipt_type == SENT and r.thread_id == thread_key), None

@@ -43,6 +43,7 @@ import hmac
 import re
 import secrets
 import string
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from twisted.internet.defer import Deferred, DeferredLock
@@ -55,7 +56,6 @@ from conduit_tw.storage.stores.users import Account
 from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
-    from conduit_tw.config import Config
     from conduit_tw.handlers.devices import DeviceHandler
     from conduit_tw.handlers.login import LoginHandler
     from conduit_tw.handlers.passwords import Passwords
@@ -96,12 +96,31 @@ def _pattern(text: str) -> "re.Pattern[str]":
         return re.compile(re.escape(text))
 
 
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """The configuration values registration reads (C{HomeServer} copies them from the config)."""
+
+    server_name: str
+    #: C{allow_registration}.
+    allow_registration: bool = False
+    #: C{registration_token}, else the content of C{registration_token_file}.
+    registration_token: str | None = None
+    registration_token_file: str | None = None
+    #: C{allow_guest_registration}, C{log_guest_registrations}.
+    allow_guest_registration: bool = False
+    log_guest_registrations: bool = False
+    #: C{forbidden_usernames}: patterns refused as localparts.
+    forbidden_usernames: tuple[str, ...] = ()
+    #: C{new_user_displayname_suffix}.
+    new_user_displayname_suffix: str = ""
+
+
 class RegistrationHandler:
     """C{/register} and its helpers, plus L{create_user} for other code."""
 
     def __init__(
         self,
-        config: "Config",
+        config: RegistrationSettings,
         users: "UserStore",
         tokens: "TokenStore",
         devices: "DeviceHandler",
@@ -129,7 +148,7 @@ class RegistrationHandler:
         self.on_registered: list[RegisteredHook] = []
 
     @staticmethod
-    def _load_token(config: "Config") -> str | None:
+    def _load_token(config: RegistrationSettings) -> str | None:
         if config.registration_token:
             return config.registration_token
         if config.registration_token_file:

@@ -31,7 +31,9 @@ from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
-    from conduit_tw.homeserver import HomeServer
+    from conduit_tw.handlers.visibility import Visibility
+    from conduit_tw.storage.events import EventStore
+    from conduit_tw.storage.stores.users import UserStore
 
 #: Longest accepted reason, in characters.
 MAX_REASON = 1000
@@ -42,9 +44,21 @@ ReportHook = Callable[[int, dict[str, Any]], "Awaitable[None] | None"]
 class ReportHandler:
     """See the module docstring."""
 
-    def __init__(self, hs: "HomeServer", store: ReportStore) -> None:
-        self.hs = hs
+    def __init__(
+        self,
+        server_name: str,
+        store: ReportStore,
+        events: "EventStore",
+        users: "UserStore",
+        visibility: "Visibility",
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.server_name = server_name
         self.store = store
+        self.events = events
+        self.users = users
+        self.visibility = visibility
+        self.clock_ms = clock_ms
         #: Sync or async C{(report_id, report)} callables run after storing.
         self.on_report: list[ReportHook] = []
 
@@ -64,7 +78,7 @@ class ReportHandler:
         return reason
 
     async def _store(self, report: dict[str, Any]) -> int:
-        report["ts"] = self.hs.clock_ms()
+        report["ts"] = self.clock_ms()
         report_id = await self.store.add(report)
         await run_hooks(self.on_report, report_id, report, what="on_report")
         return report_id
@@ -75,7 +89,7 @@ class ReportHandler:
         """An event report."""
         reason = self._reason(body, required=False)
         user_id = requester.user_id
-        store = self.hs.event_store
+        store = self.events
         if await store.membership(user_id, room_id) != "join":
             raise not_found("Event not found or you are not joined to the room")
         ev = await store.get_event(event_id)
@@ -83,7 +97,7 @@ class ReportHandler:
             ev is None
             or ev.room_id_or_create() != room_id
             or not ev.in_timeline
-            or not await self.hs.visibility.can_see_event(user_id, ev)
+            or not await self.visibility.can_see_event(user_id, ev)
         ):
             raise not_found("Event not found or you are not joined to the room")
         report: dict[str, Any] = {
@@ -97,7 +111,7 @@ class ReportHandler:
     async def report_room(self, requester: "Requester", room_id: str, body: dict[str, Any]) -> None:
         """A room report (v1.13)."""
         reason = self._reason(body, required=True)
-        if await self.hs.event_store.get_room(room_id) is None:
+        if await self.events.get_room(room_id) is None:
             raise not_found("The room was not found.")
         await self._store(
             {"kind": "room", "reporter": requester.user_id, "room_id": room_id, "reason": reason}
@@ -108,7 +122,7 @@ class ReportHandler:
         reason = self._reason(body, required=True)
         if not user_id.startswith("@") or ":" not in user_id:
             raise MatrixError(400, Codes.INVALID_PARAM, "Not a user ID")
-        if user_id.partition(":")[2] == self.hs.server_name and not await self.hs.users.exists(user_id):
+        if user_id.partition(":")[2] == self.server_name and not await self.users.exists(user_id):
             raise not_found("The user was not found.")
         await self._store(
             {"kind": "user", "reporter": requester.user_id, "user_id": user_id, "reason": reason}

@@ -57,8 +57,12 @@ from conduit_tw.storage.stores.rooms import RoomHead, RoomInfo
 from conduit_tw.storage.stores.timeline import LIVE_BASE, StoredEvent
 
 if TYPE_CHECKING:
+    from conduit_tw.handlers.account_data import AccountDataHandler
     from conduit_tw.handlers.auth import Requester
-    from conduit_tw.homeserver import HomeServer
+    from conduit_tw.handlers.filtering import FilterHandler
+    from conduit_tw.handlers.serialize import EventSerializer
+    from conduit_tw.handlers.visibility import Visibility
+    from conduit_tw.storage.events import EventStore
 
 JsonDict = dict[str, Any]
 
@@ -124,10 +128,19 @@ def token_after(event: StoredEvent) -> str:
 class RoomHistoryHandler:
     """/messages, /context, /members, /joined_members, /timestamp_to_event."""
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.store = hs.event_store
-        self.visibility = hs.visibility
+    def __init__(
+        self,
+        store: "EventStore",
+        visibility: "Visibility",
+        filters: "FilterHandler",
+        account_data: "AccountDataHandler",
+        serializer: "EventSerializer",
+    ) -> None:
+        self.store = store
+        self.visibility = visibility
+        self.filters = filters
+        self.account_data = account_data
+        self.serializer = serializer
 
     # -- access
 
@@ -254,7 +267,7 @@ class RoomHistoryHandler:
         forward = direction == "f"
         boundary = parse_token(from_token) if from_token else None
         stop = parse_token(to_token) if to_token else None
-        event_filter = await self.hs.filters.resolve_room_event_filter(user_id, filter_param)
+        event_filter = await self.filters.resolve_room_event_filter(user_id, filter_param)
         room, head, _, leave_order = await self.check_access(user_id, room_id)
         if limit is None:
             limit = event_filter.limit if event_filter.limit is not None else DEFAULT_LIMIT
@@ -270,12 +283,12 @@ class RoomHistoryHandler:
                 boundary = leave_order
             if forward and (stop is None or stop > leave_order):
                 stop = leave_order
-        ignored = await self.hs.account_data.ignored_users(user_id)
+        ignored = await self.account_data.ignored_users(user_id)
         events, end, exhausted = await self._scan(
             user_id, room, boundary, forward, limit, stop, event_filter, ignored
         )
         out: JsonDict = {
-            "chunk": await self.hs.serializer.serialize_events(
+            "chunk": await self.serializer.serialize_events(
                 events, user_id, requester.device_id
             ),
             "start": start,
@@ -287,7 +300,7 @@ class RoomHistoryHandler:
             out["end"] = encode_token(end)
         if event_filter.lazy_load_members and events:
             members = await self._lazy_members(events)
-            out["state"] = await self.hs.serializer.serialize_events(
+            out["state"] = await self.serializer.serialize_events(
                 members, user_id, requester.device_id
             )
         return out
@@ -305,7 +318,7 @@ class RoomHistoryHandler:
     ) -> JsonDict:
         """C{GET /rooms/{roomId}/context/{eventId}}."""
         user_id = requester.user_id
-        event_filter = await self.hs.filters.resolve_room_event_filter(user_id, filter_param)
+        event_filter = await self.filters.resolve_room_event_filter(user_id, filter_param)
         # The same access as /messages (check_access): a user who may not
         # page the room, or an event past a departed user's leave, is
         # answered 404 as event_context.yaml says.
@@ -327,7 +340,7 @@ class RoomHistoryHandler:
         limit = max(0, min(limit, MAX_LIMIT))
         before_limit = limit // 2
         after_limit = limit - before_limit
-        ignored = await self.hs.account_data.ignored_users(user_id)
+        ignored = await self.account_data.ignored_users(user_id)
         stop = leave_order
         before, start_b, _ = await self._scan(
             user_id, room, ev.order - 1, False, before_limit, None, event_filter, ignored
@@ -346,7 +359,7 @@ class RoomHistoryHandler:
             (s for s in state.values() if event_filter.matches(s.pdu)),
             key=lambda e: (e.order, e.event_id),
         )
-        ser = self.hs.serializer
+        ser = self.serializer
         device = requester.device_id
         return {
             "event": (await ser.serialize_events([ev], user_id, device))[0],
@@ -398,7 +411,7 @@ class RoomHistoryHandler:
                 chunk.append(ev)
         chunk.sort(key=lambda e: (e.order, e.event_id))
         return {
-            "chunk": await self.hs.serializer.serialize_events(
+            "chunk": await self.serializer.serialize_events(
                 chunk, requester.user_id, requester.device_id
             )
         }
@@ -420,6 +433,58 @@ class RoomHistoryHandler:
                 info[dst] = value if isinstance(value, str) else None
             joined[user] = info
         return {"joined": joined}
+
+    # -- room state and single events (rooms.yaml)
+
+    async def visible_state_hash(self, user_id: str, room_id: str) -> int:
+        """
+        The state C{user_id} may read (C{GET /rooms/{roomId}/state}): the
+        current state if joined or the room is C{world_readable}, the
+        state at their leave if they left after joining; 403 otherwise.
+        """
+        store = self.store
+        room = await store.get_room(room_id)
+        if room is None or not (await store.head(room)).statehash:
+            raise forbidden("You aren't a member of the room and weren't previously a member")
+        rec = await store.membership_record(user_id, room_id)
+        head = await store.head(room)
+        if rec is not None and rec.membership == "join":
+            return head.statehash
+        if await self.visibility.history_visibility(head.statehash) == "world_readable":
+            return head.statehash
+        if rec is not None and rec.membership in ("leave", "ban") and rec.last_join_order:
+            ev = await store.get_event_by_short(rec.shorteventid)
+            if ev is not None:
+                return ev.state_after
+        raise forbidden("You aren't a member of the room and weren't previously a member")
+
+    async def state_event(
+        self, user_id: str, room_id: str, event_type: str, state_key: str
+    ) -> StoredEvent:
+        """One state event of the state the user may read (404 if absent)."""
+        statehash = await self.visible_state_hash(user_id, room_id)
+        ev = await self.store.state_event(statehash, event_type, state_key)
+        if ev is None:
+            raise not_found("Event not found.")
+        return ev
+
+    async def state(self, user_id: str, room_id: str) -> list[StoredEvent]:
+        """The state the user may read, in timeline order."""
+        statehash = await self.visible_state_hash(user_id, room_id)
+        state = await self.store.state_events(statehash)
+        return sorted(state.values(), key=lambda e: (e.order, e.event_id))
+
+    async def event(self, user_id: str, room_id: str, event_id: str) -> StoredEvent:
+        """C{GET /rooms/{roomId}/event/{eventId}}: 404 unless the user may see it."""
+        ev = await self.store.get_event(event_id)
+        if (
+            ev is None
+            or ev.room_id_or_create() != room_id
+            or not ev.in_timeline
+            or not await self.visibility.can_see_event(user_id, ev)
+        ):
+            raise not_found("Event not found.")
+        return ev
 
     # -- /timestamp_to_event
 

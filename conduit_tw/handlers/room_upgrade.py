@@ -30,7 +30,8 @@ Steps, as the spec's "Server behaviour" lists them (and as Synapse does):
    storage).
 5. Local aliases move to the new room (one atomic batch), the
    m.room.canonical_alias of the old room loses them and the new room
-   gets them; a published room is unpublished and the new one published.
+   gets them; a published room is unpublished and the new one published
+   (the directory's L{on_room_upgraded} hook, handlers/directory.py).
 6. The old room's C{events_default} and C{invite} are raised to
    C{max(50, users_default + 1)} (when the upgrader may).
 
@@ -53,7 +54,10 @@ from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
-    from conduit_tw.homeserver import HomeServer
+    from conduit_tw.handlers.events import EventHandler
+    from conduit_tw.handlers.rooms import RoomCreationHandler
+    from conduit_tw.storage.events import EventStore
+    from conduit_tw.storage.stores.aliases import AliasStore
     from conduit_tw.storage.stores.timeline import StoredEvent
 
 log = get_logger("conduit_tw.room_upgrade")
@@ -103,10 +107,22 @@ def _int(value: Any, default: int) -> int:
 class RoomUpgradeHandler:
     """See the module docstring."""
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.store = hs.event_store
-        self.events = hs.events
+    def __init__(
+        self,
+        server_name: str,
+        store: "EventStore",
+        events: "EventHandler",
+        room_creation: "RoomCreationHandler",
+        aliases: "AliasStore",
+        *,
+        allow_unstable_room_versions: bool = True,
+    ) -> None:
+        self.server_name = server_name
+        self.store = store
+        self.events = events
+        self.room_creation = room_creation
+        self.aliases = aliases
+        self.allow_unstable_room_versions = allow_unstable_room_versions
         #: Sync or async C{(old_room_id, new_room_id, user_id)} callables.
         self.on_room_upgraded: list[RoomUpgradedHook] = []
 
@@ -116,7 +132,7 @@ class RoomUpgradeHandler:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing new_version")
         if not isinstance(new_version, str):
             raise MatrixError(400, Codes.BAD_JSON, "new_version must be a string")
-        return usable_room_version(new_version, self.hs.config.allow_unstable_room_versions)
+        return usable_room_version(new_version, self.allow_unstable_room_versions)
 
     async def upgrade(self, requester: "Requester", room_id: str, body: dict[str, Any]) -> str:
         """Upgrade the room; returns the replacement room's ID."""
@@ -149,13 +165,13 @@ class RoomUpgradeHandler:
             tombstone_content = {"body": "This room has been replaced", "replacement_room": ""}
             if version.room_id_from_create_event:
                 # Authorise now; the real tombstone names the derived room ID.
-                tombstone_content["replacement_room"] = "!placeholder:" + self.hs.server_name
+                tombstone_content["replacement_room"] = "!placeholder:" + self.server_name
                 tombstone = await self.events.build(
                     room, user_id, "m.room.tombstone", tombstone_content, ""
                 )
                 predecessor: dict[str, Any] = {"room_id": room_id}
             else:
-                new_room_id = "!%s:%s" % (random_string(18), self.hs.server_name)
+                new_room_id = "!%s:%s" % (random_string(18), self.server_name)
                 tombstone_content["replacement_room"] = new_room_id
                 tombstone = await self.events.build(
                     room, user_id, "m.room.tombstone", tombstone_content, ""
@@ -166,7 +182,7 @@ class RoomUpgradeHandler:
             create_body, final_pl = self._create_body(
                 version, user_id, creators, extra_creators, predecessor, old_state
             )
-            new_room_id = await self.hs.room_creation.create_room(
+            new_room_id = await self.room_creation.create_room(
                 requester, create_body, room_id=new_room_id
             )
             await self._copy_bans(new_room_id, user_id, old_state)
@@ -283,7 +299,7 @@ class RoomUpgradeHandler:
     async def _move_aliases(
         self, old: str, new: str, user_id: str, old_state: dict[tuple[str, str], "StoredEvent"]
     ) -> None:
-        moved = set(await self.hs.aliases_store.move_to_room(old, new, user_id))
+        moved = set(await self.aliases.move_to_room(old, new, user_id))
         canonical = old_state.get((_CANONICAL, ""))
         if canonical is not None and moved:
             content = canonical.content
@@ -311,10 +327,6 @@ class RoomUpgradeHandler:
                     await self.events.send(room_id, user_id, _CANONICAL, c, "")
                 except MatrixError as e:
                     log.warn("Could not update the canonical alias of {room}: {e}", room=room_id, e=e)
-        directory = getattr(self.hs, "directory_store", None)
-        if directory is not None and await directory.is_public(old):
-            await directory.set_public(new, True)
-            await directory.set_public(old, False)
 
     async def _restrict_old_room(
         self, room_id: str, user_id: str, old_state: dict[tuple[str, str], "StoredEvent"]

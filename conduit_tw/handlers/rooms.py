@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from conduit_tw.errors import Codes, MatrixError, forbidden
 from conduit_tw.events.auth_rules import is_valid_user_id
@@ -45,7 +45,10 @@ from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
-    from conduit_tw.homeserver import HomeServer
+    from conduit_tw.handlers.events import EventHandler
+    from conduit_tw.storage.events import EventStore
+    from conduit_tw.storage.stores.aliases import AliasStore
+    from conduit_tw.storage.stores.users import UserStore
 
 #: C{(room_id, creator, request body)}, run after the room was created.
 RoomCreatedHook = Callable[[str, str, dict[str, Any]], "Awaitable[None] | None"]
@@ -70,7 +73,7 @@ def _bad(msg: str) -> MatrixError:
     return MatrixError(400, Codes.BAD_JSON, msg)
 
 
-def alias_forbidden(alias: str, patterns: list[str]) -> bool:
+def alias_forbidden(alias: str, patterns: Sequence[str]) -> bool:
     """
     Whether C{forbidden_alias_names} refuses C{alias}: each entry is a
     regular expression searched in the alias (a plain word matches as a
@@ -86,15 +89,40 @@ def alias_forbidden(alias: str, patterns: list[str]) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class RoomSettings:
+    """The configuration values room creation reads (C{HomeServer} copies them from the config)."""
+
+    #: C{allow_room_creation}: whether non-admins may create rooms.
+    allow_room_creation: bool = True
+    #: C{default_room_version}: used when the request names none.
+    default_room_version: str = "12"
+    #: C{allow_unstable_room_versions}.
+    allow_unstable_room_versions: bool = True
+    #: C{forbidden_alias_names}: patterns refused as alias localparts.
+    forbidden_alias_names: tuple[str, ...] = ()
+
+
 class RoomCreationHandler:
     """C{POST /createRoom}."""
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.config = hs.config
-        self.store = hs.event_store
-        self.events = hs.events
-        self.aliases = hs.aliases_store
+    def __init__(
+        self,
+        server_name: str,
+        settings: RoomSettings,
+        store: "EventStore",
+        events: "EventHandler",
+        aliases: "AliasStore",
+        users: "UserStore",
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.server_name = server_name
+        self.config = settings
+        self.store = store
+        self.events = events
+        self.aliases = aliases
+        self.users = users
+        self.clock_ms = clock_ms
         #: Async or sync callables run after a room was created.
         self.on_room_created: list[RoomCreatedHook] = []
         #: Async or sync checks run before a room is created (the directory
@@ -112,13 +140,12 @@ class RoomCreationHandler:
             need the ID before the room exists). 400 M_ROOM_IN_USE if taken.
         """
         fixed_room_id = room_id
-        hs = self.hs
         creator = requester.user_id
-        if not self.config.allow_room_creation and not await hs.users.is_admin(creator):
+        if not self.config.allow_room_creation and not await self.users.is_admin(creator):
             raise forbidden("Room creation has been disabled on this server")
         if requester.is_guest:
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guests cannot create rooms")
-        req = CreateRoomRequest.parse(body, creator, self.config, hs.server_name)
+        req = CreateRoomRequest.parse(body, creator, self.config, self.server_name)
         if req.alias is not None and await self.aliases.is_taken(req.alias):
             raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
 
@@ -129,11 +156,11 @@ class RoomCreationHandler:
 
         content = create_content(req)
         version = req.version
-        ts = hs.clock_ms()
+        ts = self.clock_ms()
         while True:
             room_id = None
             if not version.room_id_from_create_event:
-                room_id = fixed_room_id or "!%s:%s" % (random_string(18), hs.server_name)
+                room_id = fixed_room_id or "!%s:%s" % (random_string(18), self.server_name)
             create = self.events.build_create(version, creator, content, room_id, ts)
             room_id = create.room_id or "!" + create.event_id[1:]
             if await self.store.get_room(room_id) is None:
@@ -217,7 +244,7 @@ class RoomCreationHandler:
         return out
 
     async def _invitee_profile(self, user_id: str) -> dict[str, Any]:
-        profile = await self.hs.users.get_profile(user_id)
+        profile = await self.users.get_profile(user_id)
         return {k: profile[k] for k in ("displayname", "avatar_url") if isinstance(profile.get(k), str)}
 
 
@@ -250,7 +277,7 @@ class CreateRoomRequest:
 
     @classmethod
     def parse(
-        cls, body: dict[str, Any], creator: str, config: Any, server_name: str
+        cls, body: dict[str, Any], creator: str, config: RoomSettings, server_name: str
     ) -> "CreateRoomRequest":
         """Validate C{body}; 400 with the spec's error code if it is bad."""
         visibility = body.get("visibility", "private")
@@ -319,7 +346,7 @@ def usable_room_version(version_id: str, allow_unstable: bool) -> RoomVersion:
     return version
 
 
-def _parse_version(body: dict[str, Any], config: Any) -> Any:
+def _parse_version(body: dict[str, Any], config: RoomSettings) -> Any:
     version_id = body.get("room_version", config.default_room_version)
     if not isinstance(version_id, str):
         raise _bad("room_version must be a string")
@@ -352,7 +379,7 @@ def _parse_invites(body: dict[str, Any], creator: str, server_name: str) -> list
     return list(dict.fromkeys(u for u in invites if u != creator))
 
 
-def _parse_alias(localpart: str, config: Any, server_name: str) -> str:
+def _parse_alias(localpart: str, config: RoomSettings, server_name: str) -> str:
     """The canonical alias for C{room_alias_name} (whether it is taken is checked later)."""
     if not _ALIAS_LOCALPART.fullmatch(localpart):
         raise MatrixError(400, Codes.INVALID_PARAM, "Invalid room_alias_name")

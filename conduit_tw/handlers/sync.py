@@ -9,7 +9,7 @@ serial>}. C{position} is the stream position everything in the response
 is bounded by ("now"): every query is a range C{(since, now]} over an
 index (room timelines by order, receipts per room, account data and
 membership changes per user, presence by position), so successive syncs
-neither lose nor repeat anything. "Now" is C{hs.notifier.position}, the
+neither lose nor repeat anything. "Now" is C{Notifier.position}, the
 highest position announced after its commit. Assumption: positions are
 committed in the order they are reserved, which holds because the
 embedded backends reserve, write and notify in one reactor turn (a
@@ -46,7 +46,15 @@ from conduit_tw.storage.stores.membership import MembershipRecord
 from conduit_tw.util.caches import LruCache, scaled
 
 if TYPE_CHECKING:
-    from conduit_tw.homeserver import HomeServer
+    from twisted.internet.interfaces import IReactorTime
+
+    from conduit_tw.handlers.account_data import AccountDataHandler
+    from conduit_tw.handlers.filtering import FilterHandler
+    from conduit_tw.handlers.presence import PresenceHandler
+    from conduit_tw.handlers.receipts import ReceiptsHandler
+    from conduit_tw.handlers.typing import TypingHandler
+    from conduit_tw.notifier import Notifier
+    from conduit_tw.storage.events import EventStore
 
 log = get_logger("conduit_tw.sync")
 
@@ -110,12 +118,35 @@ class _UserRooms:
 class SyncHandler:
     """See the module docstring."""
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.store = hs.event_store
-        self.notifier = hs.notifier
-        modifier = hs.config.conduit_cache_capacity_modifier
-        self.rooms = RoomSync(hs)
+    def __init__(
+        self,
+        store: "EventStore",
+        notifier: "Notifier",
+        reactor: "IReactorTime",
+        rooms: RoomSync,
+        filters: "FilterHandler",
+        account_data: "AccountDataHandler",
+        presence: "PresenceHandler",
+        typing: "TypingHandler",
+        receipts: "ReceiptsHandler",
+        cache_modifier: float = 1.0,
+    ) -> None:
+        """
+        HomeServer registers L{event_persisted} on C{EventStore.persist_hooks}
+        and hands L{is_joined}, L{shares_room} and L{rooms_of} to typing and
+        presence (which this handler itself depends on: the cycle is broken
+        with those callables).
+        """
+        self.store = store
+        self.notifier = notifier
+        self.reactor = reactor
+        self.rooms = rooms
+        self.filters = filters
+        self.account_data = account_data
+        self.presence = presence
+        self.typing = typing
+        self.receipts = receipts
+        modifier = cache_modifier
         #: user -> membership records, dropped when a member event about them commits.
         self._user_rooms: LruCache[str, _UserRooms] = LruCache(scaled(50_000, modifier))
         self._filters: LruCache[tuple[str, str], Filter] = LruCache(scaled(10_000, modifier))
@@ -129,7 +160,7 @@ class SyncHandler:
     # Hooks for other handlers (registered by the HomeServer)
 
     async def is_joined(self, user_id: str, room_id: str) -> bool:
-        """C{hs.typing.is_joined}."""
+        """C{TypingHandler.is_joined}."""
         rec = await self.store.membership_record(user_id, room_id)
         return rec is not None and rec.membership == "join"
 
@@ -138,7 +169,7 @@ class SyncHandler:
         return (await self._rooms_of_user(user_id)).joined
 
     async def shares_room(self, viewer: str, user_id: str) -> bool:
-        """C{hs.presence.shares_room}: do they share a joined room?"""
+        """C{PresenceHandler.shares_room}: do they share a joined room?"""
         if viewer == user_id:
             return True
         mine = await self.joined_rooms(viewer)
@@ -148,7 +179,7 @@ class SyncHandler:
         return not mine.isdisjoint(theirs)
 
     async def rooms_of(self, user_id: str) -> frozenset[str]:
-        """C{hs.presence.rooms_of}: the rooms whose members see the user's presence."""
+        """C{PresenceHandler.rooms_of}: the rooms whose members see the user's presence."""
         return await self.joined_rooms(user_id)
 
     async def event_persisted(self, txn: Any, event: Any) -> None:
@@ -171,7 +202,7 @@ class SyncHandler:
 
     async def resolve_filter(self, user_id: str, param: str | None) -> Filter:
         """
-        C{hs.filters.resolve}, memoised: stored filters never change (their
+        C{FilterHandler.resolve}, memoised: stored filters never change (their
         IDs are content-addressed) and inline ones are keyed by their text.
         """
         if not param:
@@ -179,7 +210,7 @@ class SyncHandler:
         key = (user_id, param)
         flt = self._filters.get(key)
         if flt is None:
-            flt = await self.hs.filters.resolve(user_id, param)
+            flt = await self.filters.resolve(user_id, param)
             self._filters.set(key, flt)
         return flt
 
@@ -192,7 +223,7 @@ class SyncHandler:
 
     def now_token(self) -> SyncToken:
         """The token of "now" (see the module docstring)."""
-        return SyncToken(self.notifier.position, self.hs.typing.current_serial())
+        return SyncToken(self.notifier.position, self.typing.current_serial())
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
         """Answer one C{/sync} request (long-polling as asked)."""
@@ -212,7 +243,7 @@ class SyncHandler:
                 return self._empty(since)
             body, _ = await self._compute(req, since, now)
             return body
-        clock = self.hs.reactor
+        clock = self.reactor
         deadline = clock.seconds() + req.timeout_ms / 1000
         while True:
             now = self.now_token()
@@ -227,7 +258,7 @@ class SyncHandler:
                 return body
             rooms = await self.joined_rooms(req.user_id)
             waiter = self.notifier.wait(req.user_id, rooms, remaining)
-            if self.notifier.position != now.position or self.hs.typing.current_serial() != now.typing:
+            if self.notifier.position != now.position or self.typing.current_serial() != now.typing:
                 waiter.cancel()
                 waiter.addErrback(lambda f: f.trap(CancelledError))
                 since = now if empty else since
@@ -240,15 +271,13 @@ class SyncHandler:
                 return body
 
     async def _presence(self, req: SyncRequest) -> None:
-        presence = self.hs.presence
+        presence = self.presence
         if req.is_guest:
             return
         if req.set_presence in (None, "online"):
             await presence.bump_activity(req.user_id)
         elif req.set_presence == "unavailable":
-            record = await presence.store.get(req.user_id)
-            if record is None or record.presence != "unavailable":
-                await presence.set_presence(req.user_id, "unavailable")
+            await presence.mark_unavailable(req.user_id)
 
     def _empty(self, token: SyncToken) -> dict[str, Any]:
         body: dict[str, Any] = {"next_batch": token.encode()}
@@ -270,7 +299,6 @@ class SyncHandler:
         self, req: SyncRequest, since: SyncToken | None, now: SyncToken
     ) -> tuple[dict[str, Any], bool]:
         """The response for C{(since, now]} and whether it is empty."""
-        hs = self.hs
         user_id = req.user_id
         flt = req.filter
         ll_key = (user_id, req.device_id)
@@ -285,7 +313,7 @@ class SyncHandler:
             since=since,
             now=now,
             full_state=req.full_state,
-            ignored=await hs.account_data.ignored_users(user_id),
+            ignored=await self.account_data.ignored_users(user_id),
             limit=flt.room_timeline.get_limit(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT),
             lazy=flt.room_state.lazy_load_members,
             include_redundant=flt.room_state.include_redundant_members,
@@ -298,7 +326,7 @@ class SyncHandler:
         empty = True
 
         # -- account data (global and per room): one index scan
-        changes = await hs.account_data.changes_since(user_id, p, now.position)
+        changes = await self.account_data.changes_since(user_id, p, now.position)
         if changes.global_events:
             events = [e for e in changes.global_events if flt.account_data.matches(e)]
             if events:
@@ -315,13 +343,13 @@ class SyncHandler:
         # presence of users the viewer newly shares a room with (their
         # last change may be older than the token).
         if not flt.presence.definition.get("types") == [] and not req.is_guest:
-            presence, _ = await hs.presence.changes_since(user_id, p, now.position)
-            if since is not None and hs.presence.enabled:
+            presence, _ = await self.presence.changes_since(user_id, p, now.position)
+            if since is not None and self.presence.enabled:
                 have = {e["sender"] for e in presence}
                 for other in sorted(await self._newly_shared(ctx, rooms.get("join", {})) - have):
                     presence.append({
                         "type": "m.presence", "sender": other,
-                        "content": await hs.presence.get_content(other),
+                        "content": await self.presence.get_content(other),
                     })
             presence = [
                 e for e in presence if e["sender"] not in ctx.ignored and flt.presence.matches(e)
@@ -370,8 +398,8 @@ class SyncHandler:
         invite: dict[str, Any] = {}
         leave: dict[str, Any] = {}
         knock: dict[str, Any] = {}
-        receipts = self.hs.receipts
-        typing = self.hs.typing
+        receipts = self.receipts
+        typing = self.typing
         store = self.store
         for room_id, rec in user_rooms.records.items():
             if not flt.allows_room(room_id):

@@ -45,8 +45,13 @@ from conduit_tw.storage.stores.timeline import StoredEvent
 from conduit_tw.util.caches import LruCache, scaled
 
 if TYPE_CHECKING:
+    from conduit_tw.handlers.notifications import NotificationsHandler
+    from conduit_tw.handlers.receipts import ReceiptsHandler
+    from conduit_tw.handlers.serialize import EventSerializer
     from conduit_tw.handlers.sync import SyncContext
-    from conduit_tw.homeserver import HomeServer
+    from conduit_tw.handlers.typing import TypingHandler
+    from conduit_tw.handlers.visibility import Visibility
+    from conduit_tw.storage.events import EventStore
     from conduit_tw.storage.stores.membership import MembershipRecord
     from conduit_tw.storage.stores.rooms import RoomInfo
 
@@ -95,10 +100,23 @@ def stripped(event: StoredEvent) -> dict[str, Any]:
 class RoomSync:
     """Builds the per-room parts of a /sync response."""
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.store = hs.event_store
-        modifier = hs.config.conduit_cache_capacity_modifier
+    def __init__(
+        self,
+        store: "EventStore",
+        visibility: "Visibility",
+        typing: "TypingHandler",
+        receipts: "ReceiptsHandler",
+        notifications: "NotificationsHandler",
+        serializer: "EventSerializer",
+        cache_modifier: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.visibility = visibility
+        self.typing = typing
+        self.receipts = receipts
+        self.notifications = notifications
+        self.serializer = serializer
+        modifier = cache_modifier
         #: (shortroomid, statehash) -> (first 6 heroes, joined, invited)
         self._summaries: LruCache[tuple[int, int], tuple[tuple[str, ...], int, int]] = LruCache(
             scaled(20_000, modifier)
@@ -138,7 +156,7 @@ class RoomSync:
                 if (not ignored or e.sender not in ignored or e.is_state())
                 and flt.matches(e.pdu)
             ]
-            visible = await self.hs.visibility.filter_events_for_user(ctx.user_id, candidates)
+            visible = await self.visibility.filter_events_for_user(ctx.user_id, candidates)
             for ev in visible:
                 if len(kept) == limit:
                     limited = True
@@ -320,7 +338,6 @@ class RoomSync:
         account_data: list[dict[str, Any]] | None,
     ) -> dict[str, Any] | None:
         """A C{rooms.join} entry, or None when nothing is to be said."""
-        hs = self.hs
         store = self.store
         p = ctx.since_position
         n = ctx.now.position
@@ -330,7 +347,7 @@ class RoomSync:
         if not initial:
             since_hash = await self._hash_at_position(room, p)
             if rec.position > p:
-                newly_joined = await hs.visibility.membership_at(since_hash, ctx.user_id) != "join"
+                newly_joined = await self.visibility.membership_at(since_hash, ctx.user_id) != "join"
         full = initial or ctx.full_state or newly_joined
         lo = 0 if initial or newly_joined else boundary_after_position(p)
         hi = boundary_after_position(n)
@@ -360,14 +377,14 @@ class RoomSync:
         eph_filter = ctx.filter.room_ephemeral
         if eph_filter.allows_type("m.typing"):
             if full:
-                if hs.typing.typing_users(room.room_id):
-                    ephemeral.append(hs.typing.event(room.room_id))
+                if self.typing.typing_users(room.room_id):
+                    ephemeral.append(self.typing.event(room.room_id))
             else:
-                ev = hs.typing.event_if_changed(room.room_id, ctx.since.typing)  # type: ignore[union-attr]
+                ev = self.typing.event_if_changed(room.room_id, ctx.since.typing)  # type: ignore[union-attr]
                 if ev is not None:
                     ephemeral.append(ev)
         if eph_filter.allows_type("m.receipt"):
-            receipt = await hs.receipts.receipt_event(
+            receipt = await self.receipts.receipt_event(
                 ctx.user_id, room.short, 0 if full else p, n, ctx.ignored
             )
             if receipt is not None:
@@ -380,7 +397,7 @@ class RoomSync:
         ):
             return None
 
-        serializer = hs.serializer
+        serializer = self.serializer
         tl_json = await serializer.serialize_events(
             timeline, ctx.user_id, ctx.device_id, include_room_id=False
         )
@@ -393,7 +410,7 @@ class RoomSync:
         entry = _timeline_and_state(ctx, timeline, tl_json, limited, hi, state_json)
         entry["ephemeral"] = {"events": ephemeral}
         entry["account_data"] = {"events": room_data}
-        counts = await hs.notifications.room_counts(ctx.user_id, room.short)
+        counts = await self.notifications.room_counts(ctx.user_id, room.short)
         entry["unread_notifications"] = counts.unread_notifications(ctx.threaded)
         if ctx.threaded:
             threads = counts.unread_thread_notifications()
@@ -413,14 +430,13 @@ class RoomSync:
         account_data: list[dict[str, Any]] | None,
     ) -> dict[str, Any] | None:
         """A C{rooms.leave} entry: the timeline up to the leave, the state delta."""
-        hs = self.hs
         p = ctx.since_position
         initial = ctx.since is None or ctx.full_state
         hi = boundary_after_position(rec.position)
         since_hash = None if initial else await self._hash_at_position(room, p)
         was_joined = rec.last_join_order > 0
         if since_hash is not None:
-            joined_at_since = await hs.visibility.membership_at(since_hash, ctx.user_id) == "join"
+            joined_at_since = await self.visibility.membership_at(since_hash, ctx.user_id) == "join"
         else:
             joined_at_since = False
         lo = boundary_after_position(p) if (since_hash is not None and joined_at_since) else 0
@@ -439,7 +455,7 @@ class RoomSync:
             state = await self._state_events(
                 ctx, room, base, target_hash, timeline, include_self=base is None
             )
-        serializer = hs.serializer
+        serializer = self.serializer
         tl_json = await serializer.serialize_events(
             timeline, ctx.user_id, ctx.device_id, include_room_id=False
         )

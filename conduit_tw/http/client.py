@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from OpenSSL import SSL
@@ -150,14 +150,19 @@ class _Collect:
 
 
 @implementer(IStreamClientEndpoint)
-class _CheckedEndpoint:
-    """Resolve, drop denied addresses, connect to a checked address."""
+class CheckedEndpoint:
+    """
+    Resolve, drop denied addresses, connect to a checked address; with
+    C{tls_name}, TLS verified against that name (L{OutgoingHTTPClient.tls_creator}).
+    """
 
-    def __init__(self, client: "OutgoingHTTPClient", scheme: str, host: str, port: int) -> None:
+    def __init__(
+        self, client: "OutgoingHTTPClient", host: str, port: int, tls_name: str | None
+    ) -> None:
         self._client = client
-        self._scheme = scheme
         self._host = host
         self._port = port
+        self._tls_name = tls_name
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[Any]:
         return Deferred.fromCoroutine(self._connect(protocolFactory))
@@ -175,8 +180,8 @@ class _CheckedEndpoint:
         for ip in allowed:
             tcp_class = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint
             endpoint: Any = tcp_class(client.reactor, ip, self._port, timeout=client.conn_timeout)
-            if self._scheme == "https":
-                endpoint = wrapClientTLS(client.tls_creator(self._host), endpoint)
+            if self._tls_name is not None:
+                endpoint = wrapClientTLS(client.tls_creator(self._tls_name), endpoint)
             try:
                 return await endpoint.connect(factory)
             except CancelledError:
@@ -197,7 +202,7 @@ class _EndpointFactory:
         host = uri.host.decode("ascii")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        return _CheckedEndpoint(self._client, scheme, host, uri.port)
+        return CheckedEndpoint(self._client, host, uri.port, host if scheme == "https" else None)
 
 
 @implementer(IBodyProducer)
@@ -279,21 +284,46 @@ class OutgoingHTTPClient:
     @param config: the server's L{Config} (C{ip_range_denylist},
         C{allow_invalid_tls_certificates}, C{request_conn_timeout},
         C{request_timeout}, C{request_idle_timeout}, C{request_idle_per_host}).
+    @param endpoint_factory: builds the agent's endpoint factory for this
+        client (the federation client connects by server discovery); by
+        default URLs are connected to as they are.
+    @param conn_timeout: overrides C{request_conn_timeout}; likewise
+        C{timeout}, C{idle_timeout} and C{idle_per_host} for the others.
+    @param schemes: the URL schemes the endpoint factory serves.
     """
 
-    def __init__(self, reactor: Any, config: Any) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        config: Any,
+        *,
+        endpoint_factory: Callable[["OutgoingHTTPClient"], IAgentEndpointFactory] | None = None,
+        conn_timeout: float | None = None,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        idle_per_host: int | None = None,
+        schemes: tuple[str, ...] = ("http", "https"),
+    ) -> None:
         self.reactor = reactor
+        #: The URL schemes L{request} accepts (those the endpoint factory serves).
+        self.schemes = schemes
         self.denylist = IPDenylist(config.ip_range_denylist)
-        self.conn_timeout: float = config.request_conn_timeout
-        self.timeout: float = config.request_timeout
+        self.conn_timeout: float = (
+            config.request_conn_timeout if conn_timeout is None else conn_timeout
+        )
+        self.timeout: float = config.request_timeout if timeout is None else timeout
         self._insecure = bool(config.allow_invalid_tls_certificates)
         self._unverified_options = CertificateOptions(verify=False) if self._insecure else None
-        per_host = int(getattr(config, "request_idle_per_host", 1))
-        self.pool = HTTPConnectionPool(reactor, persistent=per_host > 0)
-        if per_host > 0:
-            self.pool.maxPersistentPerHost = per_host
-            self.pool.cachedConnectionTimeout = getattr(config, "request_idle_timeout", 5)
-        self.agent = Agent.usingEndpointFactory(reactor, _EndpointFactory(self), pool=self.pool)
+        if idle_per_host is None:
+            idle_per_host = int(getattr(config, "request_idle_per_host", 1))
+        if idle_timeout is None:
+            idle_timeout = getattr(config, "request_idle_timeout", 5)
+        self.pool = HTTPConnectionPool(reactor, persistent=idle_per_host > 0)
+        if idle_per_host > 0:
+            self.pool.maxPersistentPerHost = idle_per_host
+            self.pool.cachedConnectionTimeout = idle_timeout
+        factory = (endpoint_factory or _EndpointFactory)(self)
+        self.agent = Agent.usingEndpointFactory(reactor, factory, pool=self.pool)
 
     # -- connection pieces (used by the endpoint)
 
@@ -341,8 +371,8 @@ class OutgoingHTTPClient:
             url.encode("ascii")
         except (ValueError, UnicodeError):
             raise InvalidURLError(f"Invalid URL {url!r}") from None
-        if parts.scheme not in ("http", "https") or not host:
-            raise InvalidURLError(f"Not an http(s) URL with a host: {url!r}")
+        if parts.scheme not in self.schemes or not host:
+            raise InvalidURLError(f"Not an {'/'.join(self.schemes)} URL with a host: {url!r}")
         h = Headers()
         for name, value in (headers or {}).items():
             h.setRawHeaders(name, [value] if isinstance(value, str) else list(value))

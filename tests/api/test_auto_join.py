@@ -27,7 +27,7 @@ class AutoJoinTests(RoomsTestCase):
         lobby = await self.create_room(alice, preset="public_chat", room_alias_name="lobby")
         private = await self.create_room(alice, preset="private_chat")
         public = await self.create_room(alice, preset="public_chat")
-        self.hs.config.auto_join_rooms = [*self.hs.config.auto_join_rooms, private, public]
+        self.hs.auto_join.rooms = [*self.hs.auto_join.rooms, private, public]
         bob_id, bob = await self.user("bob")
         # Joinable rooms by alias and by ID; the invite-only one, the unknown
         # alias and the remote alias are skipped without failing registration.
@@ -44,7 +44,7 @@ class AutoJoinTests(RoomsTestCase):
         guest = await self.request("POST", V3 + "/register?kind=guest", {})
         self.assertEqual(guest.code, 200, guest.body)
         self.assertEqual(await self.joined(guest.json["access_token"]), [])
-        self.hs.config.allow_guests_auto_join_rooms = True
+        self.hs.auto_join.allow_guests = True
         guest = await self.request("POST", V3 + "/register?kind=guest", {})
         self.assertEqual(guest.code, 200, guest.body)
         self.assertEqual(await self.joined(guest.json["access_token"]), [lobby])

@@ -89,7 +89,7 @@ class SendEndpointTests(FederationTestCase):
     """The HTTP endpoint: authentication, bodies, limits, PDU results, de-duplication."""
 
     async def test_unauthenticated(self) -> None:
-        """Without an X-Matrix verifier nobody is trusted: 401."""
+        """A request without a valid X-Matrix signature: 401."""
         r = await self.put_send("1", {"pdus": []}, origin=None)
         self.assertMatrixError(r, 401, "M_UNAUTHORIZED")
 
@@ -351,3 +351,32 @@ class RestartTests(FederationTestCase):
         self.assertEqual([p["content"]["body"] for p in self.peer.pdus], ["queued"])
         [receipt] = [e["content"] for e in self.peer.edus if e["edu_type"] == "m.receipt"]
         self.assertEqual(receipt[self.room]["m.read"][self.alice]["event_ids"], [event_id])
+
+
+class AclOnSendTests(FederationTestCase):
+    """A denied server's typing, receipts and PDUs are ignored."""
+
+    async def test_denied(self) -> None:
+        event_id = await self.send_ok(self.tok, self.room)
+        r = await self.request(
+            "PUT", f"/_matrix/client/v3/rooms/{self.room}/state/m.room.server_acl/",
+            {"allow": ["*"], "deny": ["remote.example"]}, access_token=self.tok,
+        )
+        self.assertEqual(r.code, 200, r.body)
+        pdu = {"room_id": self.room, "event_id": "$x:remote.example", "type": "m.room.message"}
+        response = await self.transaction(
+            [typing_edu(BOB, self.room), receipt_edu(BOB, self.room, event_id)], [pdu]
+        )
+        self.assertEqual(self.hs.typing.typing_users(self.room), [])
+        room = await self.hs.event_store.get_room(self.room)
+        receipts = await self.hs.receipts.store.user_receipts(BOB, room.short)
+        self.assertEqual(receipts, ())
+        [result] = response["pdus"].values()
+        self.assertIn("ACL", result["error"])
+        # Allowed again: accepted.
+        await self.request(
+            "PUT", f"/_matrix/client/v3/rooms/{self.room}/state/m.room.server_acl/",
+            {"allow": ["*"]}, access_token=self.tok,
+        )
+        await self.transaction([typing_edu(BOB, self.room)])
+        self.assertEqual(self.hs.typing.typing_users(self.room), [BOB])

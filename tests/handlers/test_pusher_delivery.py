@@ -9,8 +9,9 @@ import json
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 from conduit_tw.handlers.push_rules import result_for
 from tests.api.accounts import OPEN, AccountsTestCase
@@ -186,3 +187,61 @@ class DeniedGatewayTests(GatewayTestCase):
         self.assertEqual(self.gateway.received, [])
         self.assertEqual(self.site.connections, 0, "never connected")
         self.assertEqual(len(await self.hs.pushers.list_pushers("@alice:test")), 1, "kept, like unreachable")
+
+
+class HangingGateway(Gateway):
+    """Never answers: the request stays in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[Any] = []
+
+    def render_POST(self, request: Any) -> Any:
+        self.received.append(json.loads(request.content.read()))
+        self.pending.append(request)
+        return NOT_DONE_YET
+
+
+class CloseStopsDeliveryTests(GatewayTestCase):
+    """
+    HomeServer.close() stops the deliveries in flight and waits for them
+    before it closes the HTTP client and the database they use.
+    """
+
+    config_overrides = {**OPEN, "ip_range_denylist": []}
+
+    async def until_received(self, gateway: Gateway, n: int) -> None:
+        for _ in range(500):
+            if len(gateway.received) >= n:
+                return
+            await deferLater(reactor, 0.01, lambda: None)
+        self.fail("the gateway was never called")
+
+    async def test_close_stops_a_delivery_waiting_to_retry(self) -> None:
+        await self.add_pusher()
+        self.hs.pushers.backoff_initial_s = 60.0
+        self.gateway.script = [(500, {})] * 10
+        d = self.hs.pushers.dispatch("@alice:test", self.event(), ["notify"], {})
+        await self.until_received(self.gateway, 1)
+        self.assertFalse(d.called, "waiting 60s before its retry")
+        await self.hs.close()
+        self.assertTrue(d.called)
+        self.assertEqual(self.hs.pushers._in_flight, set())
+        self.assertEqual(len(self.gateway.received), 1, "no retry after close")
+        # After shutdown nothing new starts.
+        await self.hs.pushers.dispatch("@alice:test", self.event(), ["notify"], {})
+        self.assertEqual(len(self.gateway.received), 1)
+        self.assertEqual(self.flushLoggedErrors(), [], "a cancelled delivery is not an error")
+
+    async def test_close_cancels_a_request_in_flight(self) -> None:
+        hanging = HangingGateway()
+        self.site.resource = hanging
+        await self.add_pusher()
+        d = self.hs.pushers.dispatch("@alice:test", self.event(), ["notify"], {})
+        await self.until_received(hanging, 1)
+        self.assertFalse(d.called, "the gateway has not answered")
+        await self.hs.close()
+        self.assertTrue(d.called)
+        self.assertEqual(self.hs.pushers._in_flight, set())
+        self.assertEqual(len(hanging.received), 1, "not retried")
+        self.assertEqual(self.flushLoggedErrors(), [])

@@ -22,7 +22,7 @@ from conduit_tw.api.body import check_body
 from conduit_tw.api.client._paths import client_route
 from conduit_tw.api.resource import MatrixRequest
 from conduit_tw.api.router import Router
-from conduit_tw.errors import Codes, MatrixError, forbidden, not_found
+from conduit_tw.errors import Codes, MatrixError
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
@@ -56,8 +56,8 @@ class _RoomServlet:
 
     def __init__(self, hs: "HomeServer") -> None:
         self.hs = hs
-        self.store = hs.event_store
         self.events = hs.events
+        self.history = hs.room_history
 
     async def send_with_txn(
         self, requester: "Requester", room_id: str, event_type: str, content: dict[str, Any],
@@ -92,7 +92,7 @@ class RoomCreationServlet(_RoomServlet):
 
     async def joined_rooms(self, request: MatrixRequest):
         requester = await self.hs.auth.get_requester(request, allow_guest=True)
-        return {"joined_rooms": await self.store.joined_room_ids(requester.user_id)}
+        return {"joined_rooms": await self.hs.membership.joined_room_ids(requester.user_id)}
 
 
 class SendStateServlet(_RoomServlet):
@@ -129,40 +129,17 @@ class SendStateServlet(_RoomServlet):
                     "The state key of m.room.member must be a user ID of this server",
                 )
         # m.room.canonical_alias is checked by the directory's validator
-        # in hs.events.send (handlers/directory.py).
-        # Setting the same content again is a no-op (as Synapse does), so
-        # clients that re-send state do not fill the timeline.
-        current = await self.store.current_state_event(room_id, event_type, state_key)
-        if current is not None and current.sender == requester.user_id and current.content == content:
-            return {"event_id": current.event_id}
-        stored = await self.events.send(room_id, requester.user_id, event_type, content, state_key)
+        # in hs.events.send (handlers/directory.py). Setting the same
+        # content again is a no-op (EventHandler.set_state).
+        stored = await self.events.set_state(
+            room_id, requester.user_id, event_type, state_key, content
+        )
         return {"event_id": stored.event_id}
-
-    async def visible_state_hash(self, requester: "Requester", room_id: str) -> int:
-        """The state the user may read: current if joined, at leaving if left, world_readable."""
-        store = self.store
-        room = await store.get_room(room_id)
-        if room is None or not (await store.head(room)).statehash:
-            raise forbidden("You aren't a member of the room and weren't previously a member")
-        rec = await store.membership_record(requester.user_id, room_id)
-        head = await store.head(room)
-        if rec is not None and rec.membership == "join":
-            return head.statehash
-        if await self.hs.visibility.history_visibility(head.statehash) == "world_readable":
-            return head.statehash
-        if rec is not None and rec.membership in ("leave", "ban") and rec.last_join_order:
-            ev = await store.get_event_by_short(rec.shorteventid)
-            if ev is not None:
-                return ev.state_after
-        raise forbidden("You aren't a member of the room and weren't previously a member")
 
     async def get_state_event(self, request: MatrixRequest, room_id: str, event_type: str, state_key: str):
         hs = self.hs
         requester = await hs.auth.get_requester(request, allow_guest=True)
-        statehash = await self.visible_state_hash(requester, room_id)
-        ev = await self.store.state_event(statehash, event_type, state_key)
-        if ev is None:
-            raise not_found("Event not found.")
+        ev = await self.history.state_event(requester.user_id, room_id, event_type, state_key)
         if request.arg("format") == "event":
             return await hs.serializer.serialize_event(ev, requester.user_id, requester.device_id)
         return ev.content
@@ -170,12 +147,10 @@ class SendStateServlet(_RoomServlet):
     async def get_state(self, request: MatrixRequest, room_id: str):
         hs = self.hs
         requester = await hs.auth.get_requester(request, allow_guest=True)
-        statehash = await self.visible_state_hash(requester, room_id)
-        state = await self.store.state_events(statehash)
-        ordered = sorted(state.values(), key=lambda e: (e.order, e.event_id))
+        state = await self.history.state(requester.user_id, room_id)
         return (
             200,
-            await hs.serializer.serialize_events(ordered, requester.user_id, requester.device_id),
+            await hs.serializer.serialize_events(state, requester.user_id, requester.device_id),
         )
 
 
@@ -200,14 +175,7 @@ class EventRedactServlet(_RoomServlet):
     async def get_event(self, request: MatrixRequest, room_id: str, event_id: str):
         hs = self.hs
         requester = await hs.auth.get_requester(request, allow_guest=True)
-        ev: StoredEvent | None = await self.store.get_event(event_id)
-        if (
-            ev is None
-            or ev.room_id_or_create() != room_id
-            or not ev.in_timeline
-            or not await hs.visibility.can_see_event(requester.user_id, ev)
-        ):
-            raise not_found("Event not found.")
+        ev = await self.history.event(requester.user_id, room_id, event_id)
         return await hs.serializer.serialize_event(ev, requester.user_id, requester.device_id)
 
 

@@ -4,8 +4,7 @@ C{PUT /_matrix/federation/v1/send/{txnId}} (server-server-api
 
 The origin is the server that signed the request:
 C{hs.federation_auth.authenticate(request)} returns it or raises 401
-M_UNAUTHORIZED (the X-Matrix check, federation/xmatrix.py); without it
-every request is 401. The work is
+M_UNAUTHORIZED (the X-Matrix check, federation/auth.py). The work is
 C{hs.transactions.on_send} (federation/transactions.py).
 """
 
@@ -15,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from conduit_tw.api.resource import MatrixRequest
 from conduit_tw.api.router import Router
-from conduit_tw.errors import Codes, MatrixError
 
 if TYPE_CHECKING:
     from conduit_tw.homeserver import HomeServer
@@ -25,10 +23,7 @@ def register(router: Router, hs: "HomeServer") -> None:
     """Mount the transaction endpoint."""
 
     async def send_transaction(request: MatrixRequest, txn_id: str):
-        auth = getattr(hs, "federation_auth", None)
-        if auth is None:  # no X-Matrix verification on this build: nobody is trusted
-            raise MatrixError(401, Codes.UNAUTHORIZED, "Federation requests are not accepted yet")
-        origin = await auth.authenticate(request)
+        origin = await hs.federation_auth.authenticate(request)
         return await hs.transactions.on_send(origin, txn_id, request.json_body())
 
     router.add("PUT", "/_matrix/federation/v1/send/{txn_id}", send_transaction)

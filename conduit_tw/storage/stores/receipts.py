@@ -33,6 +33,7 @@ from typing import Any
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import SEP, from_u64, prefix_end, u64
+from conduit_tw.storage.stores.globals import GlobalsStore
 from conduit_tw.storage.txn import StoreTxn
 from conduit_tw.util.caches import LruCache, scaled
 
@@ -82,8 +83,11 @@ def _user_key(user_id: str, shortroomid: int, receipt_type: str, thread_id: str 
 class ReceiptStore:
     """See the module docstring."""
 
-    def __init__(self, db: IKeyValueDatabase, cache_modifier: float = 1.0) -> None:
+    def __init__(
+        self, db: IKeyValueDatabase, globals_: GlobalsStore, cache_modifier: float = 1.0
+    ) -> None:
         self.db = db
+        self.globals = globals_
         self.room_tree = db.open_tree(ROOM_RECEIPTS)
         self.user_tree = db.open_tree(USER_RECEIPTS)
         #: shortroomid -> stream position of the room's newest receipt.
@@ -141,6 +145,29 @@ class ReceiptStore:
         return result
 
     # -- writing
+
+    async def add(
+        self,
+        shortroomid: int,
+        user_id: str,
+        receipt_type: str,
+        event_id: str,
+        thread_id: str | None,
+        ts: int,
+        order: int,
+        old: UserReceipt | None,
+    ) -> int:
+        """
+        Store a client's receipt at a new stream position, replacing
+        C{old}, in one commit with the stream counter; returns the position.
+        """
+        txn = StoreTxn(self.db)
+        position = await self.globals.reserve_position()
+        receipt = Receipt(user_id, receipt_type, event_id, thread_id, ts, position)
+        self.put(txn, shortroomid, receipt, order, old)
+        self.globals.put_position_on_commit(txn)
+        await txn.commit()
+        return position
 
     def put(
         self,

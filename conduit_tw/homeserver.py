@@ -315,7 +315,9 @@ class HomeServer:
             backoff_limit_s=config.sender_retry_backoff_limit,
             netburst=config.startup_netburst, netburst_keep=config.startup_netburst_keep,
             timeout_s=config.sender_timeout, enabled=config.allow_federation,
+            refused=self.federation_auth.is_forbidden,
         )
+        self.federation_auth.on_origin_seen.append(self.federation_sender.destination_is_up)
         self.transactions = TransactionHandler(
             federation_queue, self.event_store.get_room, self.federation_sender.destination_is_up
         )

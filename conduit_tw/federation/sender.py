@@ -89,6 +89,7 @@ class FederationSender:
         netburst_keep: int = 50,
         timeout_s: float | None = None,
         enabled: bool = True,
+        refused: Callable[[str], bool] = lambda destination: False,
     ) -> None:
         self.store = store
         #: C{put_json(destination, path, body, *, timeout=None) -> Awaitable[dict]}.
@@ -103,6 +104,8 @@ class FederationSender:
         self.timeout_s = timeout_s
         #: C{allow_federation}: when false nothing is queued or sent.
         self.enabled = enabled
+        #: Destinations never sent to (C{forbidden_remote_server_names}).
+        self.refused = refused
         self._destinations: dict[str, _Destination] = {}
         self._running: set[Deferred[None]] = set()
         self._stopped = False
@@ -147,7 +150,9 @@ class FederationSender:
     def _targets(self, destinations: Iterable[str]) -> list[str]:
         if not self.enabled or self._stopped:
             return []
-        return sorted({d for d in destinations if d and d != self.server_name})
+        return sorted(
+            {d for d in destinations if d and d != self.server_name and not self.refused(d)}
+        )
 
     async def send_edu(
         self, destinations: Iterable[str], edu_type: str, content: dict[str, Any],

@@ -304,10 +304,10 @@ class SenderTests(unittest.TestCase):
         await sender.wait_idle()
         self.assertEqual(self.received_ns(), list(range(11)))
 
-    async def test_ourselves_and_disabled(self) -> None:
-        """Nothing is queued for ourselves, nor anything with allow_federation off."""
-        sender = await self.started()
-        await sender.send_edu(["test"], "x.test", {"n": 0})
+    async def test_ourselves_refused_and_disabled(self) -> None:
+        """Nothing is queued for ourselves, a refused server, or anything with allow_federation off."""
+        sender = await self.started(refused=lambda d: d == "forbidden.example")
+        await sender.send_edu(["test", "forbidden.example"], "x.test", {"n": 0})
         off = await self.started(enabled=False)
         await off.send_edu([REMOTE], "x.test", {"n": 1})
         self.assertEqual(self.peer.calls, [])

@@ -7,21 +7,24 @@ receiver (tests/federation/peer.py).
 The remote user C{@bob:remote.example} is put into the room through the
 normal persistence path (C{hs.events.send} of their join: signed by us,
 not by their server, which is all these tests need until federated joins
-exist). Until the X-Matrix verification is merged, HTTP tests stand in for
-it with L{FixedOrigin} as C{hs.federation_auth}.
+exist). HTTP requests are X-Matrix signed with keys of an in-memory keyring
+(tests/federation/keyring_stub.py).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet.defer import Deferred
 
 from conduit_tw.events.event_ids import compute_event_id
+from conduit_tw.federation.xmatrix import sign_request
 from conduit_tw.federation.transactions import PDUS_NOT_ACCEPTED
 from conduit_tw.homeserver import HomeServer
 from tests.api.rooms import V3, q
 from tests.api.sync_helpers import SyncTestCase
+from tests.federation.keyring_stub import MemoryKeyRing
 from tests.federation.peer import Peer
 from tests.server import Response
 
@@ -29,16 +32,6 @@ REMOTE = "remote.example"
 BOB = "@bob:remote.example"
 CAROL = "@carol:remote.example"
 SEND = "/_matrix/federation/v1/send/"
-
-
-class FixedOrigin:
-    """C{hs.federation_auth} for tests: every request comes from C{origin}."""
-
-    def __init__(self, origin: str) -> None:
-        self.origin = origin
-
-    async def authenticate(self, request: Any) -> str:
-        return self.origin
 
 
 class FederationTestCase(SyncTestCase):
@@ -52,6 +45,9 @@ class FederationTestCase(SyncTestCase):
         self.peer = Peer(self)
         self.hs.federation_sender.put_json = self.peer.put_json
         self._txn = 0
+        self.keyring = MemoryKeyRing()
+        self.hs.federation_auth.keyring = self.keyring
+        self.keys: dict[str, Any] = {}
 
     async def transaction(
         self, edus: list[dict[str, Any]] = (), pdus: list[dict[str, Any]] = (),  # type: ignore[assignment]
@@ -64,11 +60,22 @@ class FederationTestCase(SyncTestCase):
         body = {"origin": origin, "origin_server_ts": 1, "pdus": list(pdus), "edus": list(edus)}
         return await self.hs.transactions.on_send(origin, txn_id, body)
 
-    def put_send(self, txn_id: str, body: Any, origin: str | None = REMOTE) -> Deferred[Response]:
-        """PUT /send/{txnId} over HTTP, authenticated as C{origin} (None: no verifier)."""
+    def put_send(
+        self, txn_id: str, body: Any, origin: str | None = REMOTE, raw_body: bytes | None = None,
+    ) -> Deferred[Response]:
+        """PUT /send/{txnId} over HTTP, X-Matrix signed by C{origin} (None: unsigned)."""
+        uri = SEND + q(txn_id)
+        headers = {}
         if origin is not None:
-            self.hs.federation_auth = FixedOrigin(origin)  # type: ignore[attr-defined]
-        return self.request("PUT", SEND + q(txn_id), body)
+            if origin not in self.keys:
+                self.keys[origin] = self.keyring.add_server(origin)
+            signed_body = body if raw_body is None else None
+            headers["Authorization"] = sign_request(
+                self.keys[origin], "ed25519:k1", origin, "test", "PUT", uri, signed_body
+            ).decode()
+        if raw_body is None:
+            raw_body = json.dumps(body).encode()
+        return self.request("PUT", uri, headers=headers, raw_body=raw_body)
 
 
 def typing_edu(user_id: str, room_id: str, typing: bool = True) -> dict[str, Any]:
@@ -109,7 +116,7 @@ class SendEndpointTests(FederationTestCase):
         for i, (body, errcode) in enumerate(cases):
             r = await self.put_send(f"bad{i}", body)
             self.assertMatrixError(r, 400, errcode)
-        r = await self.request("PUT", SEND + "x", raw_body=b"{not json")
+        r = await self.put_send("x", None, raw_body=b"{not json")
         self.assertMatrixError(r, 400, "M_NOT_JSON")
         # The limits themselves are fine.
         r = await self.put_send("full", {"pdus": [{}] * 50, "edus": [{}] * 100})

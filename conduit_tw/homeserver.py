@@ -126,6 +126,12 @@ from conduit_tw.handlers.to_device import ToDeviceHandler
 from conduit_tw.storage.stores.device_lists import DeviceListStore
 from conduit_tw.storage.stores.e2e_keys import E2EKeyStore
 from conduit_tw.storage.stores.to_device import ToDeviceStore
+# -- federation sender (federation/{sender,transactions,edu}.py)
+from conduit_tw.api.federation import send as federation_send_api
+from conduit_tw.federation.edu import FederationEdus
+from conduit_tw.federation.sender import FederationSender
+from conduit_tw.federation.transactions import TransactionHandler
+from conduit_tw.storage.stores.federation_queue import FederationQueueStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -141,6 +147,7 @@ API_MODULES: list[Any] = [
     media_api,
     key_backup_api,
     e2e_keys_api, to_device_api,
+    federation_send_api,
 ]
 
 
@@ -373,6 +380,38 @@ class HomeServer:
         self.account.on_deactivated.append(self.e2e_keys.user_deactivated)
         self.devices.device_id_reserved.append(self.e2e_keys.is_cross_signing_key)
         self.sync.e2ee = SyncE2EE(self.e2e_keys, to_device_store, self.device_lists)
+        # -- federation sender: outgoing transactions, /send, EDUs both ways
+        federation_queue = FederationQueueStore(db)
+
+        async def federation_pdu(event_id: str) -> dict[str, Any] | None:
+            stored = await self.event_store.get_event(event_id)
+            return stored.pdu if stored is not None else None
+
+        self.federation_sender = FederationSender(
+            federation_queue, self.federation_client.put_json, federation_pdu, reactor, self.clock_ms,
+            self.server_name,
+            backoff_limit_s=config.sender_retry_backoff_limit,
+            netburst=config.startup_netburst, netburst_keep=config.startup_netburst_keep,
+            timeout_s=config.sender_timeout, enabled=config.allow_federation,
+            refused=self.federation_auth.is_forbidden,
+        )
+        self.federation_auth.on_origin_seen.append(self.federation_sender.destination_is_up)
+        self.transactions = TransactionHandler(
+            federation_queue, self.event_store.get_room, self.federation_sender.destination_is_up
+        )
+        self.federation_edus = FederationEdus(
+            self.server_name, self.federation_sender, self.event_store, self.typing,
+            self.receipts, self.presence, self.sync.rooms_of,
+            typing_timeout_s=config.typing_federation_timeout_s,
+            incoming_presence=config.allow_incoming_presence,
+            outgoing_presence=config.allow_outgoing_presence,
+        )
+        self.federation_edus.register(self.transactions.edu_handlers)
+        self.transactions.acl_allows = self.federation_edus.acl_allows
+        self.typing.on_local_typing.append(self.federation_edus.local_typing)
+        self.receipts.on_receipt.append(self.federation_edus.local_receipt)
+        self.presence.on_local_change.append(self.federation_edus.local_presence)
+        self.event_store.persist_hooks.append(self.federation_edus.event_persisted)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 
@@ -386,6 +425,7 @@ class HomeServer:
         self.notifier.position = max(self.notifier.position, await self.globals.current_position())
         await self.presence.start()
         await self.media.setup()
+        await self.federation_sender.start()  # -- federation sender: resend what is queued
         for module in API_MODULES:
             module.register(self.router, self)
 
@@ -405,6 +445,7 @@ class HomeServer:
         except Exception:
             log.failure("Flushing last-seen data failed")
         self.presence.stop()
+        self.federation_sender.stop()
         self.typing.stop()
         # Pushes: the scheduled ones are dropped, the started ones finish
         # handing over, then the deliveries in flight (requests, retry

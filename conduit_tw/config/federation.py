@@ -234,14 +234,12 @@ class FederationKeys:
     startup_netburst: bool = key(
         True,
         "Retry queued outgoing transactions right after start-up.",
-        not_effective=FEDERATION,
     )
     startup_netburst_keep: int = key(
         50,
         "How many queued events per server to keep for that retry; `-1` keeps all, `0` "
         "drops all.",
         values.integer(-1),
-        not_effective=FEDERATION,
     )
 
 

@@ -86,7 +86,6 @@ class RequestKeys:
         180,
         "Timeout for sending transactions to other servers.",
         POSITIVE,
-        not_effective=FEDERATION,
     )
     sender_idle_timeout: int = key(
         180, "How long idle sender connections are kept.", NONNEG, not_effective=FEDERATION
@@ -95,7 +94,6 @@ class RequestKeys:
         86400,
         "Longest wait between retries to an unreachable server.",
         POSITIVE,
-        not_effective=FEDERATION,
     )
     appservice_timeout: int = key(
         35, "Timeout of requests to appservices.", POSITIVE, not_effective=_APPSERVICES

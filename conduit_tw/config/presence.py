@@ -16,10 +16,10 @@ class PresenceKeys:
         True, "Presence among local users (required for outgoing presence)."
     )
     allow_incoming_presence: bool = key(
-        True, "Accept presence from other servers.", not_effective=FEDERATION
+        True, "Accept presence from other servers.",
     )
     allow_outgoing_presence: bool = key(
-        True, "Send presence to other servers.", not_effective=FEDERATION
+        True, "Send presence to other servers.",
     )
     presence_timeout_remote_users: bool = key(
         True, "Also time remote users out to idle/offline.", not_effective=FEDERATION
@@ -46,7 +46,6 @@ class PresenceKeys:
         30,
         "Longest a remote user may show as typing.",
         POSITIVE,
-        not_effective=FEDERATION,
     )
     typing_client_timeout_min_s: int = key(
         15, "Shortest typing timeout granted to a local client.", POSITIVE

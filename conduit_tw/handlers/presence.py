@@ -14,6 +14,9 @@ Presence of local users (client-server-api "Presence", presence.yaml).
   /sync asks L{PresenceHandler.changes_since}.
 - With C{allow_local_presence = false} nothing is recorded and everyone is
   shown C{offline}.
+- Remote users' presence (C{m.presence} EDUs, L{PresenceHandler.set_remote})
+  is stored the same way, without timers; local changes run the
+  L{PresenceHandler.on_local_change} hooks (federation/edu.py sends them).
 
 Visibility ("presence events are sent to interested parties where users
 share a room membership"): through L{PresenceHandler.shares_room}, a
@@ -33,6 +36,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from conduit_tw.errors import bad_json, forbidden, invalid_param, not_found
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.presence import PresenceRecord
+from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.notifier import Notifier
@@ -86,6 +90,9 @@ class PresenceHandler:
         self.shares_room: Callable[[str, str], Awaitable[bool]] = _only_self
         #: C{user -> Awaitable[rooms]}: rooms to wake on a change (rooms code).
         self.rooms_of: Callable[[str], Awaitable[Iterable[str]]] = _no_rooms
+        #: Hooks C{(user_id, m.presence content)} after a local user's
+        #: presence changed (the federation sender, federation/edu.py).
+        self.on_local_change: list[Callable[[str, dict[str, Any]], Any]] = []
         self._timers: dict[str, IDelayedCall] = {}
         #: Latest activity seen per local user (ms), newer than the store's
         #: when activity did not change the state.
@@ -100,6 +107,8 @@ class PresenceHandler:
         if not self.enabled:
             return
         for user_id, record in await self.store.not_offline():
+            if user_id.partition(":")[2] != self.server_name:
+                continue  # remote: its server reports the changes
             self._last_active[user_id] = record.last_active_ts
             if record.presence == ONLINE:
                 self._online.add(user_id)
@@ -160,12 +169,33 @@ class PresenceHandler:
         await self.set_presence(user_id, ONLINE)
 
     async def _write(self, user_id: str, presence: str, status_msg: str | None, last_active: int) -> None:
-        position = await self.globals.next_position()
-        await self.store.put(user_id, PresenceRecord(presence, status_msg, last_active, position))
+        record = await self._record(user_id, presence, status_msg, last_active)
         self._set_online_flag(user_id, presence)
         self._schedule(user_id, presence, last_active)
+        await run_hooks(
+            self.on_local_change, user_id, self._content(record, user_id), what="on_local_change"
+        )
+
+    async def _record(
+        self, user_id: str, presence: str, status_msg: str | None, last_active: int
+    ) -> PresenceRecord:
+        position = await self.globals.next_position()
+        record = PresenceRecord(presence, status_msg, last_active, position)
+        await self.store.put(user_id, record)
         rooms = await self.rooms_of(user_id)
         self.notifier.notify(position, users=[user_id], rooms=rooms)
+        return record
+
+    async def set_remote(
+        self, user_id: str, presence: str, status_msg: str | None, last_active_ago: int
+    ) -> None:
+        """
+        Record a remote user's presence from an C{m.presence} EDU (the
+        caller checked it). Remote users have no timers here: their server
+        tells us when they go idle or offline.
+        """
+        if self.enabled:
+            await self._record(user_id, presence, status_msg, self.clock_ms() - last_active_ago)
 
     def _set_online_flag(self, user_id: str, presence: str) -> None:
         if presence == ONLINE:

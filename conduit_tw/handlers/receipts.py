@@ -17,6 +17,10 @@ integer comparison. A receipt that would move a user's marker backwards
 (an older event than the current one of the same type and thread) is
 accepted and ignored, as Synapse does: receipts are "up to" markers.
 
+L{ReceiptsHandler.on_receipt} hooks (C{(room_id, receipt)}, run once a
+receipt other than C{m.read.private} is stored, for local and remote
+users alike) tell other servers (federation/edu.py sends our users' ones).
+
 Read-up-to for notification counts (push.md "Marking notifications as
 read"): an event in thread C{T} (C{main} for the main timeline) is read
 when its order is at most the furthest of the user's unthreaded
@@ -33,6 +37,7 @@ from conduit_tw.errors import Codes, MatrixError, forbidden, not_found
 from conduit_tw.storage.stores.receipts import SENT, Receipt, ReceiptStore, receipt_content
 from conduit_tw.storage.stores.timeline import StoredEvent
 from conduit_tw.storage.txn import StoreTxn
+from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.account_data import AccountDataHandler
@@ -115,6 +120,8 @@ class ReceiptsHandler:
         self.clock_ms = clock_ms
         #: Called with C{(user_id, shortroomid)} when a user's read-up-to may move.
         self.on_read_changed: list[Any] = []
+        #: Hooks C{(room_id, receipt)} once a public receipt is stored.
+        self.on_receipt: list[Any] = []
 
     # -- the client API
 
@@ -206,8 +213,12 @@ class ReceiptsHandler:
         receipt_type: str,
         event: StoredEvent,
         thread_id: str | None,
+        ts: int | None = None,
     ) -> bool:
-        """Store a receipt (ignored when it would move backwards); True if stored."""
+        """
+        Store a receipt (ignored when it would move backwards); True if
+        stored. C{ts}: when it was read (a remote server's), default now.
+        """
         existing = await self.store.user_receipts(user_id, room.short)
         old = next(
             (r for r in existing if r.receipt_type == receipt_type and r.thread_id == thread_id),
@@ -215,15 +226,17 @@ class ReceiptsHandler:
         )
         if old is not None and old.order >= event.order:
             return False
+        ts = self.clock_ms() if ts is None else ts
         position = await self.store.add(
-            room.short, user_id, receipt_type, event.event_id, thread_id, self.clock_ms(),
-            event.order, old,
+            room.short, user_id, receipt_type, event.event_id, thread_id, ts, event.order, old,
         )
         self._read_changed(user_id, room.short)
         if receipt_type == READ_PRIVATE:
             self.notifier.notify(position, users=[user_id])
         else:
             self.notifier.notify(position, users=[user_id], rooms=[room.room_id])
+            receipt = Receipt(user_id, receipt_type, event.event_id, thread_id, ts, position)
+            await run_hooks(self.on_receipt, room.room_id, receipt, what="on_receipt")
         return True
 
     async def sent_event(

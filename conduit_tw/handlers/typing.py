@@ -12,6 +12,10 @@ intends ("the server does not remember users who are not typing").
   clock in milliseconds, so it keeps growing across restarts and a token
   from before a restart never hides a change.
 
+L{TypingHandler.on_local_typing} hooks (C{(room_id, user_id, typing)}, run
+after a local user's request; util/hooks.py) tell other servers (the
+federation sender, federation/edu.py).
+
 "User is joined to the room" is checked through L{TypingHandler.is_joined}
 (C{(user_id, room_id) -> Awaitable[bool]}): until the rooms code
 registers the real check, every request is refused with 403.
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from conduit_tw.errors import bad_json, forbidden
+from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
     from conduit_tw.notifier import Notifier
@@ -59,6 +64,8 @@ class TypingHandler:
         self.max_timeout_s = max_timeout_s
         #: C{(user_id, room_id) -> Awaitable[bool]}, registered by the rooms code.
         self.is_joined: Callable[[str, str], Awaitable[bool]] = _refuse
+        #: Hooks C{(room_id, user_id, typing)} after a local user's typing request.
+        self.on_local_typing: list[Callable[[str, str, bool], Any]] = []
         self._serial = clock_ms()
         self._rooms: dict[str, _RoomTyping] = {}
 
@@ -147,3 +154,4 @@ class TypingHandler:
         if not await self.is_joined(user_id, room_id):
             raise forbidden("You are not in this room.")
         self.set_typing(room_id, user_id, typing, timeout)
+        await run_hooks(self.on_local_typing, room_id, user_id, typing, what="on_local_typing")

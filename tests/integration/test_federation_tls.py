@@ -135,3 +135,18 @@ class TwoServersTests(unittest.TestCase):
         with self.assertRaises(RemoteError) as e:
             await forger.get_json(self.b.server_name, "/_matrix/federation/v1/_test/whoami")
         self.assertEqual((e.exception.code, e.exception.errcode), (401, "M_UNAUTHORIZED"))
+
+    async def test_transaction_over_tls(self) -> None:
+        """A's sender delivers a transaction to B's /send: signed, verified, answered 200."""
+        self.b.federation_auth.keyring = HttpKeyRing(self.b.federation_client)
+        got = []
+
+        async def record(origin: str, content: dict[str, Any]) -> None:
+            got.append((origin, content))
+
+        self.b.transactions.edu_handlers["org.example.test"] = record
+        sender = self.a.federation_sender
+        await sender.send_edu([self.b.server_name], "org.example.test", {"n": 1})
+        await sender.wait_idle()
+        self.assertEqual(got, [(self.a.server_name, {"n": 1})])
+        self.assertFalse(sender.backing_off(self.b.server_name))

@@ -98,6 +98,12 @@ from conduit_tw.handlers.sync import SyncHandler
 from conduit_tw.handlers.sync_rooms import RoomSync
 from conduit_tw.storage.stores.notifications import NotificationStore
 from conduit_tw.storage.stores.receipts import ReceiptStore
+# -- federated rooms (federation/{pdu_checks,pdu_pipeline,missing_events,event_serving,server_acl})
+from conduit_tw.api.federation import events as federation_events_api
+from conduit_tw.federation.event_serving import EventServing
+from conduit_tw.federation.missing_events import RemoteEvents
+from conduit_tw.federation.pdu_checks import UNAVAILABLE
+from conduit_tw.federation.pdu_pipeline import PduPipeline
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -110,6 +116,7 @@ API_MODULES: list[Any] = [
     room_history_api, room_upgrades_api, reporting_api,
     directory_api,
     sync_api, receipts_api, notifications_api,
+    federation_events_api,
 ]
 
 
@@ -281,6 +288,20 @@ class HomeServer:
         self.typing.is_joined = self.sync.is_joined
         self.presence.shares_room = self.sync.shares_room
         self.presence.rooms_of = self.sync.rooms_of
+        # -- federated rooms: the inbound PDU pipeline and the event endpoints.
+        # The keyring and the federation client come from the transport
+        # (federation/{keyring,client}.py); until they are wired, nothing
+        # from other servers verifies (UNAVAILABLE refuses).
+        self.federation_remote = RemoteEvents(
+            self.event_store, keyring=UNAVAILABLE, client=UNAVAILABLE,
+            max_fetch_prev_events=config.max_fetch_prev_events,
+        )
+        self.federation_pdus = PduPipeline(
+            self.event_store, self.events.linearizer, self.federation_remote
+        )
+        self.federation_serving = EventServing(
+            self.server_name, self.event_store, self.visibility, self.clock_ms
+        )
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

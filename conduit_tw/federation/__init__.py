@@ -1,0 +1,1 @@
+"""Federation: the transport, keys and the rooms protocol (server-server-api)."""

@@ -107,9 +107,9 @@ def auth_order(events: Iterable[Event]) -> list[Event]:
     return out
 
 
-def state_after(event: StoredEvent, before: StateMap) -> StateMap:
+def state_after(event: Event, before: StateMap) -> StateMap:
     """
-    The state after a stored event given the state before it: rejected
+    The state after an event given the state before it: rejected
     events change nothing; soft-failed ones count as normal when another
     event refers to them (server-server-api "Soft failure"; the store keeps
     them out of its own state after).

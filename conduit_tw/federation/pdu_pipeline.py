@@ -210,20 +210,12 @@ class PduPipeline:
         """
         head = await self.store.head(room)
         others = head.extremities - set(event.prev_event_ids()) - {event.event_id}
-        sets = [state_after_unstored(event, state_before)]
+        sets = [state_after(event, state_before)]
         for ext in (await self.store.get_events(others)).values():
             state = await self.remote.stored_state_after(ext)
             if state is not None:
                 sets.append(state)
         return await resolve_states(self.store, room, sets, [event])
-
-
-def state_after_unstored(event: Event, before: StateMap) -> StateMap:
-    """The state after an accepted event not stored yet."""
-    after = dict(before)
-    if event.is_state():
-        after[event.state_pair()] = event.event_id  # type: ignore[index]
-    return after
 
 
 __all__ = ["PduPipeline", "PduDropped", "PduRejected", "resolve_states", "state_after"]

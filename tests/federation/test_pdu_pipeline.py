@@ -326,3 +326,28 @@ class ACLTests(FederatedRoomTestCase):
         other = copy.deepcopy(pdu)
         await self.hs.federation_pdus.receive_pdu("relay.example", self.room_id, other)
         self.assertTrue((await self.stored(msg)).in_timeline)
+
+
+class RestrictedJoinSignatureTests(FederatedRoomTestCase):
+    """Restricted joins need the authorising server's signature too (v8+)."""
+
+    async def test_authorising_server_must_sign(self) -> None:
+        from conduit_tw.events.signing import compute_event_signature
+        from tests.federation.sim import SimServer
+
+        third = SimServer("third.example", self.remote.version, self.room_id)
+        self.servers["third.example"] = third
+        content = {"membership": "join", "join_authorised_via_users_server": "@carol:third.example"}
+        join, pdu = self.remote.make(
+            BOB, "m.room.member", content, [await self.last()], state_key=BOB
+        )
+        with self.assertRaises(PduDropped) as caught:
+            await self.receive(pdu)
+        self.assertIn("third.example", caught.exception.reason)
+        # Signed by both: accepted (the room is public, so the auth rules
+        # do not need carol's authorisation).
+        extra = compute_event_signature(pdu, self.remote.version, third.signing_key, third.name)
+        pdu["signatures"].update(extra)
+        stored = await self.receive(pdu)
+        self.assertEqual(stored.event_id, join)
+        self.assertEqual(await self.store.membership(BOB, self.room_id), "join")

@@ -351,3 +351,25 @@ class RestrictedJoinSignatureTests(FederatedRoomTestCase):
         stored = await self.receive(pdu)
         self.assertEqual(stored.event_id, join)
         self.assertEqual(await self.store.membership(BOB, self.room_id), "join")
+
+
+class LongIdTests(FederatedRoomTestCase):
+    """An ID over 255 bytes but not 255 code points: rejected in rooms v1-10, dropped after."""
+
+    async def test_long_sender(self) -> None:
+        join = await self.join_bob()
+        sender = "@" + "\u00e9" * 130 + ":remote.example"
+        msg, pdu = self.remote.make(sender, "m.room.message", MSG, [join])
+        room = await self.store.get_room(self.room_id)
+        if room.version.lenient_event_byte_limits:
+            with self.assertRaises(PduRejected):
+                await self.receive(pdu)
+            self.assertTrue((await self.stored(msg)).rejected)
+        else:
+            with self.assertRaises(PduDropped):
+                await self.receive(pdu)
+            self.assertIsNone(await self.store.get_event(msg))
+
+
+class LongIdTestsV10(LongIdTests):
+    room_version = "10"

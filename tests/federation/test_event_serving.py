@@ -207,3 +207,30 @@ class ServletTests(FederatedRoomTestCase):
 
 class ServingTestsV10(ServingTests):
     room_version = "10"
+
+
+class BodyTypeTests(FederatedRoomTestCase):
+    """POST /get_missing_events: every body key of the wrong JSON type is 400 M_BAD_JSON."""
+
+    async def test_wrong_types(self) -> None:
+        self.hs.federation_auth = StandInFederationAuth()  # type: ignore[attr-defined]
+        await self.join_bob()
+        msg = await self.local(content=MSG)
+        path = f"{V1}/get_missing_events/{q(self.room_id)}"
+        h = {"X-Test-Origin": REMOTE}
+        base = {"earliest_events": [], "latest_events": [msg], "limit": 5, "min_depth": 0}
+        samples = {"string": "x", "integer": 7, "number": 1.5, "boolean": True, "null": None,
+                   "array": ["x"], "object": {"a": 1}}
+        types = {"earliest_events": "array", "latest_events": "array", "limit": "integer",
+                 "min_depth": "integer"}
+        for key, spec_type in types.items():
+            for t, value in samples.items():
+                if t == spec_type:
+                    continue
+                r = await self.request("POST", path, {**base, key: value}, headers=h)
+                self.assertMatrixError(r, 400, "M_BAD_JSON")
+        for body in ([], "x", 3, None):
+            r = await self.request("POST", path, body, headers=h)
+            self.assertEqual(r.code, 400, (body, r.body))
+        r = await self.request("POST", path, base, headers=h)
+        self.assertEqual(r.code, 200, r.body)

@@ -132,6 +132,11 @@ from conduit_tw.federation.edu import FederationEdus
 from conduit_tw.federation.sender import FederationSender
 from conduit_tw.federation.transactions import TransactionHandler
 from conduit_tw.storage.stores.federation_queue import FederationQueueStore
+# -- federated rooms (federation/{pdu_checks,pdu_pipeline,missing_events,event_serving})
+from conduit_tw.api.federation import events as federation_events_api
+from conduit_tw.federation.event_serving import EventServing
+from conduit_tw.federation.missing_events import RemoteEvents
+from conduit_tw.federation.pdu_pipeline import PduPipeline
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -148,6 +153,7 @@ API_MODULES: list[Any] = [
     key_backup_api,
     e2e_keys_api, to_device_api,
     federation_send_api,
+    federation_events_api,
 ]
 
 
@@ -412,6 +418,19 @@ class HomeServer:
         self.receipts.on_receipt.append(self.federation_edus.local_receipt)
         self.presence.on_local_change.append(self.federation_edus.local_presence)
         self.event_store.persist_hooks.append(self.federation_edus.event_persisted)
+        # -- federated rooms: the inbound PDU pipeline and the event endpoints.
+        # PDUs of incoming transactions (/send) go through the pipeline.
+        self.federation_remote = RemoteEvents(
+            self.event_store, keyring=self.keyring, client=self.federation_client,
+            max_fetch_prev_events=config.max_fetch_prev_events,
+        )
+        self.federation_pdus = PduPipeline(
+            self.event_store, self.events.linearizer, self.federation_remote
+        )
+        self.transactions.pdu_handler = self.federation_pdus.transaction_pdu
+        self.federation_serving = EventServing(
+            self.server_name, self.event_store, self.visibility, self.clock_ms
+        )
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

@@ -174,7 +174,6 @@ class FederationKeys:
         100,
         "Most missing previous events fetched for one incoming event.",
         values.U16,
-        not_effective=FEDERATION,
     )
     ignored_keys: list[str] = key(
         [],

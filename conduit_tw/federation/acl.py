@@ -15,6 +15,9 @@ from conduit_tw.errors import Codes, MatrixError
 from conduit_tw.handlers.push_rules import glob_matcher
 
 
+SERVER_ACL = "m.room.server_acl"
+
+
 def host_of(server_name: str) -> str:
     """
     A server name without its port: C{evil.com:1234} -> C{evil.com},
@@ -27,7 +30,7 @@ def host_of(server_name: str) -> str:
     return host
 
 
-def _is_ip_literal(host: str) -> bool:
+def is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host[1:-1] if host.startswith("[") else host)
     except ValueError:
@@ -62,7 +65,7 @@ def is_server_allowed(server_name: str, acl_content: Mapping[str, Any] | None) -
     if not isinstance(acl_content, Mapping):
         acl_content = {}
     host = host_of(server_name)
-    if acl_content.get("allow_ip_literals") is False and _is_ip_literal(host):
+    if acl_content.get("allow_ip_literals") is False and is_ip_literal(host):
         return False
     if any(glob_matcher(p)(host) for p in _patterns(acl_content, "deny")):
         return False

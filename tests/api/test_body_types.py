@@ -420,6 +420,8 @@ def mounted_routes(router: Any, methods: tuple[str, ...] = ("POST", "PUT")) -> s
                 routes.extend(bucket)
     for route in routes:
         found.add(f"{route.method} {route.pattern}")
+    # Federation bodies (server-server-api) are type-checked by the
+    # federation tests, which authenticate as a server (tests/federation/).
     return {
         r.replace("/client/r0/", "/client/v3/")
         for r in found

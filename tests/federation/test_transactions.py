@@ -20,7 +20,6 @@ from twisted.internet.defer import Deferred
 
 from conduit_tw.events.event_ids import compute_event_id
 from conduit_tw.federation.xmatrix import sign_request
-from conduit_tw.federation.transactions import PDUS_NOT_ACCEPTED
 from conduit_tw.homeserver import HomeServer
 from tests.api.rooms import V3, q
 from tests.api.sync_helpers import SyncTestCase
@@ -123,7 +122,7 @@ class SendEndpointTests(FederationTestCase):
         self.assertEqual((r.code, r.json), (200, {"pdus": {}}))
 
     async def test_pdu_results(self) -> None:
-        """Every nameable PDU gets an error result (no inbound pipeline yet); never a 500."""
+        """Every nameable PDU gets a result from the inbound pipeline; never a 500."""
         known = {
             "room_id": self.room, "type": "m.room.message", "sender": BOB,
             "content": {"body": "hi"}, "origin_server_ts": 1, "depth": 5,
@@ -138,7 +137,7 @@ class SendEndpointTests(FederationTestCase):
                                        "pdus": [known, unknown, unnamed]})
         self.assertEqual(r.code, 200, r.body)
         self.assertEqual(r.json, {"pdus": {
-            known_id: {"error": PDUS_NOT_ACCEPTED},
+            known_id: {"error": "Invalid event: missing required key 'signatures'"},
             "$v1:remote.example": {"error": "Unknown room"},
         }})
         # A PDU of a known room that can't even be hashed.

@@ -101,6 +101,10 @@ from conduit_tw.storage.stores.receipts import ReceiptStore
 # -- federation transport (federation/{client,discovery,auth,xmatrix,acl})
 from conduit_tw.federation.auth import FederationAuth
 from conduit_tw.federation.client import FederationClient
+# -- federation queries (handlers/remote_queries, api/federation/{query,public_rooms})
+from conduit_tw.api.federation import public_rooms as federation_public_rooms_api
+from conduit_tw.api.federation import query as federation_query_api
+from conduit_tw.handlers.remote_queries import RemoteQueries
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -113,6 +117,7 @@ API_MODULES: list[Any] = [
     room_history_api, room_upgrades_api, reporting_api,
     directory_api,
     sync_api, receipts_api, notifications_api,
+    federation_query_api, federation_public_rooms_api,
 ]
 
 
@@ -295,6 +300,15 @@ class HomeServer:
             self.server_name, self.clock_ms, keyring=getattr(self, "keyring", None),
             forbidden_server_names=config.forbidden_remote_server_names,
         )
+        # -- federation queries: our clients' questions about other servers'
+        # aliases, profiles and directories go to those servers; theirs
+        # about ours are answered by api/federation/{query,public_rooms}.
+        self.remote_queries = RemoteQueries(
+            self.federation_client, config.forbidden_remote_room_directory_server_names
+        )
+        self.directory.remote_resolve = self.remote_queries.resolve_alias
+        self.directory.remote_public_rooms = self.remote_queries.public_rooms
+        self.profile.remote_query = self.remote_queries.profile
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

@@ -84,6 +84,7 @@ macaroon_secret_key: "{secrets.token_hex(16)}"
 form_secret: "{secrets.token_hex(16)}"
 require_auth_for_profile_requests: false
 allow_public_rooms_over_federation: true
+room_list_publication_rules: [{{action: allow}}]
 rc_message: {{per_second: 1000, burst_count: 1000}}
 rc_registration: {{per_second: 1000, burst_count: 1000}}
 rc_login:

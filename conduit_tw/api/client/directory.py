@@ -9,7 +9,8 @@ L{conduit_tw.handlers.directory}.
 - C{GET/PUT /directory/list/room/{roomId}} (C{GET} needs no token)
 - C{GET/POST /publicRooms}: both need a token unless
   C{allow_public_room_directory_without_auth} is set (a token that is
-  sent is checked either way)
+  sent is checked either way); C{server} other than ours lists that
+  server's directory over federation
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, NoReturn
 
+from conduit_tw.config import is_valid_server_name
 from conduit_tw.errors import Codes, MatrixError, forbidden
 from conduit_tw.federation.errors import FederationDisabled, NotReachable, RemoteError
 from conduit_tw.logging import get_logger
@@ -77,6 +78,8 @@ class RemoteQueries:
         self.forbidden_directory_servers = frozenset(s.lower() for s in forbidden_directory_servers)
 
     async def _get(self, destination: str, path: str, args: dict[str, Any], what: str) -> Any:
+        if not is_valid_server_name(destination):
+            raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid server name: {destination!r}")
         try:
             return await self.client.get_json(destination, path, args, max_size=_SMALL_ANSWER)
         except (FederationDisabled, NotReachable, RemoteError) as e:

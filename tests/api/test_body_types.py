@@ -330,7 +330,12 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
 
 
 def mounted_routes(router: Any, methods: tuple[str, ...] = ("POST", "PUT")) -> set[str]:
-    """Every C{"METHOD pattern"} for C{methods} in C{router}, r0 folded into v3."""
+    """
+    Every C{"METHOD pattern"} for C{methods} in C{router} but federation ones, r0
+    folded into v3. Federation routes need signed requests and are checked
+    by their own tests (their bodies are parsed by the same code where
+    both APIs share one, e.g. publicRooms).
+    """
     found: set[str] = set()
     for path, handlers in router._static.items():
         for method in handlers:
@@ -345,7 +350,7 @@ def mounted_routes(router: Any, methods: tuple[str, ...] = ("POST", "PUT")) -> s
     return {
         r.replace("/client/r0/", "/client/v3/")
         for r in found
-        if r.split(" ", 1)[0] in methods
+        if r.split(" ", 1)[0] in methods and " /_matrix/federation/" not in r
     }
 
 

@@ -103,3 +103,10 @@ class RemoteQueriesTests(unittest.TestCase):
         for answer in ([], {}, {"chunk": {}}, {"chunk": [1]}):
             queries = self.queries({PUBLIC_ROOMS: answer})
             await self.assertError(queries.public_rooms(REMOTE), 502, "M_UNKNOWN")
+
+    async def test_invalid_names(self) -> None:
+        """A user ID or alias without a usable server name is the client's mistake (400)."""
+        queries = self.queries({})
+        await self.assertError(queries.profile("nobody", None), 400, "M_INVALID_PARAM")
+        await self.assertError(queries.profile("@x:bad name", None), 400, "M_INVALID_PARAM")
+        self.assertEqual(self.client.requests, [])

@@ -1,11 +1,12 @@
 # Two commands that work on a fresh machine:
 #   make run   - create .venv, install, start the server with built-in defaults
 #   make test  - create .venv, install with test deps, run the whole trial suite
+#                (with Synapse in .venv-synapse for the interop tests)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test bench clean
+.PHONY: run test install install-test synapse bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,14 +25,27 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
+# Synapse for the interop tests (tests/integration/synapse.py), in its own
+# venv so its dependencies never mix with ours; installed once, then cached.
+SYNAPSE_VENV := .venv-synapse
+SYNAPSE_VERSION := 1.163.2
+$(SYNAPSE_VENV)/.installed-$(SYNAPSE_VERSION):
+	rm -rf $(SYNAPSE_VENV)
+	$(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/pip install -q --upgrade pip
+	$(SYNAPSE_VENV)/bin/pip install -q 'matrix-synapse==$(SYNAPSE_VERSION)'
+	touch $@
+
+synapse: $(SYNAPSE_VENV)/.installed-$(SYNAPSE_VERSION)
+
 run: install
 	$(BIN)/twistd -n --pidfile= conduit $(ARGS)
 
-test: install-test
+test: install-test synapse
 	$(BIN)/trial $(TRIAL_ARGS) tests
 
 bench: install-test
 	$(BIN)/python bench/startup.py
 
 clean:
-	rm -rf $(VENV) _trial_temp build *.egg-info
+	rm -rf $(VENV) $(SYNAPSE_VENV) _trial_temp build *.egg-info

@@ -137,6 +137,10 @@ from conduit_tw.api.federation import events as federation_events_api
 from conduit_tw.federation.event_serving import EventServing
 from conduit_tw.federation.missing_events import RemoteEvents
 from conduit_tw.federation.pdu_pipeline import PduPipeline
+# -- federation queries (handlers/remote_queries, api/federation/{query,public_rooms})
+from conduit_tw.api.federation import public_rooms as federation_public_rooms_api
+from conduit_tw.api.federation import query as federation_query_api
+from conduit_tw.handlers.remote_queries import RemoteQueries
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -154,6 +158,7 @@ API_MODULES: list[Any] = [
     e2e_keys_api, to_device_api,
     federation_send_api,
     federation_events_api,
+    federation_query_api, federation_public_rooms_api,
 ]
 
 
@@ -431,6 +436,15 @@ class HomeServer:
         self.federation_serving = EventServing(
             self.server_name, self.event_store, self.visibility, self.clock_ms
         )
+        # -- federation queries: our clients' questions about other servers'
+        # aliases, profiles and directories go to those servers; theirs
+        # about ours are answered by api/federation/{query,public_rooms}.
+        self.remote_queries = RemoteQueries(
+            self.federation_client, config.forbidden_remote_room_directory_server_names
+        )
+        self.directory.remote_resolve = self.remote_queries.resolve_alias
+        self.directory.remote_public_rooms = self.remote_queries.public_rooms
+        self.profile.remote_query = self.remote_queries.profile
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

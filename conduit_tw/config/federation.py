@@ -186,7 +186,6 @@ class FederationKeys:
     allow_profile_lookup_federation_requests: bool = key(
         True,
         "Answer other servers' profile queries about our users.",
-        not_effective=FEDERATION,
     )
     forbidden_remote_server_names: list[str] = key(
         [],
@@ -196,7 +195,6 @@ class FederationKeys:
     forbidden_remote_room_directory_server_names: list[str] = key(
         [],
         "Servers our users may not query for their room directory.",
-        not_effective=FEDERATION,
     )
     prevent_media_downloads_from: list[str] = key(
         [], "Servers we never download remote media from.", not_effective=MEDIA

@@ -44,7 +44,6 @@ class RoomKeys:
     allow_public_room_directory_over_federation: bool = key(
         False,
         "Serve our public room directory to other servers.",
-        not_effective=FEDERATION,
     )
     lockdown_public_room_directory: bool = key(
         False,

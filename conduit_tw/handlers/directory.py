@@ -19,7 +19,10 @@ Aliases (L{AliasStore}, local aliases only):
   anyway (the spec recommends this) and the event is left alone.
 - resolving one answers the room ID and C{servers}: ours first, then the
   servers of the room's other joined members, most members first.
-  Aliases of other servers need federation (404 until it exists).
+  Aliases of other servers are asked of their server through
+  L{DirectoryHandler.remote_resolve} (federation queries; 404 when it
+  is not installed); L{resolve_local_alias} answers other servers'
+  queries for ours.
 - m.room.canonical_alias sent through L{EventHandler.send} is checked
   (the C{EventHandler.validators} hook): the aliases it adds (those not in
   the current event, as Synapse does, so removing one always works) must
@@ -44,14 +47,16 @@ Published directory (L{DirectoryStore}):
   canonical alias case-insensitively; C{room_types} filters on the create
   event's C{type} (C{null}: rooms without one). Third-party networks do
   not exist here: C{third_party_instance_id} lists nothing. Other
-  servers' directories need federation (404).
+  servers' directories are listed through
+  L{DirectoryHandler.remote_public_rooms} (federation; 404 when it is not
+  installed).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from conduit_tw.config import is_valid_server_name
 from conduit_tw.errors import Codes, MatrixError, forbidden, not_found
@@ -204,6 +209,12 @@ class DirectoryHandler:
         self.lockdown_public_room_directory = lockdown_public_room_directory
         #: Directory entries (without the member count) by state hash.
         self._entries: LruCache[int, _Entry] = LruCache(scaled(10_000, cache_modifier))
+        #: C{alias -> {"room_id", "servers"}} for aliases of other servers
+        #: (federation queries, installed by HomeServer).
+        self.remote_resolve: Callable[[str], Awaitable[dict[str, Any]]] | None = None
+        #: C{(server, **public_rooms arguments) -> listing} of another
+        #: server's directory (federation queries, installed by HomeServer).
+        self.remote_public_rooms: Callable[..., Awaitable[dict[str, Any]]] | None = None
 
     # ------------------------------------------------------------------
     # Permissions
@@ -256,10 +267,24 @@ class DirectoryHandler:
         """C{GET /directory/room/{alias}}: C{{"room_id", "servers"}}."""
         self._parse_alias(alias, local=False)
         if alias.partition(":")[2] != self.server_name:
-            raise not_found(
-                "Room alias %s is on another server; resolving it needs %s" % (alias, _FEDERATION)
-            )
-        room_id = await self.aliases.get_room_for_alias(alias)
+            if self.remote_resolve is None:
+                raise not_found(
+                    "Room alias %s is on another server; resolving it needs %s" % (alias, _FEDERATION)
+                )
+            return await self.remote_resolve(alias)
+        return await self.resolve_local_alias(alias)
+
+    async def resolve_local_alias(self, alias: str) -> dict[str, Any]:
+        """
+        C{{"room_id", "servers"}} of one of our aliases (what other
+        servers' C{query/directory} gets): 404 M_NOT_FOUND for aliases we
+        do not have, those of other servers included.
+        """
+        if not is_valid_alias(alias):
+            raise _invalid_alias(alias)
+        room_id = None
+        if alias.partition(":")[2] == self.server_name:
+            room_id = await self.aliases.get_room_for_alias(alias)
         if room_id is None:
             raise not_found("Room alias %s not found." % (alias,))
         return {"room_id": room_id, "servers": await self.servers_in_room(room_id)}
@@ -489,8 +514,16 @@ class DirectoryHandler:
     ) -> dict[str, Any]:
         """C{GET/POST /publicRooms}; arguments already type-checked by the API layer."""
         if server is not None and server != self.server_name:
-            raise not_found(
-                "Listing the room directory of %s needs %s" % (server, _FEDERATION)
+            if not is_valid_server_name(server):
+                raise MatrixError(400, Codes.INVALID_PARAM, "Invalid server name: %r" % (server,))
+            if self.remote_public_rooms is None:
+                raise not_found(
+                    "Listing the room directory of %s needs %s" % (server, _FEDERATION)
+                )
+            return await self.remote_public_rooms(
+                server, limit=limit, since=since, search_term=search_term, room_types=room_types,
+                include_all_networks=include_all_networks,
+                third_party_instance_id=third_party_instance_id,
             )
         if include_all_networks and third_party_instance_id is not None:
             raise MatrixError(

@@ -10,8 +10,9 @@ and avatar URLs must be C{mxc://} URIs of at most 1000 characters.
 Hooks: L{ProfileHandler.on_profile_changed} is where the rooms code sends
 new C{m.room.member} events into the user's joined rooms (and presence
 announces the change), as "Events on Change of Profile Information" asks.
-Remote profiles are fetched through L{ProfileHandler.remote_query} once
-federation installs it.
+Remote profiles are fetched through L{ProfileHandler.remote_query}
+(federation queries install it); L{ProfileHandler.query} answers other
+servers' queries for ours.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class ProfileHandler:
             if self.remote_query is None:
                 raise not_found("Profile not found")
             profile = await self.remote_query(user_id, key)
-            if key not in profile:
+            if profile.get(key) is None:
                 raise not_found("Profile field not found")
             return {key: profile[key]}
         await self._local_account_or_404(user_id)
@@ -94,6 +95,24 @@ class ProfileHandler:
         if not present:
             raise not_found("Profile field not found")
         return {key: value}
+
+    async def query(self, user_id: str, field: str | None) -> dict[str, Any]:
+        """
+        Another server's C{GET /_matrix/federation/v1/query/profile}
+        (server-server-api "Querying for information"): the public profile
+        of one of our users, or only C{field} of it (C{{}} when unset, as
+        the spec allows). 400 M_INVALID_PARAM for users of other servers,
+        404 M_NOT_FOUND for users we do not have.
+        """
+        if field is not None:
+            self.check_key(field)
+        if not self._is_local(user_id):
+            raise MatrixError(400, Codes.INVALID_PARAM, "User is not hosted on this homeserver")
+        await self._local_account_or_404(user_id)
+        if field is None:
+            return await self.users.get_profile(user_id)
+        present, value = await self.users.get_profile_field(user_id, field)
+        return {field: value} if present else {}
 
     def _authorise(self, requester: "Requester", user_id: str, key: str) -> None:
         if requester.user_id != user_id:

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from conduit_tw.federation.errors import RemoteError
 from conduit_tw.handlers.directory import is_valid_alias
+from conduit_tw.handlers.remote_queries import QUERY_DIRECTORY
+from tests.federation.fake_client import FakeFederationClient
 from tests.api.rooms import V3, RoomsTestCase, q
 from tests.server import Response
 
@@ -106,9 +109,14 @@ class CreateAliasTests(AliasTestCase):
         self.assertMatrixError(r, 400, "M_INVALID_PARAM")
         r = await self.delete_alias(self.at, "#a:elsewhere.example")
         self.assertMatrixError(r, 400, "M_INVALID_PARAM")
+        # Resolving asks the alias's server (federation queries).
+        client = FakeFederationClient(
+            {QUERY_DIRECTORY: RemoteError("elsewhere.example", 404, "M_NOT_FOUND", "Not found")}
+        )
+        self.hs.remote_queries.client = client
         r = await self.get_alias("#a:elsewhere.example")
         self.assertMatrixError(r, 404, "M_NOT_FOUND")
-        self.assertIn("federation", r.json["error"])
+        self.assertEqual(client.requests[0][1:3], ("elsewhere.example", QUERY_DIRECTORY))
 
     async def test_body(self) -> None:
         r = await self.put_alias(self.at, "#b:test", body={})

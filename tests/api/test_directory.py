@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from conduit_tw.handlers.remote_queries import PUBLIC_ROOMS
 from tests.api.rooms import V3, RoomsTestCase, q
+from tests.federation.fake_client import FakeFederationClient
 from tests.server import Response
 
 
@@ -250,11 +252,21 @@ class PublicRoomsTests(DirectoryTestCase):
         self.assertEqual([c["num_joined_members"] for c in r.json["chunk"]], [2, 1])
 
     async def test_other_server(self) -> None:
-        r = await self.public_rooms(self.at, expect=None, server="elsewhere.example")
-        self.assertMatrixError(r, 404, "M_NOT_FOUND")
-        self.assertIn("federation", r.json["error"])
-        r = await self.public_rooms(self.at, method="POST", expect=None, server="elsewhere.example")
-        self.assertMatrixError(r, 404, "M_NOT_FOUND")
+        # Another server's directory is asked of it (federation queries).
+        listing = {"chunk": [{"room_id": "!r:elsewhere.example", "num_joined_members": 3}]}
+        client = FakeFederationClient({PUBLIC_ROOMS: listing})
+        self.hs.remote_queries.client = client
+        r = await self.public_rooms(self.at, server="elsewhere.example")
+        self.assertEqual(r.json, listing)
+        r = await self.public_rooms(
+            self.at, method="POST", server="elsewhere.example", filter={"generic_search_term": "x"}
+        )
+        self.assertEqual(r.json, listing)
+        self.assertEqual([req[:3] for req in client.requests], [
+            ("GET", "elsewhere.example", PUBLIC_ROOMS), ("POST", "elsewhere.example", PUBLIC_ROOMS),
+        ])
+        r = await self.public_rooms(self.at, expect=None, server="not a server")
+        self.assertMatrixError(r, 400, "M_INVALID_PARAM")
         # Our own name is the local directory.
         await self.public_rooms(self.at, server="test")
         await self.public_rooms(self.at, method="POST", server="test")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from conduit_tw.federation.errors import RemoteError
+from conduit_tw.handlers.remote_queries import QUERY_PROFILE
 from tests.api.accounts import AccountsTestCase
+from tests.federation.fake_client import FakeFederationClient
 
 P = "/_matrix/client/v3/profile/@alice:test"
 
@@ -95,8 +98,17 @@ class ProfileTests(AccountsTestCase):
         self.assertMatrixError(r, 404, "M_NOT_FOUND")
         r = await self.request("GET", "/_matrix/client/v3/profile/@nobody:test/displayname")
         self.assertMatrixError(r, 404, "M_NOT_FOUND")
+        # Users of other servers: their server is asked (tests/handlers/
+        # test_remote_queries.py, tests/integration/test_federation_queries.py).
+        client = FakeFederationClient(
+            {QUERY_PROFILE: RemoteError("remote.example", 404, "M_NOT_FOUND", "No such user")}
+        )
+        self.hs.remote_queries.client = client
         r = await self.request("GET", "/_matrix/client/v3/profile/@someone:remote.example")
         self.assertMatrixError(r, 404, "M_NOT_FOUND")
+        self.assertEqual(client.requests[0][1:4], (
+            "remote.example", QUERY_PROFILE, {"user_id": "@someone:remote.example"}
+        ))
 
     async def test_change_hook(self) -> None:
         """The rooms code hooks here to send new member events."""

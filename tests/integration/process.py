@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +32,10 @@ class ServerProcess:
     One running server. Use C{start()} then C{stop()} (register C{stop} as
     a cleanup before anything can fail).
     """
+
+    #: C{https} for a TLS listener, with the context to check it with.
+    scheme = "http"
+    ssl_context: ssl.SSLContext | None = None
 
     def __init__(
         self,
@@ -64,8 +69,8 @@ class ServerProcess:
 
     @property
     def base_url(self) -> str:
-        """C{http://127.0.0.1:<port>}."""
-        return f"http://127.0.0.1:{self.port}"
+        """C{http://127.0.0.1:<port>} (C{https} for a TLS listener)."""
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0, cmd: list[str] | None = None) -> float:
         """
@@ -88,7 +93,8 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(
-                    self.base_url + "/_matrix/client/versions", timeout=1
+                    self.base_url + "/_matrix/client/versions", timeout=1,
+                    context=self.ssl_context,
                 ) as r:
                     if r.status == 200:
                         return time.monotonic() - began
@@ -128,16 +134,24 @@ class ServerProcess:
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
         """A blocking request returning (status, parsed JSON)."""
-        import json
+        return call(self.base_url + path, method, body, token, self.ssl_context)
 
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method)
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
+
+def call(
+    url: str, method: str = "GET", body: Any = None, token: str | None = None,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, Any]:
+    """A blocking JSON request returning (status, parsed JSON)."""
+    import json
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30, context=context) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")

@@ -8,77 +8,24 @@ test federations run.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from nacl.signing import VerifyKey
 from signedjson.key import generate_signing_key
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
 from conduit_tw.api.federation._paths import federation_route
-from conduit_tw.events.hashes import decode_base64
 from conduit_tw.events.signing import verify_json
 from conduit_tw.federation.client import FederationClient
-from conduit_tw.federation.errors import KeyNotFound, RemoteError
-from conduit_tw.service import ConduitService, make_service
-from tests.integration.process import free_port
-from tests.integration.test_twistd import _self_signed
-from tests.server import make_config
-
-
-class HttpKeyRing:
-    """
-    A keyring stand-in for these tests: fetches the origin's keys directly
-    (GET /_matrix/key/v2/server over federation) and checks their
-    self-signature. The real keyring is conduit_tw/federation/keyring.py.
-    """
-
-    def __init__(self, client: FederationClient) -> None:
-        self.client = client
-        self.fetched: list[str] = []
-
-    async def get_verify_key(self, server_name: str, key_id: str, min_valid_until_ts: int = 0) -> VerifyKey:
-        self.fetched.append(server_name)
-        response = await self.client.get_json(server_name, "/_matrix/key/v2/server")
-        keys = {
-            kid: VerifyKey(decode_base64(entry["key"]))
-            for kid, entry in response["verify_keys"].items()
-        }
-        verify_json(response, server_name, keys)
-        if response["server_name"] != server_name or key_id not in keys:
-            raise KeyNotFound(server_name, key_id)
-        if response["valid_until_ts"] < min_valid_until_ts:
-            raise KeyNotFound(server_name, key_id, "expired")
-        return keys[key_id]
+from conduit_tw.federation.errors import RemoteError
+from tests.integration.federation import HttpKeyRing, start_homeserver
 
 
 class TwoServersTests(unittest.TestCase):
-    async def start(self) -> ConduitService:
-        workdir = os.path.abspath(self.mktemp())
-        os.makedirs(workdir)
-        cert, key = _self_signed(workdir)
-        port = free_port()
-        config = make_config(
-            server_name=f"localhost:{port}",
-            database_path=os.path.join(workdir, "data"),
-            address=["127.0.0.1"],
-            port=port,
-            tls={"certs": cert, "key": key},
-            ip_range_denylist=[],
-            allow_invalid_tls_certificates=True,
-            trusted_servers=[],
-        )
-        service = make_service(config, reactor)
-        service.startService()
-        self.addCleanup(service.stopService)
-        await service.ready
-        return service
-
     async def _start_both(self) -> None:
-        self.a = (await self.start()).homeserver
-        self.b = (await self.start()).homeserver
+        self.a = await start_homeserver(self)
+        self.b = await start_homeserver(self)
 
     def setUp(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._start_both())

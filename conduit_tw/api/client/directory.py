@@ -9,7 +9,8 @@ L{conduit_tw.handlers.directory}.
 - C{GET/PUT /directory/list/room/{roomId}} (C{GET} needs no token)
 - C{GET/POST /publicRooms}: both need a token unless
   C{allow_public_room_directory_without_auth} is set (a token that is
-  sent is checked either way)
+  sent is checked either way); C{server} other than ours lists that
+  server's directory over federation
 """
 
 from __future__ import annotations
@@ -27,6 +28,49 @@ if TYPE_CHECKING:
 
 def _bad(msg: str) -> MatrixError:
     return MatrixError(400, Codes.BAD_JSON, msg)
+
+
+def parse_public_rooms_body(body: dict[str, Any]) -> dict[str, Any]:
+    """
+    The arguments of L{DirectoryHandler.public_rooms} from a C{POST
+    /publicRooms} body (the client's and the federation's are the same:
+    C{limit}, C{since}, C{filter}, C{include_all_networks},
+    C{third_party_instance_id}); 400 M_BAD_JSON for wrong types.
+    """
+    limit = body.get("limit")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise _bad("limit must be a non-negative integer")
+    since = body.get("since")
+    if since is not None and not isinstance(since, str):
+        raise _bad("since must be a string")
+    filt = body.get("filter")
+    if filt is None:
+        filt = {}
+    if not isinstance(filt, dict):
+        raise _bad("filter must be an object")
+    term = filt.get("generic_search_term")
+    if term is not None and not isinstance(term, str):
+        raise _bad("filter.generic_search_term must be a string")
+    room_types: Any = filt.get("room_types")
+    if room_types is not None and (
+        not isinstance(room_types, list)
+        or not all(t is None or isinstance(t, str) for t in room_types)
+    ):
+        raise _bad("filter.room_types must be a list of strings and nulls")
+    all_networks = body.get("include_all_networks", False)
+    if not isinstance(all_networks, bool):
+        raise _bad("include_all_networks must be a boolean")
+    instance = body.get("third_party_instance_id")
+    if instance is not None and not isinstance(instance, str):
+        raise _bad("third_party_instance_id must be a string")
+    return {
+        "limit": limit,
+        "since": since or None,
+        "search_term": term or None,
+        "room_types": room_types,
+        "include_all_networks": all_networks,
+        "third_party_instance_id": instance,
+    }
 
 
 def register(router: Router, hs: "HomeServer") -> None:
@@ -80,41 +124,8 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def post_public_rooms(request: MatrixRequest):
         await authenticate_listing(request)
-        body = request.json_object()
-        limit = body.get("limit")
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-            raise _bad("limit must be a non-negative integer")
-        since = body.get("since")
-        if since is not None and not isinstance(since, str):
-            raise _bad("since must be a string")
-        filt = body.get("filter")
-        if filt is None:
-            filt = {}
-        if not isinstance(filt, dict):
-            raise _bad("filter must be an object")
-        term = filt.get("generic_search_term")
-        if term is not None and not isinstance(term, str):
-            raise _bad("filter.generic_search_term must be a string")
-        room_types: Any = filt.get("room_types")
-        if room_types is not None and (
-            not isinstance(room_types, list)
-            or not all(t is None or isinstance(t, str) for t in room_types)
-        ):
-            raise _bad("filter.room_types must be a list of strings and nulls")
-        all_networks = body.get("include_all_networks", False)
-        if not isinstance(all_networks, bool):
-            raise _bad("include_all_networks must be a boolean")
-        instance = body.get("third_party_instance_id")
-        if instance is not None and not isinstance(instance, str):
-            raise _bad("third_party_instance_id must be a string")
         return await directory.public_rooms(
-            limit=limit,
-            since=since or None,
-            server=request.arg("server") or None,
-            search_term=term or None,
-            room_types=room_types,
-            include_all_networks=all_networks,
-            third_party_instance_id=instance,
+            server=request.arg("server") or None, **parse_public_rooms_body(request.json_object())
         )
 
     client_route(router, "PUT", "/directory/room/{room_alias}", put_alias)

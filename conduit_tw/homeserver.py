@@ -112,6 +112,9 @@ from conduit_tw.handlers.ratelimit import RateLimiter
 from conduit_tw.handlers.url_preview import URLPreviewer
 from conduit_tw.storage.stores.media import MediaStore
 from conduit_tw.storage.stores.media_files import MediaFiles
+# -- federation media (handlers/remote_media.py, api/federation/media.py)
+from conduit_tw.api.federation import media as federation_media_api
+from conduit_tw.handlers.remote_media import RemoteMediaFetcher
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -125,6 +128,7 @@ API_MODULES: list[Any] = [
     directory_api,
     sync_api, receipts_api, notifications_api,
     media_api,
+    federation_media_api,
 ]
 
 
@@ -334,6 +338,18 @@ class HomeServer:
             config.rc_media_per_second, config.rc_media_burst_count, self.clock_ms
         )
         self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms)
+        # -- federation media: remote media fetched over federation into
+        # the media store (looked up at each fetch: tests swap the client).
+        self.remote_media = RemoteMediaFetcher(
+            self.media.store, media_files,
+            get_stream=lambda *a, **k: self.federation_client.get_stream(*a, **k),
+            http_request=lambda *a, **k: self.http_client.request(*a, **k),
+            clock_ms=self.clock_ms,
+            max_size=config.max_request_size,
+            prevent_from=config.prevent_media_downloads_from,
+            enabled=config.allow_federation,
+        )
+        self.media.fetch_remote = self.remote_media.fetch
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

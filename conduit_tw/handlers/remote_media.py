@@ -193,7 +193,7 @@ class RemoteMediaFetcher:
                          server=server_name, code=e.code)
             response = await self._get_stream(
                 server_name,
-                f"/_matrix/media/v3/download/{quote(server_name, safe='')}/{quote(media_id, safe='')}",
+                f"/_matrix/media/v3/download/{quote(server_name, safe=':')}/{quote(media_id, safe='')}",
                 {**args, "allow_remote": "false", "allow_redirect": "true"},
                 sink=spool, max_size=self.max_size, timeout=FETCH_TIMEOUT,
             )

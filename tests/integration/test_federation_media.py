@@ -47,8 +47,9 @@ def _port_of(server_name: str) -> int:
 class _OldServer(resource.Resource):
     """
     A server from before Matrix 1.11 (C{mode="legacy"}: the federation
-    media endpoint is unknown, 404 M_UNRECOGNIZED) or one that answers it
-    with a C{Location} part (C{mode="location"}) pointing at C{/cdn/...}.
+    media endpoint is unknown, 404 M_UNRECOGNIZED), one that answers it
+    with a C{Location} part (C{mode="location"}) pointing at C{/cdn/...},
+    with a broken body (C{"malformed"}) or 404 M_NOT_FOUND (C{"unknown"}).
     """
 
     isLeaf = True
@@ -64,6 +65,13 @@ class _OldServer(resource.Resource):
         path = request.path.decode()
         self.paths.append(path)
         if path.startswith("/_matrix/federation/v1/media/download/"):
+            if self.mode == "malformed":
+                request.setHeader(b"Content-Type", b"multipart/mixed; boundary=zz")
+                return b"--zz\r\nContent-Type: application/json\r\n\r\n{}\r\n--zz\r\n\r\ncut off"
+            if self.mode == "unknown":
+                request.setResponseCode(404)
+                request.setHeader(b"Content-Type", b"application/json")
+                return b'{"errcode":"M_NOT_FOUND","error":"Not found"}'
             if self.mode == "location":
                 boundary = "cafe"
                 request.setHeader(b"Content-Type", multipart.content_type(boundary))
@@ -300,3 +308,23 @@ class FederationMediaTests(unittest.TestCase):
         r = await self.call(b, "GET", f"{CLIENT}/download/{quote(name)}/cdnMedia", token=bob)
         self.assertEqual((r.code, r.body), (200, b"from a CDN"))
         self.assertEqual(old.paths, ["/_matrix/federation/v1/media/download/cdnMedia", "/cdn/file"])
+
+    async def test_malformed_answer_not_cached(self) -> None:
+        b = await self.start()
+        bob = await self.register(b, "bob")
+        name, old = await self._old_server("malformed", b"")
+        path = f"{CLIENT}/download/{quote(name)}/broken"
+        for attempt in (1, 2):
+            r = await self.call(b, "GET", path, token=bob)
+            self.assertEqual((r.code, r.json()["errcode"]), (502, "M_UNKNOWN"))
+            self.assertEqual(len(old.paths), attempt)
+        # Nothing half-written is left in the media directory's tmp/.
+        self.assertEqual(os.listdir(b.media.files.tmp), [])
+
+    async def test_unknown_media_no_fallback(self) -> None:
+        b = await self.start()
+        bob = await self.register(b, "bob")
+        name, old = await self._old_server("unknown", b"")
+        r = await self.call(b, "GET", f"{CLIENT}/download/{quote(name)}/gone", token=bob)
+        self.assertEqual((r.code, r.json()["errcode"]), (404, "M_NOT_FOUND"))
+        self.assertEqual(old.paths, ["/_matrix/federation/v1/media/download/gone"])

@@ -25,10 +25,8 @@ from conduit_tw.federation import multipart
 from conduit_tw.federation.errors import RemoteError
 from conduit_tw.homeserver import HomeServer
 from conduit_tw.http.client import OutgoingHTTPClient, Response
-from conduit_tw.service import make_service
 from tests.api.accounts import OPEN
-from tests.integration.process import free_port
-from tests.integration.test_twistd import _self_signed
+from tests.integration.test_federation_tls import start_tls_server
 from tests.server import make_config
 
 CLIENT = "/_matrix/client/v1/media"
@@ -90,27 +88,9 @@ class _OldServer(resource.Resource):
 
 class FederationMediaTests(unittest.TestCase):
     async def start(self, **extra: Any) -> HomeServer:
-        workdir = os.path.abspath(self.mktemp())
-        os.makedirs(workdir)
-        cert, key = _self_signed(workdir)
-        self.cert, self.key = cert, key
-        port = free_port()
-        config = make_config(
-            server_name=f"localhost:{port}",
-            database_path=os.path.join(workdir, "data"),
-            address=["127.0.0.1"],
-            port=port,
-            tls={"certs": cert, "key": key},
-            ip_range_denylist=[],
-            allow_invalid_tls_certificates=True,
-            trusted_servers=[],
-            **{**OPEN, "rc_media_per_second": 0},
-            **extra,
+        service, self.cert, self.key = await start_tls_server(
+            self, **{**OPEN, "rc_media_per_second": 0, **extra}
         )
-        service = make_service(config, reactor)
-        service.startService()
-        self.addCleanup(service.stopService)
-        await service.ready
         return service.homeserver
 
     async def _setup(self) -> None:

@@ -112,6 +112,10 @@ from conduit_tw.handlers.ratelimit import RateLimiter
 from conduit_tw.handlers.url_preview import URLPreviewer
 from conduit_tw.storage.stores.media import MediaStore
 from conduit_tw.storage.stores.media_files import MediaFiles
+# -- key backup (handlers/key_backup.py)
+from conduit_tw.api.client import key_backup as key_backup_api
+from conduit_tw.handlers.key_backup import KeyBackupHandler
+from conduit_tw.storage.stores.key_backup import KeyBackupStore
 # -- federation media (handlers/remote_media.py, api/federation/media.py)
 from conduit_tw.api.federation import media as federation_media_api
 from conduit_tw.handlers.remote_media import RemoteMediaFetcher
@@ -128,6 +132,7 @@ API_MODULES: list[Any] = [
     directory_api,
     sync_api, receipts_api, notifications_api,
     media_api,
+    key_backup_api,
     federation_media_api,
 ]
 
@@ -338,6 +343,9 @@ class HomeServer:
             config.rc_media_per_second, config.rc_media_burst_count, self.clock_ms
         )
         self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms)
+        # -- key backup
+        self.key_backup = KeyBackupHandler(KeyBackupStore(db))
+        self.account.on_deactivated.append(self.key_backup.user_deactivated)
         # -- federation media: remote media fetched over federation into
         # the media store (looked up at each fetch: tests swap the client).
         self.remote_media = RemoteMediaFetcher(

@@ -5,6 +5,7 @@ composite keys, so that byte order is the order we want.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 
 SEP = b"\xff"
@@ -60,3 +61,12 @@ def prefix_end(prefix: bytes) -> bytes | None:
             return bytes(p)
         p.pop()
     return None
+
+
+def digest_part(text: str) -> str:
+    """
+    A key part standing for a client-chosen string of any length: its
+    SHA-256 in hex (64 bytes, never 0xFF), so keys stay under the 511-byte
+    limit. The value must then carry the string itself.
+    """
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

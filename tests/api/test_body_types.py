@@ -259,6 +259,35 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     "PUT /_matrix/client/v3/user/{user_id}/rooms/{room_id}/tags/{tag}": [(
         "/user/{alice}/rooms/{room}/tags/u.work", {}, {"order": k("number")},
     )],
+    # -- key backup (key_backup.yaml). No backup exists, so a valid body is
+    # 404 there: the types are checked first.
+    "POST /_matrix/client/v3/room_keys/version": [(
+        "/room_keys/version", {"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {}},
+        {"algorithm": k("string", True), "auth_data": k("object", True)},
+    )],
+    "PUT /_matrix/client/v3/room_keys/version/{version}": [(
+        "/room_keys/version/1", {"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {}},
+        {"algorithm": k("string", True), "auth_data": k("object", True), "version": k("string")},
+    )],
+    "PUT /_matrix/client/v3/room_keys/keys": [(
+        "/room_keys/keys?version=1", {"rooms": {"!r:test": {"sessions": {}}}},
+        {
+            "rooms": k("object", True), "rooms/!r:test": k("object"),
+            "rooms/!r:test/sessions": k("object", True), "rooms/!r:test/sessions/s": k("object"),
+        },
+    )],
+    "PUT /_matrix/client/v3/room_keys/keys/{room_id}": [(
+        "/room_keys/keys/{room}?version=1", {"sessions": {}},
+        {"sessions": k("object", True), "sessions/s": k("object"), "sessions/s/is_verified": k("boolean", True)},
+    )],
+    "PUT /_matrix/client/v3/room_keys/keys/{room_id}/{session_id}": [(
+        "/room_keys/keys/{room}/s?version=1",
+        {"first_message_index": 0, "forwarded_count": 0, "is_verified": False, "session_data": {}},
+        {
+            "first_message_index": k("integer", True), "forwarded_count": k("integer", True),
+            "is_verified": k("boolean", True), "session_data": k("object", True),
+        },
+    )],
     "POST /_matrix/client/v3/user/{user_id}/filter": [(
         "/user/{alice}/filter", {},
         {

@@ -14,24 +14,16 @@ false} removes them); the second lists a user's pushers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
-from conduit_tw.storage.keys import SEP, join
+from conduit_tw.storage.keys import SEP, digest_part, join
+from conduit_tw.storage.values import compact_json
 from conduit_tw.util.caches import LruCache
 
 PUSHERS = "appkeyuser_pusher"
 BY_USER = "userid_pusherkey"
-
-
-def _pk(pushkey: str) -> str:
-    return hashlib.sha256(pushkey.encode("utf-8")).hexdigest()
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class PusherStore:
@@ -66,7 +58,7 @@ class PusherStore:
 
     async def users_of(self, app_id: str, pushkey: str) -> list[str]:
         """The users having a pusher with this app_id and pushkey."""
-        prefix = join(app_id, _pk(pushkey)) + SEP
+        prefix = join(app_id, digest_part(pushkey)) + SEP
         rows = await self.pushers.scan_prefix(prefix)
         return [k[len(prefix):].decode("utf-8") for k, _ in rows]
 
@@ -76,7 +68,7 @@ class PusherStore:
         C{pushkey} ...); with C{remove_other_users}, other users' pushers
         with the same app_id and pushkey go in the same batch.
         """
-        user_id, app_id, pk = pusher["user_id"], pusher["app_id"], _pk(pusher["pushkey"])
+        user_id, app_id, pk = pusher["user_id"], pusher["app_id"], digest_part(pusher["pushkey"])
         batch = self.db.batch()
         if remove_other_users:
             for other in await self.users_of(app_id, pusher["pushkey"]):
@@ -84,7 +76,7 @@ class PusherStore:
                     batch.delete(PUSHERS, join(app_id, pk, other))
                     batch.delete(BY_USER, join(other, app_id, pk))
                     self._cache.pop(other)
-        batch.put(PUSHERS, join(app_id, pk, user_id), _dumps(pusher))
+        batch.put(PUSHERS, join(app_id, pk, user_id), compact_json(pusher))
         batch.put(BY_USER, join(user_id, app_id, pk), b"")
         self._cache.pop(user_id)
         try:
@@ -94,7 +86,7 @@ class PusherStore:
 
     async def delete(self, user_id: str, app_id: str, pushkey: str) -> None:
         """Remove one pusher (no error if absent)."""
-        pk = _pk(pushkey)
+        pk = digest_part(pushkey)
         batch = self.db.batch()
         batch.delete(PUSHERS, join(app_id, pk, user_id))
         batch.delete(BY_USER, join(user_id, app_id, pk))

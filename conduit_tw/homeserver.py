@@ -141,6 +141,9 @@ from conduit_tw.federation.pdu_pipeline import PduPipeline
 from conduit_tw.api.federation import public_rooms as federation_public_rooms_api
 from conduit_tw.api.federation import query as federation_query_api
 from conduit_tw.handlers.remote_queries import RemoteQueries
+# -- federation media (handlers/remote_media.py, api/federation/media.py)
+from conduit_tw.api.federation import media as federation_media_api
+from conduit_tw.handlers.remote_media import RemoteMediaFetcher
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -159,6 +162,7 @@ API_MODULES: list[Any] = [
     federation_send_api,
     federation_events_api,
     federation_query_api, federation_public_rooms_api,
+    federation_media_api,
 ]
 
 
@@ -445,6 +449,18 @@ class HomeServer:
         self.directory.remote_resolve = self.remote_queries.resolve_alias
         self.directory.remote_public_rooms = self.remote_queries.public_rooms
         self.profile.remote_query = self.remote_queries.profile
+        # -- federation media: remote media fetched over federation into
+        # the media store (looked up at each fetch: tests swap the client).
+        self.remote_media = RemoteMediaFetcher(
+            self.media.store, media_files,
+            get_stream=lambda *a, **k: self.federation_client.get_stream(*a, **k),
+            http_request=lambda *a, **k: self.http_client.request(*a, **k),
+            clock_ms=self.clock_ms,
+            max_size=config.max_request_size,
+            prevent_from=config.prevent_media_downloads_from,
+            enabled=config.allow_federation,
+        )
+        self.media.fetch_remote = self.remote_media.fetch
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

@@ -29,7 +29,7 @@ from urllib.parse import quote
 from conduit_tw.api.resource import FileResponse, MatrixRequest
 from conduit_tw.api.router import Handler, Router
 from conduit_tw.errors import Codes, MatrixError
-from conduit_tw.handlers.media import MediaContent
+from conduit_tw.handlers.media import MediaContent, MediaHandler, clean_content_type
 from conduit_tw.storage.stores.media_files import UploadSpool
 
 if TYPE_CHECKING:
@@ -54,9 +54,6 @@ MEDIA_HEADERS: dict[bytes, bytes] = {
     b"X-Content-Type-Options": b"nosniff",
 }
 
-#: A content type as stored: C{type/subtype} with optional parameters,
-#: printable ASCII only.
-_CONTENT_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;[\x20-\x7e]*)?\Z")
 _TOKEN_FILENAME = re.compile(r"[A-Za-z0-9!#$&+.^_`|~ -]+\Z")
 MAX_FILENAME = 1024
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
@@ -79,17 +76,6 @@ def content_disposition(content_type: str, filename: str | None, inline: bool | 
     return value.encode("ascii")
 
 
-def clean_content_type(raw: bytes | str | None) -> str | None:
-    """The upload's C{Content-Type}, or None when absent or not a sane type."""
-    if raw is None:
-        return None
-    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
-    text = text.strip()
-    if len(text) > 255 or not _CONTENT_TYPE.match(text):
-        return None
-    return text
-
-
 def clean_filename(raw: str | None) -> str | None:
     """The C{filename} query argument without control characters; 400 when too long."""
     if raw is None:
@@ -106,6 +92,28 @@ def media_response(content: MediaContent, disposition: bytes) -> FileResponse:
     headers[b"Content-Type"] = content.content_type.encode("latin-1", "replace")
     headers[b"Content-Disposition"] = disposition
     return FileResponse(content.file, content.size, headers)
+
+
+async def thumbnail_of(
+    request: MatrixRequest, media: MediaHandler, server_name: str, media_id: str,
+    legacy: bool = False,
+) -> MediaContent:
+    """A thumbnail as the query arguments (C{width}, C{height}, C{method}, ...) ask."""
+    width = request.int_arg("width", None, minimum=1)
+    height = request.int_arg("height", None, minimum=1)
+    if width is None or height is None:
+        raise MatrixError(400, Codes.MISSING_PARAM, "width and height are required")
+    return await media.thumbnail(
+        server_name, media_id, width, height, request.arg("method", "scale") or "scale",
+        animated=request.bool_arg("animated", False),
+        timeout_ms=request.int_arg("timeout_ms", None, minimum=0), legacy=legacy,
+    )
+
+
+def thumbnail_disposition(content: MediaContent) -> bytes:
+    """C{inline; filename="thumbnail.<ext>"}."""
+    ext = _EXTENSIONS.get(content.content_type, "bin")
+    return content_disposition(content.content_type, f"thumbnail.{ext}", inline=True)
 
 
 def register(router: Router, hs: "HomeServer") -> None:
@@ -170,19 +178,8 @@ def register(router: Router, hs: "HomeServer") -> None:
     async def thumbnail(
         request: MatrixRequest, server_name: str, media_id: str, legacy: bool = False
     ) -> FileResponse:
-        width = request.int_arg("width", None, minimum=1)
-        height = request.int_arg("height", None, minimum=1)
-        if width is None or height is None:
-            raise MatrixError(400, Codes.MISSING_PARAM, "width and height are required")
-        content = await media.thumbnail(
-            server_name, media_id, width, height, request.arg("method", "scale") or "scale",
-            animated=request.bool_arg("animated", False),
-            timeout_ms=request.int_arg("timeout_ms", None, minimum=0), legacy=legacy,
-        )
-        ext = _EXTENSIONS.get(content.content_type, "bin")
-        return media_response(
-            content, content_disposition(content.content_type, f"thumbnail.{ext}", inline=True)
-        )
+        content = await thumbnail_of(request, media, server_name, media_id, legacy)
+        return media_response(content, thumbnail_disposition(content))
 
     async def authed_download(request: MatrixRequest, **kw: str) -> FileResponse:
         await hs.auth.get_requester(request, allow_guest=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conduit_tw.config import values
-from conduit_tw.config.declare import FEDERATION, MEDIA, key, section, table
+from conduit_tw.config.declare import FEDERATION, key, section, table
 from conduit_tw.config.env import check
 from conduit_tw.config.values import Type, bad
 
@@ -197,7 +197,7 @@ class FederationKeys:
         "Servers our users may not query for their room directory.",
     )
     prevent_media_downloads_from: list[str] = key(
-        [], "Servers we never download remote media from.", not_effective=MEDIA
+        [], "Servers we never download remote media from.",
     )
     ip_range_denylist: list[str] = key(
         list(DEFAULT_IP_RANGE_DENYLIST),

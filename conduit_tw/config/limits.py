@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conduit_tw.config.declare import MEDIA, key, section
+from conduit_tw.config.declare import key, section
 from conduit_tw.config.values import POSITIVE, integer, number
 
 _RATE = number(0.0)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conduit_tw.config import values
-from conduit_tw.config.declare import MEDIA, key, section, table
+from conduit_tw.config.declare import key, section, table
 from conduit_tw.config.values import ConfigError, Type, bad
 
 _PREVIEW = "URL previews are not implemented yet"

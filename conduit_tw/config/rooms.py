@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conduit_tw.config import values
-from conduit_tw.config.declare import FEDERATION, key, section
+from conduit_tw.config.declare import key, section
 
 
 @section("rooms")

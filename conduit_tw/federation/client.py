@@ -21,7 +21,7 @@ C{allow_federation = false} stops every request before anything is sent.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping, Sequence
 from urllib.parse import quote, urlencode
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -41,13 +41,15 @@ from conduit_tw.logging import get_logger
 from conduit_tw.util.caches import LruCache
 
 if TYPE_CHECKING:
-    from conduit_tw.http.client import OutgoingHTTPClient
+    from conduit_tw.http.client import OutgoingHTTPClient, Response
 
 log = get_logger("conduit_tw.federation.client")
 
 SCHEME = "matrix-federation"
 #: Default cap on a federation response (the state of a large room is big).
 MAX_RESPONSE_SIZE = 100 * 1024 * 1024
+#: Bytes of an error answer read back from a stream's sink.
+_ERROR_BODY_MAX = 64 * 1024
 #: Destinations whose discovered address is kept for the endpoint.
 _ADDRESS_ENTRIES = 10_000
 
@@ -231,6 +233,50 @@ class FederationClient:
             timeout, or a response larger than C{max_size}.
         @raise RemoteError: a non-2xx status or a body that is not JSON.
         """
+        response = await self._send(method, destination, path, args, content, timeout, max_size)
+        return _parse_response(destination, response.code, response.body)
+
+    async def get_stream(
+        self,
+        destination: str,
+        path: str,
+        args: Args | None = None,
+        *,
+        sink: BinaryIO,
+        max_size: int = MAX_RESPONSE_SIZE,
+        timeout: float | None = None,
+    ) -> "Response":
+        """
+        A signed C{GET} whose body is written to C{sink} (a file) as it
+        arrives, at most C{max_size} bytes (media over federation). Returns
+        the response (its C{body} empty) for 1xx-3xx answers: the caller
+        reads C{sink} and the headers, and follows a redirect itself.
+
+        @raise RemoteError: a 4xx/5xx answer (its JSON error read back from
+            C{sink}).
+        @raise NotReachable: as for L{request_json}; a body over
+            C{max_size} too (its C{__cause__} is a C{ResponseTooLargeError}).
+        """
+        start = sink.tell()
+        response = await self._send("GET", destination, path, args, None, timeout, max_size, sink)
+        if response.code < 400:
+            return response
+        sink.seek(start)
+        _parse_response(destination, response.code, sink.read(_ERROR_BODY_MAX))
+        raise AssertionError("unreachable")  # _parse_response raised for a 4xx/5xx
+
+    async def _send(
+        self,
+        method: str,
+        destination: str,
+        path: str,
+        args: Args | None,
+        content: Any,
+        timeout: float | None,
+        max_size: int,
+        sink: BinaryIO | None = None,
+    ) -> "Response":
+        """Sign and send one request; the raw response."""
         self.check_destination(destination)
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/': {path!r}")
@@ -257,13 +303,13 @@ class FederationClient:
         try:
             response = await self.http.request(
                 method, f"{SCHEME}://{destination}{uri}", headers, body,
-                max_size=max_size, timeout=self.timeout if timeout is None else timeout,
+                max_size=max_size, sink=sink, timeout=self.timeout if timeout is None else timeout,
             )
         except CancelledError:
             raise
         except Exception as e:
             raise NotReachable(destination, _reason(e)) from e
-        return _parse_response(destination, response.code, response.body)
+        return response
 
     async def fetch_json(
         self,

@@ -6,8 +6,9 @@ media. See docs/media.md for the operator's view.
 Media ids are 24 random characters of C{A-Za-z0-9} (the spec allows
 C{A-Za-z0-9_-}); ids and server names from the URL are checked before
 anything is read ("Security considerations"). Remote media goes through
-L{MediaHandler.fetch_remote}, which refuses until federation provides a
-fetcher.
+L{MediaHandler.fetch_remote} (L{conduit_tw.handlers.remote_media}: fetched
+over federation, cached under its own server name and id, thumbnailed
+here like local media).
 """
 
 from __future__ import annotations
@@ -67,6 +68,22 @@ async def _no_remote(server_name: str, media_id: str) -> Any:
     raise not_found("Remote media is not available (no federation yet)")
 
 
+#: A content type as stored: C{type/subtype} with optional parameters,
+#: printable ASCII only.
+_CONTENT_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;[\x20-\x7e]*)?\Z")
+
+
+def clean_content_type(raw: bytes | str | None) -> str | None:
+    """The upload's C{Content-Type}, or None when absent or not a sane type."""
+    if raw is None:
+        return None
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    text = text.strip()
+    if len(text) > 255 or not _CONTENT_TYPE.match(text):
+        return None
+    return text
+
+
 def valid_media_id(media_id: str) -> bool:
     """Whether C{media_id} has only the characters the spec allows."""
     return bool(_MEDIA_ID.match(media_id))
@@ -96,8 +113,11 @@ class MediaHandler:
     """
     Local media; see the module docstring.
 
-    @ivar fetch_remote: C{async (server_name, media_id) -> MediaContent};
-        federation replaces it. The default raises 404 M_NOT_FOUND.
+    @ivar fetch_remote: C{async (server_name, media_id) -> metadata} of
+        remote media once its file is cached under C{media_key(server_name,
+        media_id)} (or a L{MediaContent} to answer as it is, which cannot
+        be thumbnailed); federation replaces it. The default raises 404
+        M_NOT_FOUND.
     @ivar legacy_for_new_media: whether media uploaded now may be served
         by the unauthenticated C{/_matrix/media/v3} endpoints (the
         "freeze" of client-server-api "Client behaviour" is C{False}).
@@ -120,7 +140,9 @@ class MediaHandler:
         self._clock_ms = clock_ms
         self.max_upload_size = max_upload_size
         self.legacy_for_new_media = legacy_for_new_media
-        self.fetch_remote: Callable[[str, str], Awaitable[MediaContent]] = _no_remote
+        self.fetch_remote: Callable[
+            [str, str], Awaitable[dict[str, Any] | MediaContent]
+        ] = _no_remote
         self._waiters: dict[str, list[Deferred[None]]] = {}
         self._uploading: set[str] = set()
         self._thumb_locks = Linearizer("thumbnails")

@@ -338,7 +338,6 @@ class RoomSync:
         account_data: list[dict[str, Any]] | None,
     ) -> dict[str, Any] | None:
         """A C{rooms.join} entry, or None when nothing is to be said."""
-        store = self.store
         p = ctx.since_position
         n = ctx.now.position
         initial = ctx.since is None

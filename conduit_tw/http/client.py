@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from OpenSSL import SSL
@@ -228,12 +228,16 @@ class _BytesProducer:
 
 
 class _LimitedBody(Protocol):
-    """Collects a response body; aborts the connection past C{max_size}."""
+    """
+    Collects a response body (or writes it to C{sink}, a file, as it
+    arrives); aborts the connection past C{max_size}.
+    """
 
-    def __init__(self, max_size: int, declared_length: Any) -> None:
+    def __init__(self, max_size: int, declared_length: Any, sink: BinaryIO | None = None) -> None:
         self.deferred: Deferred[bytes] = Deferred(self._cancel)
         self._max_size = max_size
         self._declared = declared_length
+        self._sink = sink
         self._chunks: list[bytes] = []
         self._size = 0
         self._done = False
@@ -262,7 +266,10 @@ class _LimitedBody(Protocol):
             self._abort()
             self.deferred.errback(ResponseTooLargeError(self._max_size))
             return
-        self._chunks.append(data)
+        if self._sink is not None:
+            self._sink.write(data)
+        else:
+            self._chunks.append(data)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         if self._done:
@@ -357,10 +364,12 @@ class OutgoingHTTPClient:
         body: bytes | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         timeout: float | None = None,
+        sink: BinaryIO | None = None,
     ) -> Response:
         """
         Send one request and read the whole response (redirects are not
-        followed). Raises L{InvalidURLError}, L{DeniedDestinationError},
+        followed). With C{sink}, the body is written to it as it arrives
+        (never held in memory; L{Response.body} is then empty). Raises L{InvalidURLError}, L{DeniedDestinationError},
         L{ResponseTooLargeError}, L{RequestTimeoutError}, or Twisted's
         connection/TLS errors.
         """
@@ -380,7 +389,7 @@ class OutgoingHTTPClient:
             h.setRawHeaders("user-agent", [USER_AGENT])
         producer = _BytesProducer(body) if body is not None else None
         total = self.timeout if timeout is None else timeout
-        d = Deferred.fromCoroutine(self._request(method, url, h, producer, max_size))
+        d = Deferred.fromCoroutine(self._request(method, url, h, producer, max_size, sink))
         timed_out = []
 
         def expire() -> None:
@@ -399,12 +408,13 @@ class OutgoingHTTPClient:
                 timer.cancel()
 
     async def _request(
-        self, method: str, url: str, headers: Headers, producer: Any, max_size: int
+        self, method: str, url: str, headers: Headers, producer: Any, max_size: int,
+        sink: BinaryIO | None = None,
     ) -> Response:
         response = await self.agent.request(
             method.encode("ascii"), url.encode("ascii"), headers, producer
         )
-        reader = _LimitedBody(max_size, response.length)
+        reader = _LimitedBody(max_size, response.length, sink)
         response.deliverBody(reader)
         body = await reader.deferred
         return Response(response.code, response.headers, body)

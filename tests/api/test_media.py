@@ -195,10 +195,8 @@ class UploadDownloadTests(MediaTestCase):
         r = await self.get(f"{CLIENT}/download/bad%20server/abc")
         self.assertMatrixError(r, 404, "M_NOT_FOUND")
 
-    async def test_remote_not_found(self) -> None:
-        r = await self.get(f"{CLIENT}/download/remote.example/abcdef")
-        self.assertMatrixError(r, 404, "M_NOT_FOUND")
-        r = await self.get(f"{CLIENT}/thumbnail/remote.example/abcdef?width=32&height=32")
+    async def test_remote_not_on_legacy_endpoints(self) -> None:
+        r = await self.get(f"{MEDIA}/download/remote.example/abcdef")
         self.assertMatrixError(r, 404, "M_NOT_FOUND")
 
     async def test_remote_fetcher_plugs_in(self) -> None:
@@ -516,3 +514,28 @@ class ThumbnailTests(MediaTestCase):
         media_id = await self.upload_image(data)
         r = await self.thumb(media_id, "width=32&height=32")
         self.assertMatrixError(r, 413, "M_TOO_LARGE")
+
+
+class RemoteMediaRefusedTests(MediaTestCase):
+    """
+    Remote media without contacting anyone (handlers/remote_media.py; the
+    fetching itself is tests/integration/test_federation_media.py).
+    """
+
+    config_overrides = {**NO_MEDIA_LIMIT, "allow_federation": False}
+
+    async def test_federation_off(self) -> None:
+        r = await self.get(f"{CLIENT}/download/remote.example/abcdef")
+        self.assertMatrixError(r, 404, "M_NOT_FOUND")
+        r = await self.get(f"{CLIENT}/thumbnail/remote.example/abcdef?width=32&height=32")
+        self.assertMatrixError(r, 404, "M_NOT_FOUND")
+
+
+class PreventedServerTests(MediaTestCase):
+    config_overrides = {**NO_MEDIA_LIMIT, "prevent_media_downloads_from": ["remote.example"]}
+
+    async def test_prevented(self) -> None:
+        r = await self.get(f"{CLIENT}/download/remote.example/abcdef")
+        self.assertMatrixError(r, 404, "M_NOT_FOUND")
+        r = await self.get(f"{CLIENT}/download/REMOTE.example/abcdef")
+        self.assertMatrixError(r, 404, "M_NOT_FOUND")

@@ -112,6 +112,10 @@ from conduit_tw.handlers.ratelimit import RateLimiter
 from conduit_tw.handlers.url_preview import URLPreviewer
 from conduit_tw.storage.stores.media import MediaStore
 from conduit_tw.storage.stores.media_files import MediaFiles
+# -- federated membership (federation/membership_{server,client}.py, api/federation/membership.py)
+from conduit_tw.api.federation import membership as federation_membership_api
+from conduit_tw.federation.membership_client import RemoteMembership
+from conduit_tw.federation.membership_server import MembershipServlet
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -125,6 +129,7 @@ API_MODULES: list[Any] = [
     directory_api,
     sync_api, receipts_api, notifications_api,
     media_api,
+    federation_membership_api,
 ]
 
 
@@ -334,6 +339,27 @@ class HomeServer:
             config.rc_media_per_second, config.rc_media_burst_count, self.clock_ms
         )
         self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms)
+        # -- federated membership: serving make_*/send_*/invite to other
+        # servers, and our users' joins, invites, knocks and rejections in
+        # rooms of other servers (MembershipHandler.remote). Accepted events
+        # go out through federated_membership.send_pdu(room_id, event,
+        # destinations): the sender's, once there is one. Aliases of other
+        # servers resolve through remote_membership.resolve_alias.
+        self.federated_membership = MembershipServlet(
+            self.server_name, self.event_store, self.events, self.users,
+            lambda pdu, version: self.keyring.verify_event(pdu, version),
+            restricted_authoriser=self.membership.restricted_authoriser,
+        )
+        self.remote_membership = RemoteMembership(
+            self.server_name, self.event_store, self.events, self.federated_membership,
+            lambda: self.federation_client,
+            lambda pdu, version: self.keyring.verify_event(pdu, version),
+            lambda *a, **k: self.keyring.verify_json_for_server(*a, **k),
+            self.clock_ms,
+            allow_unstable_room_versions=config.allow_unstable_room_versions,
+        )
+        if config.allow_federation:
+            self.membership.remote = self.remote_membership
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

@@ -12,6 +12,7 @@ membership handshakes alone deliver.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -194,3 +195,47 @@ class FederatedMembershipTests(unittest.TestCase):
         )
         self.assertEqual((r.code, r.json["errcode"]), (403, "M_FORBIDDEN"), r.body)
         self.assertIsNone(await self.b.hs.event_store.get_room(room))
+
+    def tamper_send_join(self, change: Any) -> None:
+        """Make A's send_join answers pass through C{change(answer)}."""
+        servlet = self.a.hs.federated_membership
+        original = servlet.send_join
+
+        async def send_join(*args: Any) -> dict[str, Any]:
+            answer = copy.deepcopy(await original(*args))
+            change(answer)
+            return answer
+
+        servlet.send_join = send_join  # type: ignore[method-assign]
+
+    async def test_bad_hash_in_returned_state_dropped(self) -> None:
+        """An event whose content does not match its hash is not taken into B's state."""
+        room = await self.create_room(preset="public_chat", name="Hall", topic="t", room_version="10")
+
+        def change(answer: dict[str, Any]) -> None:
+            for pdu in answer["state"]:
+                if pdu["type"] == "m.room.topic":
+                    pdu["content"] = {"topic": "forged"}  # signature intact (redacted), hash not
+
+        self.tamper_send_join(change)
+        r = await self.b.request("POST", V3 + "/join/%s?via=%s" % (q(room), q(self.a.name)), {}, self.bt)
+        self.assertEqual(r.code, 200, r.body)
+        store = self.b.hs.event_store
+        self.assertIsNone(await store.current_state_event(room, "m.room.topic", ""))
+        name = await store.current_state_event(room, "m.room.name", "")
+        self.assertEqual(name.content, {"name": "Hall"})
+
+    async def test_forged_create_event_fails_the_join(self) -> None:
+        room = await self.create_room(preset="public_chat", room_version="10")
+
+        def change(answer: dict[str, Any]) -> None:
+            for pdu in answer["state"] + answer["auth_chain"]:
+                if pdu["type"] == "m.room.create":
+                    sigs = pdu["signatures"][self.a.name]
+                    for key_id in sigs:
+                        sigs[key_id] = "A" * len(sigs[key_id])
+
+        self.tamper_send_join(change)
+        r = await self.b.request("POST", V3 + "/join/%s?via=%s" % (q(room), q(self.a.name)), {}, self.bt)
+        self.assertEqual((r.code, r.json["errcode"]), (404, "M_NOT_FOUND"), r.body)
+        self.assertFalse(await self.b.hs.event_store.room_exists(room))

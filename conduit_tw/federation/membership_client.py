@@ -401,8 +401,11 @@ class RemoteMembership:
             except (FederationError, JoinFailed):
                 continue
             state = answer.get("knock_room_state") if isinstance(answer, dict) else None
-            state = [e for e in state if isinstance(e, dict)] if isinstance(state, list) else []
-            await self.store.persist_out_of_room_membership(event, state)
+            try:
+                stripped_state = await self.servlet.checked_room_state(state, room_id, version)
+            except MatrixError:
+                stripped_state = []
+            await self.store.persist_out_of_room_membership(event, stripped_state)
             return room_id
         if last is not None:
             raise last

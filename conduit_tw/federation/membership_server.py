@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
-from conduit_tw.errors import Codes, MatrixError, bad_json, forbidden, not_found
+from conduit_tw.errors import Codes, MatrixError, bad_json, forbidden, invalid_param, not_found
 from conduit_tw.events.auth_rules import CREATE_KEY, AuthError, auth_types_for, check_auth
 from conduit_tw.events.event import Event
 from conduit_tw.events.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
@@ -131,12 +131,53 @@ class MembershipServlet:
         return Event(pdu, event.event_id, event.room_version)
 
     async def stripped_state(self, room_id: str, sender: str | None = None) -> list[dict[str, Any]]:
-        """The room's current stripped state (with C{sender}'s member event)."""
+        """
+        The room's current state events of the stripped-state types (with
+        C{sender}'s member event) as full PDUs, which C{invite_room_state}
+        and C{knock_room_state} carry since v1.16 (the create event
+        included); receivers strip them for their clients.
+        """
         keys = [(t, "") for t in STRIPPED_TYPES]
         if sender is not None:
             keys.append((_MEMBER, sender))
         state = await self.store.current_state_events(room_id, keys)
-        return [stripped(e) for e in state.values()]
+        return [e.pdu for e in state.values()]
+
+    async def checked_room_state(
+        self, entries: Any, room_id: str, version: RoomVersion
+    ) -> list[dict[str, Any]]:
+        """
+        C{invite_room_state} / C{knock_room_state} as stripped events for
+        our clients. In rooms v12 every entry must be a valid PDU of the
+        room with good signatures, the create event included
+        (invites-v2.yaml: SHOULD, with M_INVALID_PARAM); older versions
+        take well-formed entries as they come (MAY).
+
+        @raise MatrixError: 400 M_INVALID_PARAM (v12 only).
+        """
+        if not isinstance(entries, list):
+            entries = []
+        entries = [e for e in entries if isinstance(e, dict)][:50]
+        if version.room_id_from_create_event:
+            events = []
+            try:
+                for entry in entries:
+                    event = parse_pdu(entry, version)
+                    if room_of(event) != room_id or not event.is_state():
+                        raise BadEvent("an event of another room or not a state event")
+                    await check_signed_event(event, self.verify_event)
+                    events.append(event)
+            except BadEvent as e:
+                raise invalid_param("Invalid room state: %s" % e) from None
+            if not any(e.type == "m.room.create" for e in events):
+                raise invalid_param("The room state has no m.room.create event")
+            return [stripped(e) for e in events]
+        return [
+            {k: e[k] for k in ("type", "state_key", "sender", "content")}
+            for e in entries
+            if isinstance(e.get("type"), str) and isinstance(e.get("state_key"), str)
+            and isinstance(e.get("sender"), str) and isinstance(e.get("content"), dict)
+        ]
 
     async def servers_in_room(self, room_id: str) -> set[str]:
         """The servers of the room's joined members, us excluded."""
@@ -235,17 +276,19 @@ class MembershipServlet:
             raise bad_json("The event's state_key must be its sender")
         if server_name_of(event.sender) != origin:
             raise forbidden("The event's sender does not belong to %s" % origin)
-        try:
-            await check_signed_event(event, self.verify_event)
-        except BadEvent as e:
-            raise forbidden(str(e)) from None
         if membership == "join":
             via = event.content.get("join_authorised_via_users_server")
-            if isinstance(via, str) and server_name_of(via) != self.server_name and (
-                await self.store.membership(event.sender, room_id) not in ("invite", "join")
-            ):
+            if isinstance(via, str) and (
+                not via.startswith("@") or server_name_of(via) != self.server_name
+            ) and await self.store.membership(event.sender, room_id) not in ("invite", "join"):
                 raise bad_json("The join is authorised by a user of another server")
+        # Signed first: a restricted join authorised by one of our users
+        # must carry our signature too (required signers, room v8+).
         signed = self.sign(event)
+        try:
+            await check_signed_event(signed, self.verify_event)
+        except BadEvent as e:
+            raise forbidden(str(e)) from None
         async with self.events.linearizer.queue(room_id):
             existing = await self.store.get_event(event_id)
             if existing is not None and not existing.rejected and existing.order:
@@ -319,26 +362,26 @@ class MembershipServlet:
             event = parse_pdu(body.get("event"), version)
         except BadEvent as e:
             raise bad_json(str(e)) from None
+        # invites-v2.yaml: these refusals SHOULD be M_INVALID_PARAM.
         if event.event_id != event_id or room_of(event) != room_id:
-            raise bad_json("The event ID or room ID does not match the event")
+            raise invalid_param("The event ID or room ID does not match the event")
         target = event.state_key
         if event.type != _MEMBER or event.membership() != "invite" or not target:
-            raise bad_json("Not an invite")
+            raise invalid_param("Not an invite")
         try:
-            if server_name_of(target) != self.server_name or not await self.users.exists(target):
-                raise not_found("Unknown user %s" % target)
+            if server_name_of(target) != self.server_name:
+                raise invalid_param("%s is not a user of this server" % target)
             if server_name_of(event.sender) != origin:
-                raise forbidden("The inviter does not belong to %s" % origin)
+                raise invalid_param("The inviter does not belong to %s" % origin)
         except SignatureError:
-            raise bad_json("Invalid user ID") from None
+            raise invalid_param("Invalid user ID") from None
+        if not await self.users.exists(target):
+            raise not_found("Unknown user %s" % target)
         try:
             await check_signed_event(event, self.verify_event)
         except BadEvent as e:
-            raise forbidden(str(e)) from None
-        invite_state = body.get("invite_room_state")
-        if not isinstance(invite_state, list):
-            invite_state = []
-        invite_state = [e for e in invite_state if isinstance(e, dict)][:50]
+            raise invalid_param(str(e)) from None
+        invite_state = await self.checked_room_state(body.get("invite_room_state"), room_id, version)
         signed = self.sign(event)
         room = await self.store.get_room(room_id)
         if room is not None and (await self.store.head(room)).statehash:

@@ -165,10 +165,9 @@ class ServletTests(RoomsTestCase):
         )
         event_id, pdu = self.complete(await self.template(room, "knock"))
         answer = await self.servlet.send_knock(REMOTE, room, event_id, pdu)
-        self.assertIn(
-            {"type": "m.room.name", "state_key": "", "sender": self.alice, "content": {"name": "Door"}},
-            answer["knock_room_state"],
-        )
+        names = [e for e in answer["knock_room_state"] if e["type"] == "m.room.name"]
+        self.assertEqual(names[0]["content"], {"name": "Door"})
+        self.assertIn("m.room.create", {e["type"] for e in answer["knock_room_state"]})
         self.assertEqual(await self.hs.event_store.membership(EVE, room), "knock")
         old = await self.create_room(self.at, room_version="6")
         await self.refused(
@@ -214,7 +213,22 @@ class ServletTests(RoomsTestCase):
         )
         await self.refused(
             self.servlet.receive_invite("other.test", room, event_id, {"room_version": "10", "event": pdu}),
-            403, "M_FORBIDDEN",
+            400, "M_INVALID_PARAM",
+        )
+        remote_id, remote_user = self.remote_invite(room, "@x:" + REMOTE)
+        await self.refused(
+            self.servlet.receive_invite(REMOTE, room, remote_id, {"room_version": "10", "event": remote_user}),
+            400, "M_INVALID_PARAM",
+        )
+        # v12: the room state must hold a signed create event.
+        v12_id, v12 = self.remote_invite(room, self.bob, "12")
+        await self.refused(
+            self.servlet.receive_invite(REMOTE, room, v12_id, {
+                "room_version": "12", "event": v12,
+                "invite_room_state": [{"type": "m.room.name", "state_key": "", "sender": EVE,
+                                       "content": {"name": "x"}}],
+            }),
+            400, "M_INVALID_PARAM",
         )
         forged = copy.deepcopy(pdu)
         forged["signatures"][REMOTE] = {
@@ -222,7 +236,7 @@ class ServletTests(RoomsTestCase):
         }
         await self.refused(
             self.servlet.receive_invite(REMOTE, room, event_id, {"room_version": "10", "event": forged}),
-            403, "M_FORBIDDEN",
+            400, "M_INVALID_PARAM",
         )
         self.assertIsNone(await self.hs.event_store.membership(self.bob, room))
 

@@ -239,3 +239,48 @@ class FederatedMembershipTests(unittest.TestCase):
         r = await self.b.request("POST", V3 + "/join/%s?via=%s" % (q(room), q(self.a.name)), {}, self.bt)
         self.assertEqual((r.code, r.json["errcode"]), (404, "M_NOT_FOUND"), r.body)
         self.assertFalse(await self.b.hs.event_store.room_exists(room))
+
+    async def test_restricted_join_authorised_by_resident_server(self) -> None:
+        """Room v10 restricted join: A's user authorises, both servers sign."""
+        space = await self.create_room(preset="public_chat", room_version="10")
+        r = await self.b.request("POST", V3 + "/join/%s?via=%s" % (q(space), q(self.a.name)), {}, self.bt)
+        self.assertEqual(r.code, 200, r.body)
+        room = await self.create_room(
+            room_version="10",
+            initial_state=[{
+                "type": "m.room.join_rules",
+                "content": {"join_rule": "restricted",
+                            "allow": [{"type": "m.room_membership", "room_id": space}]},
+            }],
+        )
+        r = await self.b.request("POST", V3 + "/join/%s?via=%s" % (q(room), q(self.a.name)), {}, self.bt)
+        self.assertEqual(r.code, 200, r.body)
+        join = await self.a.hs.event_store.current_state_event(room, "m.room.member", self.bob)
+        self.assertEqual(join.content["join_authorised_via_users_server"], self.alice)
+        self.assertEqual(set(join.pdu["signatures"]), {self.a.name, self.b.name})
+        on_b = await self.b.hs.event_store.get_event(join.event_id)
+        self.assertEqual(set(on_b.pdu["signatures"]), {self.a.name, self.b.name})
+
+    async def test_invite_to_v12_room_and_knock(self) -> None:
+        room = await self.create_room(name="New", room_version="12")
+        r = await self.a.request("POST", V3 + "/rooms/%s/invite" % q(room), {"user_id": self.bob}, self.at)
+        self.assertEqual(r.code, 200, r.body)
+        stripped = (await self.b.sync(self.bt))["rooms"]["invite"][room]["invite_state"]["events"]
+        self.assertEqual(
+            {e["type"] for e in stripped}, {"m.room.create", "m.room.name", "m.room.join_rules",
+                                            "m.room.member"},
+        )
+        # Knocking on a knockable room of A.
+        door = await self.create_room(
+            room_version="10", name="Door",
+            initial_state=[{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}],
+        )
+        r = await self.b.request("POST", V3 + "/knock/%s?via=%s" % (q(door), q(self.a.name)), {}, self.bt)
+        self.assertEqual(r.code, 200, r.body)
+        self.assertEqual(await self.a.hs.event_store.membership(self.bob, door), "knock")
+        knock = (await self.b.sync(self.bt))["rooms"]["knock"][door]["knock_state"]["events"]
+        self.assertIn({"name": "Door"}, [e["content"] for e in knock if e["type"] == "m.room.name"])
+        # Withdrawing the knock goes through make_leave/send_leave.
+        r = await self.b.request("POST", V3 + "/rooms/%s/leave" % q(door), {}, self.bt)
+        self.assertEqual(r.code, 200, r.body)
+        self.assertEqual(await self.a.hs.event_store.membership(self.bob, door), "leave")

@@ -289,22 +289,33 @@ class MembershipServlet:
             await check_signed_event(signed, self.verify_event)
         except BadEvent as e:
             raise forbidden(str(e)) from None
-        async with self.events.linearizer.queue(room_id):
-            existing = await self.store.get_event(event_id)
+        stored, new = await self.persist_live(room, signed)
+        if new:
+            others = await self.servers_in_room(room_id)
+            await self.send_out(room_id, stored, others - {origin})
+        return room, stored
+
+    async def persist_live(self, room: RoomInfo, event: Event) -> tuple[StoredEvent, bool]:
+        """
+        Under the room's lock: authorise a received event against the
+        current state (403 with the auth rules' reason) and store it as
+        the room's next live event. Returns once durable, with whether it
+        is new (an event already in the timeline is answered as stored).
+        """
+        async with self.events.linearizer.queue(room.room_id):
+            existing = await self.store.get_event(event.event_id)
             if existing is not None and not existing.rejected and existing.order:
-                return room, existing
+                return existing, False
             head = await self.store.head(room)
-            wanted = auth_types_for(signed) | {CREATE_KEY}
+            wanted = auth_types_for(event) | {CREATE_KEY}
             auth_state = await self.store.state_events(head.statehash, wanted)
             try:
-                check_auth(signed, auth_state)
+                check_auth(event, auth_state)
             except AuthError as e:
                 raise forbidden(e.message) from None
-            stored, durable = await self.store.persist_apply(signed)
+            stored, durable = await self.store.persist_apply(event)
         await durable
-        others = await self.servers_in_room(room_id)
-        await self.send_out(room_id, stored, others - {origin})
-        return room, stored
+        return stored, True
 
     async def send_join(
         self, origin: str, room_id: str, event_id: str, pdu: Any
@@ -383,24 +394,10 @@ class MembershipServlet:
             raise invalid_param(str(e)) from None
         invite_state = await self.checked_room_state(body.get("invite_room_state"), room_id, version)
         signed = self.sign(event)
-        room = await self.store.get_room(room_id)
-        if room is not None and (await self.store.head(room)).statehash:
-            acl = await self.store.current_state_event(room_id, "m.room.server_acl", "")
-            check_server_acl(origin, acl.content if acl is not None else None)
-            async with self.events.linearizer.queue(room_id):
-                if await self.store.get_event(event_id) is None:
-                    head = await self.store.head(room)
-                    wanted = auth_types_for(signed) | {CREATE_KEY}
-                    auth_state = await self.store.state_events(head.statehash, wanted)
-                    try:
-                        check_auth(signed, auth_state)
-                    except AuthError as e:
-                        raise forbidden(e.message) from None
-                    _, durable = await self.store.persist_apply(signed)
-                else:
-                    durable = None
-            if durable is not None:
-                await durable
+        if await self.store.room_exists(room_id):
+            # We are (or were) in the room: the invite joins its timeline
+            # (the origin sends it again in a transaction, then found stored).
+            await self.persist_live(await self.room_for(room_id, origin), signed)
         elif await self.store.membership(target, room_id) in (None, "leave", "invite"):
             await self.store.persist_out_of_room_membership(signed, invite_state)
         return {"event": signed.pdu}

@@ -13,22 +13,18 @@ membership handshakes alone deliver.
 from __future__ import annotations
 
 import copy
-import os
 from typing import Any
 
 from argon2 import PasswordHasher
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
 from conduit_tw.api.resource import InFlightTracker, MatrixSite
 from conduit_tw.homeserver import HomeServer
-from conduit_tw.service import make_service
 from tests.api.accounts import OPEN
 from tests.api.rooms import V3, q
-from tests.integration.process import free_port
-from tests.integration.test_twistd import _self_signed
-from tests.server import FakeClient, Response, make_config
+from tests.integration.test_federation_tls import start_tls_server
+from tests.server import FakeClient, Response
 
 
 class Server:
@@ -66,26 +62,7 @@ class FederatedMembershipTests(unittest.TestCase):
     timeout = 120
 
     async def start(self) -> Server:
-        workdir = os.path.abspath(self.mktemp())
-        os.makedirs(workdir)
-        cert, key = _self_signed(workdir)
-        port = free_port()
-        config = make_config(
-            server_name=f"localhost:{port}",
-            database_path=os.path.join(workdir, "data"),
-            address=["127.0.0.1"],
-            port=port,
-            tls={"certs": cert, "key": key},
-            ip_range_denylist=[],
-            allow_invalid_tls_certificates=True,
-            trusted_servers=[],
-            **OPEN,
-        )
-        service = make_service(config, reactor)
-        service.startService()
-        self.addCleanup(service.stopService)
-        await service.ready
-        return Server(service.homeserver)
+        return Server((await start_tls_server(self, **OPEN)).homeserver)
 
     async def _start_both(self) -> None:
         self.a = await self.start()

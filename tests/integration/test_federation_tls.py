@@ -54,27 +54,37 @@ class HttpKeyRing:
         return keys[key_id]
 
 
+async def start_tls_server(case: unittest.TestCase, **extra: Any) -> ConduitService:
+    """
+    Start a server called C{localhost:<port>} whose TLS listener serves
+    every API on a free loopback port, as test federations run (stopped
+    at the test's cleanup); C{extra} config values are added.
+    """
+    workdir = os.path.abspath(case.mktemp())
+    os.makedirs(workdir)
+    cert, key = _self_signed(workdir)
+    port = free_port()
+    config = make_config(
+        server_name=f"localhost:{port}",
+        database_path=os.path.join(workdir, "data"),
+        address=["127.0.0.1"],
+        port=port,
+        tls={"certs": cert, "key": key},
+        ip_range_denylist=[],
+        allow_invalid_tls_certificates=True,
+        trusted_servers=[],
+        **extra,
+    )
+    service = make_service(config, reactor)
+    service.startService()
+    case.addCleanup(service.stopService)
+    await service.ready
+    return service
+
+
 class TwoServersTests(unittest.TestCase):
     async def start(self) -> ConduitService:
-        workdir = os.path.abspath(self.mktemp())
-        os.makedirs(workdir)
-        cert, key = _self_signed(workdir)
-        port = free_port()
-        config = make_config(
-            server_name=f"localhost:{port}",
-            database_path=os.path.join(workdir, "data"),
-            address=["127.0.0.1"],
-            port=port,
-            tls={"certs": cert, "key": key},
-            ip_range_denylist=[],
-            allow_invalid_tls_certificates=True,
-            trusted_servers=[],
-        )
-        service = make_service(config, reactor)
-        service.startService()
-        self.addCleanup(service.stopService)
-        await service.ready
-        return service
+        return await start_tls_server(self)
 
     async def _start_both(self) -> None:
         self.a = (await self.start()).homeserver

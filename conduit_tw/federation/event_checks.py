@@ -101,47 +101,34 @@ async def check_all_signed(events: Iterable[Event], verify_event: VerifyEvent) -
 def authorise_chain(events: Mapping[str, Event]) -> set[str]:
     """
     Authorise every event of a returned state and auth chain against its
-    own auth events (step 4), parents first. An event whose auth event is
-    missing or rejected is rejected too.
+    own auth events (step 4 of "Checks performed on receipt of a PDU"),
+    in increasing depth, so an event's auth events are decided first. An
+    event whose auth event is missing, rejected or not shallower than it
+    (a cycle or a lie about depth) is rejected too.
 
     @param events: the events by ID (already format-, signature- and
         hash-checked).
     @return: the IDs of the rejected events.
     """
     rejected: set[str] = set()
-    done: set[str] = set()
+    accepted: set[str] = set()
     create = next((e for e in events.values() if e.type == "m.room.create"), None)
-
-    def visit(event_id: str, path: set[str]) -> bool:
-        """Whether the event is accepted."""
-        if event_id in done:
-            return event_id not in rejected
-        event = events.get(event_id)
-        if event is None or event_id in path:
-            return False
-        path.add(event_id)
+    for event in sorted(events.values(), key=lambda e: (e.depth, e.event_id)):
         auth_state: dict[tuple[str, str], Event] = {}
         ok = True
         for auth_id in event.auth_event_ids():
-            if not visit(auth_id, path):
+            auth_ev = events.get(auth_id)
+            if auth_id not in accepted or auth_ev is None or auth_ev.depth >= event.depth:
                 ok = False
                 break
-            auth_ev = events[auth_id]
             if auth_ev.is_state():
                 auth_state[auth_ev.state_pair()] = auth_ev
-        if ok and create is not None and create.event_id != event_id:
+        if ok and create is not None:
             auth_state.setdefault(CREATE_KEY, create)
         if ok:
             try:
                 check_auth(event, auth_state)
             except AuthError:
                 ok = False
-        path.discard(event_id)
-        done.add(event_id)
-        if not ok:
-            rejected.add(event_id)
-        return ok
-
-    for event_id in list(events):
-        visit(event_id, set())
+        (accepted if ok else rejected).add(event.event_id)
     return rejected

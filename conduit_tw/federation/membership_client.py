@@ -162,7 +162,7 @@ class RemoteMembership:
     # ------------------------------------------------------------------
     # Building from a template
 
-    def _event_from_template(
+    def event_from_template(
         self, template: Any, version: RoomVersion, room_id: str, user_id: str, membership: str,
         content: dict[str, Any] | None = None,
     ) -> Event:
@@ -234,7 +234,7 @@ class RemoteMembership:
         for server in candidates:
             try:
                 template, version = await self._make(server, "join", room_id, user_id, self.versions)
-                event = self._event_from_template(template, version, room_id, user_id, "join", content)
+                event = self.event_from_template(template, version, room_id, user_id, "join", content)
                 answer = await self.federation().put_json(
                     server, "%s/send_join/%s/%s" % (_V2, _q(room_id), _q(event.event_id)), event.pdu
                 )
@@ -347,7 +347,7 @@ class RemoteMembership:
         for server in await self.candidates(room_id, user_id, ()):
             try:
                 template, version = await self._make(server, "leave", room_id, user_id, None)
-                event = self._event_from_template(template, version, room_id, user_id, "leave", content)
+                event = self.event_from_template(template, version, room_id, user_id, "leave", content)
                 await self.federation().put_json(
                     server, "%s/send_leave/%s/%s" % (_V2, _q(room_id), _q(event.event_id)), event.pdu
                 )
@@ -390,7 +390,7 @@ class RemoteMembership:
         for server in await self.candidates(room_id, user_id, servers):
             try:
                 template, version = await self._make(server, "knock", room_id, user_id, self.versions)
-                event = self._event_from_template(template, version, room_id, user_id, "knock", content)
+                event = self.event_from_template(template, version, room_id, user_id, "knock", content)
                 answer = await self.federation().put_json(
                     server, "%s/send_knock/%s/%s" % (_V1, _q(room_id), _q(event.event_id)), event.pdu
                 )

@@ -18,6 +18,7 @@ from conduit_tw.events.event_ids import compute_event_id
 from conduit_tw.events.room_versions import get_room_version
 from conduit_tw.events.signing import hash_and_sign_event, verify_event_signatures
 from conduit_tw.events.signing import SignatureError
+from conduit_tw.federation.event_checks import authorise_chain, parse_pdu
 from tests.api.rooms import RoomsTestCase
 from tests.federation.keyring_stub import MemoryKeyRing
 
@@ -25,7 +26,9 @@ REMOTE = "remote.test"
 EVE = "@eve:" + REMOTE
 
 
-class ServletTests(RoomsTestCase):
+class ServletTestCase(RoomsTestCase):
+    """A server, a made-up remote server's key, and event-signing helpers."""
+
     async def setUp(self) -> None:
         await super().setUp()
         self.alice, self.at = await self.user("alice")
@@ -63,6 +66,8 @@ class ServletTests(RoomsTestCase):
         hash_and_sign_event(pdu, version, key or self.remote_key, REMOTE)
         return compute_event_id(pdu, version), pdu
 
+
+class ServletTests(ServletTestCase):
     # -- make_join
 
     async def test_make_join_refusals(self) -> None:
@@ -251,3 +256,38 @@ class KeyringStubSanity(RoomsTestCase):
                  "room_id": "!r:x", "hashes": {"sha256": ""}},
                 get_room_version("10"), {},
             )
+
+
+class AuthoriseChainTests(ServletTestCase):
+    """L{authorise_chain} over a real send_join answer."""
+
+    async def answer_events(self) -> dict[str, Any]:
+        room = await self.create_room(self.at, preset="public_chat", room_version="10")
+        event_id, pdu = self.complete(await self.template(room))
+        answer = await self.servlet.send_join(REMOTE, room, event_id, pdu)
+        version = get_room_version("10")
+        events = {}
+        for p in answer["state"] + answer["auth_chain"]:
+            ev = parse_pdu(copy.deepcopy(p), version)
+            events[ev.event_id] = ev
+        return events
+
+    async def test_accepts_honest_chain(self) -> None:
+        self.assertEqual(authorise_chain(await self.answer_events()), set())
+
+    async def test_missing_create_rejects_everything(self) -> None:
+        events = await self.answer_events()
+        create = next(e for e in events.values() if e.type == "m.room.create")
+        del events[create.event_id]
+        self.assertEqual(authorise_chain(events), set(events))
+
+    async def test_unauthorised_event_and_dependents_rejected(self) -> None:
+        events = await self.answer_events()
+        pl = next(e for e in events.values() if e.type == "m.room.power_levels")
+        # The same power levels sent by a user who may not send them.
+        pl.pdu["sender"] = EVE
+        dependents = {e.event_id for e in events.values() if pl.event_id in e.auth_event_ids()}
+        rejected = authorise_chain(events)
+        self.assertIn(pl.event_id, rejected)
+        self.assertTrue(dependents)
+        self.assertLessEqual(dependents, rejected)

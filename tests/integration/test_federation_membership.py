@@ -20,6 +20,8 @@ from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
 from conduit_tw.api.resource import InFlightTracker, MatrixSite
+from conduit_tw.events.room_versions import get_room_version
+from conduit_tw.federation.errors import RemoteError
 from conduit_tw.homeserver import HomeServer
 from tests.api.accounts import OPEN
 from tests.api.rooms import V3, q
@@ -261,3 +263,25 @@ class FederatedMembershipTests(unittest.TestCase):
         r = await self.b.request("POST", V3 + "/rooms/%s/leave" % q(door), {}, self.bt)
         self.assertEqual(r.code, 200, r.body)
         self.assertEqual(await self.a.hs.event_store.membership(self.bob, door), "leave")
+
+    async def test_make_join_without_ver_and_send_join_v1(self) -> None:
+        """C{ver} defaults to ["1"]; send_join v1 answers C{[200, body]}."""
+        room = await self.create_room(preset="public_chat", room_version="10")
+        client = self.b.hs.federation_client
+        path = "/_matrix/federation/v1/make_join/%s/%s" % (q(room), q(self.bob))
+        with self.assertRaises(RemoteError) as e:
+            await client.get_json(self.a.name, path)
+        self.assertEqual((e.exception.code, e.exception.errcode), (400, "M_INCOMPATIBLE_ROOM_VERSION"))
+        self.assertEqual(e.exception.body["room_version"], "10")
+        answer = await client.get_json(self.a.name, path, {"ver": ["9", "10"]})
+        remote = self.b.hs.remote_membership
+        event = remote.event_from_template(
+            answer["event"], get_room_version("10"), room, self.bob, "join"
+        )
+        result = await client.put_json(
+            self.a.name, "/_matrix/federation/v1/send_join/%s/%s" % (q(room), q(event.event_id)),
+            event.pdu,
+        )
+        self.assertEqual(result[0], 200)
+        self.assertEqual(set(result[1]), {"origin", "state", "auth_chain", "event"})
+        self.assertEqual(await self.a.hs.event_store.membership(self.bob, room), "join")

@@ -349,6 +349,7 @@ class HomeServer:
             self.server_name, self.event_store, self.events, self.users,
             lambda pdu, version: self.keyring.verify_event(pdu, version),
             restricted_authoriser=self.membership.restricted_authoriser,
+            block_non_admin_invites=config.block_non_admin_invites,
         )
         self.remote_membership = RemoteMembership(
             self.server_name, self.event_store, self.events, self.federated_membership,

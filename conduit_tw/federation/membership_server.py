@@ -99,6 +99,7 @@ class MembershipServlet:
         verify_event: VerifyEvent,
         *,
         restricted_authoriser: Callable[[str, str], Awaitable[str | None]] | None = None,
+        block_non_admin_invites: bool = False,
     ) -> None:
         self.server_name = server_name
         self.store = store
@@ -106,6 +107,8 @@ class MembershipServlet:
         self.users = users
         self.verify_event = verify_event
         self.restricted_authoriser = restricted_authoriser
+        #: C{block_non_admin_invites}: only admins receive remote invites.
+        self.block_non_admin_invites = block_non_admin_invites
         self.send_pdu: SendPdu | None = None
 
     # ------------------------------------------------------------------
@@ -388,6 +391,8 @@ class MembershipServlet:
             raise invalid_param("Invalid user ID") from None
         if not await self.users.exists(target):
             raise not_found("Unknown user %s" % target)
+        if self.block_non_admin_invites and not await self.users.is_admin(target):
+            raise forbidden("This server only lets its admins receive invites")
         try:
             await check_signed_event(event, self.verify_event)
         except BadEvent as e:

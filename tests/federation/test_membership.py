@@ -203,6 +203,16 @@ class ServletTests(ServletTestCase):
         self.assertIn("test", answer["event"]["signatures"])
         self.assertEqual(await self.hs.event_store.membership(self.bob, room), "invite")
 
+    async def test_block_non_admin_invites(self) -> None:
+        self.servlet.block_non_admin_invites = True
+        room = "!elsewhere:" + REMOTE
+        event_id, pdu = self.remote_invite(room, self.bob)
+        await self.refused(
+            self.servlet.receive_invite(REMOTE, room, event_id, {"room_version": "10", "event": pdu}),
+            403, "M_FORBIDDEN",
+        )
+        self.assertIsNone(await self.hs.event_store.membership(self.bob, room))
+
     async def test_receive_invite_refusals(self) -> None:
         room = "!elsewhere:" + REMOTE
         event_id, pdu = self.remote_invite(room, self.bob)

@@ -321,9 +321,13 @@ class RemoteMembership:
             check_auth(event, auth_state)
         except AuthError as e:
             raise JoinFailed("our join fails the auth rules: " + e.message) from None
-        current = dict(state)
-        current[event.state_pair()] = event.event_id
         async with self.events.linearizer.queue(room_id):
+            if await self.store.room_exists(room_id):
+                # Another of our users joined meanwhile: keep that state.
+                current = dict(await self.store.current_state_ids(room_id))
+            else:
+                current = dict(state)
+            current[event.state_pair()] = event.event_id
             txn = self.store.txn()
             for ev in sorted(parsed.values(), key=lambda e: e.depth):
                 ev.rejected = ev.event_id in rejected

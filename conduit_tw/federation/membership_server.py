@@ -292,6 +292,16 @@ class MembershipServlet:
             await check_signed_event(signed, self.verify_event)
         except BadEvent as e:
             raise forbidden(str(e)) from None
+        # The event must be built on our room as make_* gave it: known
+        # prev_events of this room, and a depth no deeper than one past ours.
+        prev_ids = event.prev_event_ids()
+        prevs = await self.store.get_events(prev_ids)
+        if not prev_ids or len(prevs) != len(set(prev_ids)) or any(
+            p.shortroomid != room.short for p in prevs.values()
+        ):
+            raise bad_json("The event's prev_events are not events of this room known here")
+        if event.depth > (await self.store.head(room)).depth + 1:
+            raise bad_json("The event's depth is too large")
         stored, new = await self.persist_live(room, signed)
         if new:
             others = await self.servers_in_room(room_id)

@@ -17,7 +17,6 @@ from conduit_tw.errors import MatrixError
 from conduit_tw.events.event_ids import compute_event_id
 from conduit_tw.events.room_versions import get_room_version
 from conduit_tw.events.signing import hash_and_sign_event, verify_event_signatures
-from conduit_tw.events.signing import SignatureError
 from conduit_tw.federation.event_checks import authorise_chain, parse_pdu
 from tests.api.rooms import RoomsTestCase
 from tests.federation.keyring_stub import MemoryKeyRing
@@ -255,17 +254,13 @@ class ServletTests(ServletTestCase):
         )
         self.assertIsNone(await self.hs.event_store.membership(self.bob, room))
 
-
-class KeyringStubSanity(RoomsTestCase):
-    """The stub verifier refuses unknown servers (guards the tests above)."""
-
-    async def test_unknown_server(self) -> None:
-        with self.assertRaises(SignatureError):
-            verify_event_signatures(
-                {"sender": "@x:nowhere", "signatures": {}, "content": {}, "type": "t",
-                 "room_id": "!r:x", "hashes": {"sha256": ""}},
-                get_room_version("10"), {},
-            )
+    async def test_send_join_not_built_on_the_room(self) -> None:
+        room = await self.create_room(self.at, preset="public_chat", room_version="10")
+        template = await self.template(room)
+        event_id, pdu = self.complete(dict(template, prev_events=["$unknown"]))
+        await self.refused(self.servlet.send_join(REMOTE, room, event_id, pdu), 400, "M_BAD_JSON")
+        event_id, pdu = self.complete(dict(template, depth=template["depth"] + 10))
+        await self.refused(self.servlet.send_join(REMOTE, room, event_id, pdu), 400, "M_BAD_JSON")
 
 
 class AuthoriseChainTests(ServletTestCase):
@@ -301,3 +296,4 @@ class AuthoriseChainTests(ServletTestCase):
         self.assertIn(pl.event_id, rejected)
         self.assertTrue(dependents)
         self.assertLessEqual(dependents, rejected)
+

@@ -16,7 +16,7 @@ import copy
 from typing import Any
 
 from argon2 import PasswordHasher
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial import unittest
 
 from conduit_tw.api.resource import InFlightTracker, MatrixSite
@@ -285,3 +285,17 @@ class FederatedMembershipTests(unittest.TestCase):
         self.assertEqual(result[0], 200)
         self.assertEqual(set(result[1]), {"origin", "state", "auth_chain", "event"})
         self.assertEqual(await self.a.hs.event_store.membership(self.bob, room), "join")
+
+    async def test_two_users_join_concurrently(self) -> None:
+        """Both joins end in B's state (the second does not replace the first's)."""
+        carol, ct = await self.b.user("carol")
+        room = await self.create_room(preset="public_chat", room_version="10")
+        path = V3 + "/join/%s?via=%s" % (q(room), q(self.a.name))
+        results = await gatherResults([
+            Deferred.fromCoroutine(self.b.request("POST", path, {}, token))
+            for token in (self.bt, ct)
+        ])
+        self.assertEqual([r.code for r in results], [200, 200])
+        store = self.b.hs.event_store
+        self.assertEqual(await store.membership(self.bob, room), "join")
+        self.assertEqual(await store.membership(carol, room), "join")

@@ -413,6 +413,6 @@ class MembershipServlet:
             # We are (or were) in the room: the invite joins its timeline
             # (the origin sends it again in a transaction, then found stored).
             await self.persist_live(await self.room_for(room_id, origin), signed)
-        elif await self.store.membership(target, room_id) in (None, "leave", "invite"):
+        elif await self.store.membership(target, room_id) in (None, "leave", "invite", "knock"):
             await self.store.persist_out_of_room_membership(signed, invite_state)
         return {"event": signed.pdu}

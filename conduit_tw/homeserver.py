@@ -144,6 +144,10 @@ from conduit_tw.handlers.remote_queries import RemoteQueries
 # -- federation media (handlers/remote_media.py, api/federation/media.py)
 from conduit_tw.api.federation import media as federation_media_api
 from conduit_tw.handlers.remote_media import RemoteMediaFetcher
+# -- federated membership (federation/membership_{server,client}.py, api/federation/membership.py)
+from conduit_tw.api.federation import membership as federation_membership_api
+from conduit_tw.federation.membership_client import RemoteMembership
+from conduit_tw.federation.membership_server import MembershipServlet
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -163,6 +167,7 @@ API_MODULES: list[Any] = [
     federation_events_api,
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
+    federation_membership_api,
 ]
 
 
@@ -461,6 +466,35 @@ class HomeServer:
             enabled=config.allow_federation,
         )
         self.media.fetch_remote = self.remote_media.fetch
+        # -- federated membership: serving make_*/send_*/invite to other
+        # servers, and our users' joins, invites, knocks and rejections in
+        # rooms of other servers (MembershipHandler.remote). Accepted events
+        # go out through federated_membership.send_pdu(room_id, event,
+        # destinations): the sender's, once there is one. Aliases of other
+        # servers resolve through remote_membership.resolve_alias.
+        self.federated_membership = MembershipServlet(
+            self.server_name, self.event_store, self.events, self.users,
+            lambda pdu, version: self.keyring.verify_event(pdu, version),
+            restricted_authoriser=self.membership.restricted_authoriser,
+            block_non_admin_invites=config.block_non_admin_invites,
+        )
+        self.remote_membership = RemoteMembership(
+            self.server_name, self.event_store, self.events, self.federated_membership,
+            lambda: self.federation_client,
+            lambda pdu, version: self.keyring.verify_event(pdu, version),
+            lambda *a, **k: self.keyring.verify_json_for_server(*a, **k),
+            self.clock_ms,
+            allow_unstable_room_versions=config.allow_unstable_room_versions,
+        )
+        self.federated_membership.send_pdu = self.federation_sender.send_pdu
+
+        async def resolve_remote_alias(alias: str) -> tuple[str, list[str]]:
+            answer = await self.remote_queries.resolve_alias(alias)
+            return answer["room_id"], list(answer.get("servers", []))
+
+        self.remote_membership.resolve_alias = resolve_remote_alias
+        if config.allow_federation:
+            self.membership.remote = self.remote_membership
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 
@@ -494,7 +528,10 @@ class HomeServer:
         except Exception:
             log.failure("Flushing last-seen data failed")
         self.presence.stop()
-        self.federation_sender.stop()
+        try:
+            await self.federation_sender.stop()
+        except Exception:
+            log.failure("Stopping the federation sender failed")
         self.typing.stop()
         # Pushes: the scheduled ones are dropped, the started ones finish
         # handing over, then the deliveries in flight (requests, retry

@@ -131,6 +131,23 @@ def make_config(**overrides: Any) -> Config:
     return load_config(None, {}, values)
 
 
+def record_federation(hs: Any) -> list[tuple[str, str, Any]]:
+    """
+    Make C{hs}'s federation sender record its transactions instead of
+    sending them (in-process tests name made-up servers that no DNS
+    knows); returns the list they are appended to as
+    C{(destination, path, body)}.
+    """
+    sent: list[tuple[str, str, Any]] = []
+
+    async def put_json(destination: str, path: str, body: Any, **kwargs: Any) -> Any:
+        sent.append((destination, path, body))
+        return {"pdus": {}}
+
+    hs.federation_sender.put_json = put_json
+    return sent
+
+
 class HomeserverTestCase(unittest.TestCase):
     """
     Base for API tests: a fresh server per test on a temporary database.
@@ -148,6 +165,8 @@ class HomeserverTestCase(unittest.TestCase):
         )
         self.hs = HomeServer(self.config, reactor)
         self.addCleanup(self.hs.close)
+        #: Federation transactions the server would have sent.
+        self.sent = record_federation(self.hs)
         await self.hs.setup()
         self.site = MatrixSite(
             self.hs.resource,

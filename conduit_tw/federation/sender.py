@@ -33,8 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
 
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.federation_queue import FederationQueueStore, QueuedItem
@@ -127,12 +128,19 @@ class FederationSender:
                     )
             self._kick(destination)
 
-    def stop(self) -> None:
-        """Cancel the retry timers; nothing is written afterwards."""
+    def stop(self) -> Deferred[None]:
+        """
+        Cancel the retry timers and the transactions in flight (they stay
+        queued and are sent again after a restart); nothing is written
+        afterwards. The Deferred fires once no transaction is running.
+        """
         self._stopped = True
         for state in self._destinations.values():
             if state.retry is not None and state.retry.active():
                 state.retry.cancel()
+        for d in list(self._running):
+            d.cancel()
+        return Deferred.fromCoroutine(self.wait_idle())
 
     async def wait_idle(self) -> None:
         """Return once no transaction is being sent (retries may be scheduled)."""
@@ -187,6 +195,17 @@ class FederationSender:
             self.store.queue_pdu(txn, targets, event_id)
         return targets
 
+    async def send_pdu(self, room_id: str, event: Any, destinations: Iterable[str]) -> None:
+        """
+        Queue an event that is already stored (one a remote server sent us
+        through send_join/send_leave/send_knock, for the room's other
+        servers) and send it.
+        """
+        targets = self._targets(destinations)
+        if targets:
+            await self.store.add_pdu(targets, event.event_id)
+            self.kick(targets)
+
     def kick(self, destinations: Iterable[str]) -> None:
         """Send what is queued for these destinations (unless backing off)."""
         for destination in destinations:
@@ -230,7 +249,11 @@ class FederationSender:
             self._running.discard(d)
             state.sending = False
 
-        d.addErrback(lambda f: log.failure("Sending to {dest} failed", f, dest=destination))
+        def failed(f: Failure) -> None:
+            if not (self._stopped and f.check(CancelledError)):
+                log.failure("Sending to {dest} failed", f, dest=destination)
+
+        d.addErrback(failed)
         d.addBoth(done)
 
     async def _run(self, destination: str, state: _Destination) -> None:
@@ -250,7 +273,8 @@ class FederationSender:
                     timeout=self.timeout_s,
                 )
             except Exception as e:
-                self._failed(destination, state, e)
+                if not self._stopped:
+                    self._failed(destination, state, e)
                 return
             if self._stopped:
                 return

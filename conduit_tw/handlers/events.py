@@ -145,6 +145,18 @@ class EventHandler:
     def _v1_event_id(self) -> str:
         return "$" + random_string(18) + ":" + self.server_name
 
+    def new_v1_event_id(self) -> str:
+        """A new C{$random:server} event ID (rooms v1-2)."""
+        return self._v1_event_id()
+
+    def sign_pdu(self, pdu: dict[str, Any], version: RoomVersion) -> NewEvent:
+        """
+        Hash and sign a complete PDU with our key and compute its event ID
+        (federation: an event completed from a make_join/make_leave
+        template).
+        """
+        return self._sign(pdu, version)
+
     def build_create(
         self,
         version: RoomVersion,

@@ -10,9 +10,12 @@ L{conduit_tw.handlers.events.EventHandler}, so join rules, bans and power
 levels are enforced by the auth rules and their message reaches the client
 as 403 M_FORBIDDEN. Reasons travel in C{content.reason}.
 
-Rooms on other servers need federation (not supported yet): joining or
-knocking on a room this server has no state for answers 404 M_NOT_FOUND
-saying so; inviting a remote user answers 400 M_UNKNOWN.
+Rooms on other servers go through L{remote} (federation/membership_client,
+assigned by the HomeServer): joining or knocking on a room this server has
+no state for (with the C{via} servers), aliases of other servers, inviting
+users of other servers, and rejecting invites to rooms we are not in.
+Without it (C{allow_federation = false}) those answer 404 M_NOT_FOUND /
+400 M_UNKNOWN.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.timeline import StoredEvent
 
 if TYPE_CHECKING:
+    from conduit_tw.federation.membership_client import RemoteMembership
     from conduit_tw.handlers.auth import Requester
     from conduit_tw.handlers.events import EventHandler
     from conduit_tw.storage.events import EventStore
@@ -39,7 +43,7 @@ RESERVED_MEMBER_KEYS = frozenset(
 
 log = get_logger("conduit_tw.handlers.membership")
 
-_FEDERATION = "federation with other servers is not supported yet"
+_FEDERATION = "federation with other servers is disabled here (allow_federation = false)"
 
 
 class MembershipHandler:
@@ -62,6 +66,8 @@ class MembershipHandler:
         self.users = users
         #: C{block_non_admin_invites}: only server admins may invite.
         self.block_non_admin_invites = block_non_admin_invites
+        #: Membership in rooms on other servers (None: not supported).
+        self.remote: "RemoteMembership | None" = None
 
     def is_local(self, user_id: str) -> bool:
         """Whether a user ID belongs to this server."""
@@ -71,24 +77,32 @@ class MembershipHandler:
 
     async def resolve_room(self, room_id_or_alias: str) -> str:
         """A room ID for a room ID or a local alias (404 otherwise)."""
+        return (await self.resolve_room_servers(room_id_or_alias))[0]
+
+    async def resolve_room_servers(self, room_id_or_alias: str) -> tuple[str, list[str]]:
+        """
+        A room ID and the servers an alias named (none for a room ID or a
+        local alias): aliases of other servers are resolved by L{remote}.
+        """
         if room_id_or_alias.startswith("#"):
             if room_id_or_alias.partition(":")[2] != self.server_name:
-                raise not_found(
-                    "Room alias %s is on another server; %s" % (room_id_or_alias, _FEDERATION)
-                )
+                if self.remote is None:
+                    raise not_found(
+                        "Room alias %s is on another server; %s" % (room_id_or_alias, _FEDERATION)
+                    )
+                return await self.remote.resolve(room_id_or_alias)
             room_id = await self.aliases.get_room_for_alias(room_id_or_alias)
             if room_id is None:
                 raise not_found("Room alias %s not found" % (room_id_or_alias,))
-            return room_id
+            return room_id, []
         if not room_id_or_alias.startswith("!"):
             raise MatrixError(400, Codes.INVALID_PARAM, "Not a room ID or alias")
-        return room_id_or_alias
+        return room_id_or_alias, []
 
     async def _local_room(self, room_id: str) -> None:
         if not await self.store.room_exists(room_id):
             raise not_found(
-                "Room %s is not known to this server (rooms on other servers need "
-                "federation, which is not supported yet)" % (room_id,)
+                "Room %s is not known to this server (%s)" % (room_id, _FEDERATION)
             )
 
     async def _profile_content(self, user_id: str) -> dict[str, Any]:
@@ -118,6 +132,7 @@ class MembershipHandler:
         room_id_or_alias: str,
         reason: Any = None,
         extra: Mapping[str, Any] | None = None,
+        via: list[str] | None = None,
     ) -> str:
         """
         Join a room (ID or local alias); returns the room ID.
@@ -126,8 +141,21 @@ class MembershipHandler:
             event's content as clients expect (namespaced keys such as
             C{com.example.tag}); the keys the server sets itself
             (L{RESERVED_MEMBER_KEYS}, display name and avatar) win.
+        @param via: servers to join a room of other servers through
+            (C{via}/C{server_name}).
         """
-        room_id = await self.resolve_room(room_id_or_alias)
+        room_id, alias_servers = await self.resolve_room_servers(room_id_or_alias)
+        if self.remote is not None and not await self.store.room_exists(room_id):
+            if requester.is_guest:
+                raise MatrixError(
+                    403, Codes.GUEST_ACCESS_FORBIDDEN, "Guests cannot join rooms on other servers"
+                )
+            content = {k: v for k, v in (extra or {}).items() if k not in RESERVED_MEMBER_KEYS}
+            content.update(self._with_reason({"membership": "join"}, reason))
+            content.update(await self._profile_content(requester.user_id))
+            return await self.remote.join(
+                requester.user_id, room_id, [*(via or ()), *alias_servers], content
+            )
         await self._local_room(room_id)
         user = requester.user_id
         current = await self.store.membership(user, room_id)
@@ -148,6 +176,14 @@ class MembershipHandler:
                 content["join_authorised_via_users_server"] = authoriser
         await self._send_member(room_id, user, user, content)
         return room_id
+
+    async def restricted_authoriser(self, room_id: str, user_id: str) -> str | None:
+        """
+        The local user who authorises C{user_id}'s join of a restricted
+        room (None: the room is not restricted); also for users of other
+        servers (make_join). See L{_restricted_authoriser}.
+        """
+        return await self._restricted_authoriser(room_id, user_id)
 
     async def _restricted_authoriser(self, room_id: str, user_id: str) -> str | None:
         """
@@ -209,7 +245,7 @@ class MembershipHandler:
         if self.block_non_admin_invites and not await self.users.is_admin(requester.user_id):
             raise forbidden("Invites are restricted to server admins on this server")
         await self._local_room(room_id)
-        if not self.is_local(target):
+        if not self.is_local(target) and self.remote is None:
             raise MatrixError(
                 400, Codes.UNKNOWN, "Cannot invite %s: %s" % (target, _FEDERATION)
             )
@@ -219,6 +255,9 @@ class MembershipHandler:
         if is_direct:
             content["is_direct"] = True
         content.update(await self._profile_content(target))
+        if not self.is_local(target) and self.remote is not None:
+            await self.remote.invite(requester.user_id, room_id, target, content)
+            return
         await self._send_member(room_id, requester.user_id, target, content)
 
     async def leave(self, requester: "Requester", room_id: str, reason: Any = None) -> None:
@@ -230,6 +269,13 @@ class MembershipHandler:
         if current == "leave":
             return
         content = self._with_reason({"membership": "leave"}, reason)
+        if (
+            current in ("invite", "knock") and self.remote is not None
+            and not await self.store.room_exists(room_id)
+        ):
+            # An invite or knock for a room this server is not in.
+            await self.remote.leave(user, room_id, content)
+            return
         await self._send_member(room_id, user, user, content)
 
     async def joined_room_ids(self, user_id: str) -> list[str]:
@@ -276,9 +322,18 @@ class MembershipHandler:
             raise forbidden("%s is not banned" % (target,))
         await self._moderate(requester, room_id, target, "leave", reason)
 
-    async def knock(self, requester: "Requester", room_id_or_alias: str, reason: Any = None) -> str:
+    async def knock(
+        self, requester: "Requester", room_id_or_alias: str, reason: Any = None,
+        via: list[str] | None = None,
+    ) -> str:
         """Knock on a room (v7+); returns the room ID."""
-        room_id = await self.resolve_room(room_id_or_alias)
+        room_id, alias_servers = await self.resolve_room_servers(room_id_or_alias)
+        if self.remote is not None and not await self.store.room_exists(room_id):
+            content = self._with_reason({"membership": "knock"}, reason)
+            content.update(await self._profile_content(requester.user_id))
+            return await self.remote.knock(
+                requester.user_id, room_id, [*(via or ()), *alias_servers], content
+            )
         await self._local_room(room_id)
         room = await self.store.get_room(room_id)
         assert room is not None

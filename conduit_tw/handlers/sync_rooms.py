@@ -471,6 +471,11 @@ class RoomSync:
         event = await self.store.get_event_by_short(rec.shorteventid)
         if event is None:
             return None
+        remote = event.extras.get("irs")
+        if isinstance(remote, list):
+            # A room this server is not in: the stripped state the inviting
+            # (or knocked-on) server sent (server-server-api invite v2).
+            return [e for e in remote if isinstance(e, dict)] + [stripped(event)]
         keys = [(t, "") for t in _STRIPPED_TYPES] + [(_MEMBER, event.sender)]
         state = await self.store.state_events(event.state_after, keys)
         out = [stripped(e) for k, e in state.items() if e.event_id != event.event_id]

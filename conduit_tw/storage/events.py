@@ -421,6 +421,54 @@ class EventStore:
             raise
         return stored, await txn.apply()
 
+    async def persist_out_of_room_membership(
+        self, event: Event, stripped_state: list[dict[str, Any]] | None = None
+    ) -> StoredEvent:
+        """
+        Store a membership event of a local user for a room this server is
+        not in (server-server-api "Inviting to a room", "Leaving Rooms
+        (Rejecting Invites)", "Knocking upon a room"): the event as an
+        outlier, with the room's stripped state in its extras (C{"irs"},
+        served as C{invite_state}/C{knock_state} by /sync), and the
+        user's membership record moved to it at a new stream position, all
+        in one batch. The persist hooks run (sync's room list, invite
+        notifications) and the notifier wakes the user.
+        """
+        target = event.state_key
+        membership = event.membership()
+        if target is None or membership not in ("invite", "leave", "knock"):
+            raise ValueError("not a membership event of a user")
+        extras = {"irs": stripped_state} if stripped_state is not None else None
+        txn = self.txn()
+        try:
+            stored = await self._persist(
+                txn, event, None, OUTLIER_KIND, False, None, None, extras, False
+            )
+            room = await self.rooms.add_room(stored.room_id_or_create(), event.room_version, txn)
+            old = await self.membership_store.get(target, room.room_id)
+            position = await self.globals.reserve_position()
+            new = MembershipRecord(
+                room.room_id, membership, position, stored.short,
+                old.last_join_order if old else 0,
+            )
+            self.membership_store.put(txn, target, room.room_id, room.short, old, new)
+            txn.before_commit(lambda: self.globals.put_position_in_batch(txn.batch))
+            for hook in self.persist_hooks:
+                try:
+                    await hook(txn, stored)
+                except Exception:
+                    log.failure("A persist hook failed for {event_id}", event_id=event.event_id)
+            if self.notifier is not None:
+                notifier, room_id = self.notifier, room.room_id
+                txn.after_commit(
+                    lambda: notifier.notify(position, users=[target], rooms=[room_id])
+                )
+        except BaseException:
+            txn.abort()
+            raise
+        await txn.commit()
+        return stored
+
     async def _persist(
         self,
         txn: StoreTxn,

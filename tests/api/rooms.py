@@ -107,11 +107,12 @@ class RoomsTestCase(AccountsTestCase):
 
         from conduit_tw.api.resource import InFlightTracker, MatrixSite
         from conduit_tw.homeserver import HomeServer
-        from tests.server import FakeClient
+        from tests.server import FakeClient, record_federation
 
         await self.hs.close()
         self.hs = HomeServer(self.config, reactor)
         self.addCleanup(self.hs.close)
+        self.sent = record_federation(self.hs)
         await self.hs.setup()
         self.hs.passwords.hasher = PasswordHasher(time_cost=1, memory_cost=256, parallelism=1)
         site = MatrixSite(

@@ -41,7 +41,9 @@ class MembershipTests(RoomsTestCase):
         r = await self.join(self.ct, "#nope:test", expect=404)
         self.assertEqual(r.json["errcode"], "M_NOT_FOUND")
 
-    async def test_remote_rooms_not_supported(self) -> None:
+    async def test_remote_rooms_without_federation(self) -> None:
+        """With federation off (no remote membership), other servers' rooms are 404."""
+        self.hs.membership.remote = None
         for target in ("!abc:elsewhere", "#room:elsewhere"):
             r = await self.join(self.bt, target, expect=404)
             self.assertEqual(r.json["errcode"], "M_NOT_FOUND")
@@ -70,6 +72,7 @@ class MembershipTests(RoomsTestCase):
         self.assertEqual(r.code, 200)  # already invited: no-op
         r = await self.member_action(self.ct, room, "invite", {"user_id": "@dave:test"})
         self.assertMatrixError(r, 403, "M_FORBIDDEN")
+        self.hs.membership.remote = None  # federation off; see tests/federation
         r = await self.member_action(self.at, room, "invite", {"user_id": "@x:remote"})
         self.assertMatrixError(r, 400, "M_UNKNOWN")
         r = await self.member_action(self.at, room, "invite", {})

@@ -38,14 +38,7 @@ class FederatedRoomTestCase(RoomsTestCase):
         self.servers = {REMOTE: self.remote}
         self.hs.federation_remote.keyring = SimKeyring(self.servers)
         self.hs.federation_remote.client = SimClient(self.servers)
-        #: Transactions our sender sends to the simulated servers.
-        self.sent: list[tuple[str, str, Any]] = []
-        self.hs.federation_sender.put_json = self._record_transaction
         await self.teach()
-
-    async def _record_transaction(self, destination: str, path: str, body: Any, **kw: Any) -> Any:
-        self.sent.append((destination, path, body))
-        return {"pdus": {}}
 
     async def teach(self, sim: SimServer | None = None) -> None:
         """Let the simulated server know every timeline event of the room."""

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from conduit_tw.homeserver import HomeServer
 
 
+def _via(request: MatrixRequest) -> list[str]:
+    """The C{via} servers (and the deprecated C{server_name}) of a join or knock."""
+    return [s for s in request.arg_list("via") + request.arg_list("server_name") if s]
+
+
 def register(router: Router, hs: "HomeServer") -> None:
     """Mount the membership endpoints."""
     membership = hs.membership
@@ -36,7 +41,8 @@ def register(router: Router, hs: "HomeServer") -> None:
             )
         await hs.ratelimit.check_requester(hs.ratelimit.joins, requester)
         room_id = await membership.join(
-            requester, room_id_or_alias, body_field(body, "reason", "string"), extra=body
+            requester, room_id_or_alias, body_field(body, "reason", "string"), extra=body,
+            via=_via(request),
         )
         return {"room_id": room_id}
 
@@ -84,7 +90,9 @@ def register(router: Router, hs: "HomeServer") -> None:
         requester = await hs.auth.get_requester(request)
         body = request.json_object()
         await hs.ratelimit.check_requester(hs.ratelimit.joins, requester)
-        room_id = await membership.knock(requester, room_id_or_alias, body_field(body, "reason", "string"))
+        room_id = await membership.knock(
+            requester, room_id_or_alias, body_field(body, "reason", "string"), via=_via(request)
+        )
         return {"room_id": room_id}
 
     client_route(router, "POST", "/join/{room_id_or_alias}", join)

@@ -109,6 +109,13 @@ class FederationQueueStore:
         if len(txn.batch):
             await txn.commit()
 
+    async def add_pdu(self, destinations: Iterable[str], event_id: str) -> None:
+        """L{queue_pdu} in a transaction of its own, committed."""
+        txn = StoreTxn(self.db)
+        self.queue_pdu(txn, destinations, event_id)
+        if len(txn.batch):
+            await txn.commit()
+
     async def peek(self, destination: str, max_pdus: int, max_edus: int) -> list[QueuedItem]:
         """
         The oldest queued items of a destination, in order, up to the

@@ -28,7 +28,8 @@ carry their own C{event_id}); C{extras} holds what is ours, not the
 event's: C{"rs"} the event ID this state event replaced
 (C{unsigned.replaces_state}/C{prev_content}), C{"tx"} C{[device_id,
 txn_id]} of a local send (C{unsigned.transaction_id}), C{"rb"} the ID of
-the redaction that pruned this event.
+the redaction that pruned this event, C{"irs"} the stripped state sent with
+an invite (or knock answer) for a room this server is not in.
 
 Redactions: the stored PDU is replaced by its redacted form in the batch
 that persists the redaction (the original is not kept; see

@@ -13,6 +13,8 @@ class AutoJoinTests(RoomsTestCase):
         **OPEN,
         "allow_guest_registration": True,
         "auto_join_rooms": ["#lobby:test", "#missing:test", "#far:elsewhere.example"],
+        # No federation in these tests: the remote alias can't be resolved.
+        "allow_federation": False,
     }
 
     async def joined(self, token: str) -> list[str]:

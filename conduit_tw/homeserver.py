@@ -112,6 +112,10 @@ from conduit_tw.handlers.ratelimit import RateLimiter
 from conduit_tw.handlers.url_preview import URLPreviewer
 from conduit_tw.storage.stores.media import MediaStore
 from conduit_tw.storage.stores.media_files import MediaFiles
+# -- admin room (handlers/admin_{room,commands,groups}, docs/admin.md)
+from conduit_tw.handlers.admin_groups import AdminDeps, command_table
+from conduit_tw.handlers.admin_room import AdminRoom, AdminRoomDeps
+from conduit_tw.storage.stores.admin import AdminStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -334,6 +338,31 @@ class HomeServer:
             config.rc_media_per_second, config.rc_media_burst_count, self.clock_ms
         )
         self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms)
+        # -- admin room: the bot, #admins and its commands (docs/admin.md)
+        self.admin_store = AdminStore(db)
+        self.admin_room = AdminRoom(
+            AdminRoomDeps(
+                self.server_name, self.admin_store, self.users, self.event_store, self.events,
+                self.membership, self.room_creation, self.devices, self.passwords,
+                self.clock_ms, reactor.callLater,  # type: ignore[attr-defined]
+            ),
+            emergency_password=config.emergency_password,
+        )
+        self.admin_room.commands = command_table(AdminDeps(
+            self.server_name, self.users, self.registration, self.account, self.devices,
+            self.passwords, self.event_store, self.membership, self.directory,
+            self.directory_store, self.aliases_store, self.media, lambda: self.server_keys,
+            self.admin_store, self.admin_room, config, time.time(), self.clock_ms,
+        ))
+        if config.auto_deactivate_banned_room_attempts:
+            self.admin_room.auto_deactivate = lambda user_id: Deferred.fromCoroutine(
+                self.account.deactivate(user_id)
+            )
+        self.events.validators.append(self.admin_room.check_event)
+        self.events.validators.append(self.admin_room.check_banned_room)
+        self.directory.publish_checks.append(self.admin_room.check_publish)
+        self.registration.on_registered.append(self.admin_room.user_registered)
+        self.event_store.persist_hooks.append(self.admin_room.event_persisted)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 
@@ -347,6 +376,7 @@ class HomeServer:
         self.notifier.position = max(self.notifier.position, await self.globals.current_position())
         await self.presence.start()
         await self.media.setup()
+        await self.admin_room.setup()
         for module in API_MODULES:
             module.register(self.router, self)
 
@@ -361,6 +391,7 @@ class HomeServer:
         return Deferred.fromCoroutine(self._close())
 
     async def _close(self) -> None:
+        await self.admin_room.drain()
         try:
             await self.devices.flush()
         except Exception:

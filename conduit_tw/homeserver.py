@@ -343,7 +343,7 @@ class HomeServer:
         self.admin_room = AdminRoom(
             AdminRoomDeps(
                 self.server_name, self.admin_store, self.users, self.event_store, self.events,
-                self.membership, self.room_creation, self.devices, self.passwords,
+                self.membership, self.room_creation, self.aliases_store, self.devices, self.passwords,
                 self.clock_ms, reactor.callLater,  # type: ignore[attr-defined]
             ),
             emergency_password=config.emergency_password,

@@ -139,7 +139,7 @@ class Command:
         for name, takes_value in self.options.items():
             parts.append(f"[--{name}{' <value>' if takes_value else ''}]")
         if self.body:
-            parts.append(f"(``` {self.body} ```)")
+            parts.append(f"+ code block: {self.body}")
         return " ".join(parts)
 
     def parse(self, sender: str, tokens: list[str], body: str | None) -> Invocation:
@@ -280,3 +280,19 @@ def resolve(
     if isinstance(node, Group):
         rest = ["--help"]
     return path, node, rest
+
+
+def reference_markdown(root: Group) -> str:
+    """The command reference of docs/admin.md, generated from the table."""
+    out: list[str] = []
+    for group in root.children:
+        out.append(f"### {group.name}: {group.doc}\n")
+        out.append("| command | description | Conduit name |")
+        out.append("|---|---|---|")
+        commands = group.walk(group.name) if isinstance(group, Group) else [(group.name, group)]
+        for path, cmd in commands:
+            doc = cmd.doc + (" *(not available yet)*" if cmd.unavailable else "")
+            aliases = ", ".join(f"`{a}`" for a in cmd.aliases)
+            out.append(f"| `{cmd.usage('!admin ' + path)}` | {doc} | {aliases} |")
+        out.append("")
+    return "\n".join(out)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from conduit_tw.handlers.rooms import RoomCreationHandler
     from conduit_tw.storage.events import EventStore
     from conduit_tw.storage.stores.admin import AdminStore
+    from conduit_tw.storage.stores.aliases import AliasStore
     from conduit_tw.storage.stores.rooms import RoomInfo
     from conduit_tw.storage.stores.timeline import StoredEvent
     from conduit_tw.storage.stores.users import UserStore
@@ -63,6 +64,7 @@ class AdminRoomDeps:
     events: "EventHandler"
     membership: "MembershipHandler"
     room_creation: "RoomCreationHandler"
+    aliases: "AliasStore"
     devices: "DeviceHandler"
     passwords: "Passwords"
     clock_ms: Callable[[], int]
@@ -105,7 +107,6 @@ class AdminRoom:
                     "name": f"{d.server_name} Admin Room",
                     "topic": f"Manage {d.server_name} | Run commands prefixed with `!admin` | "
                     "Run `!admin help` for help",
-                    "room_alias_name": ADMIN_ALIAS_LOCALPART,
                     "initial_state": [
                         {"type": "m.room.history_visibility", "content": {"history_visibility": "shared"}},
                         {"type": "m.room.guest_access", "content": {"guest_access": "forbidden"}},
@@ -113,6 +114,12 @@ class AdminRoom:
                 },
             )
             await d.store.set_admin_room_id(self.room_id)
+            # The alias is the server's own: made directly, so that
+            # forbidden_alias_names (meant for users) cannot refuse it.
+            if await d.aliases.create_alias(self.alias, self.room_id, self.bot):
+                await d.events.set_state(
+                    self.room_id, self.bot, "m.room.canonical_alias", "", {"alias": self.alias}
+                )
             log.info("Created the admin room {room} ({alias})", room=self.room_id, alias=self.alias)
 
     async def _apply_emergency_password(self, account: Account) -> None:

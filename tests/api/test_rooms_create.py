@@ -123,7 +123,9 @@ class CreateRoomTests(RoomsTestCase):
             access_token=self.at,
         )
         self.assertMatrixError(r, 400, "M_INVALID_ROOM_STATE")
-        self.assertEqual(await self.hs.event_store.joined_room_ids(self.alice), [])
+        self.assertEqual(
+            await self.hs.event_store.joined_room_ids(self.alice), [self.hs.admin_room.room_id]
+        )
 
     async def test_trusted_private_chat(self) -> None:
         bob, _ = await self.user("bob")

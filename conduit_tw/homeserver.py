@@ -347,17 +347,18 @@ class HomeServer:
                 self.clock_ms, reactor.callLater,  # type: ignore[attr-defined]
             ),
             emergency_password=config.emergency_password,
+            log_guest_registrations=config.log_guest_registrations,
         )
         self.admin_room.commands = command_table(AdminDeps(
             self.server_name, self.users, self.registration, self.account, self.devices,
             self.passwords, self.event_store, self.membership, self.directory,
             self.directory_store, self.aliases_store, self.media, lambda: self.server_keys,
             self.admin_store, self.admin_room, config, time.time(), self.clock_ms,
+            self.media.store, self.keyring, db.backup,
+            reactor.stop,  # type: ignore[attr-defined]
         ))
         if config.auto_deactivate_banned_room_attempts:
-            self.admin_room.auto_deactivate = lambda user_id: Deferred.fromCoroutine(
-                self.account.deactivate(user_id)
-            )
+            self.admin_room.auto_deactivate = self.account.deactivate
         self.events.validators.append(self.admin_room.check_event)
         self.events.validators.append(self.admin_room.check_banned_room)
         self.directory.publish_checks.append(self.admin_room.check_publish)

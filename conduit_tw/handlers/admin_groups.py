@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import shutil
 import resource
 import secrets
 import string
@@ -22,7 +24,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from twisted.internet.threads import deferToThread
+
 from conduit_tw.errors import MatrixError
+from conduit_tw.events.canonical_json import encode_canonical_json
+from conduit_tw.events.event_ids import compute_event_id
+from conduit_tw.events.room_versions import get_room_version
+from conduit_tw.events.signing import hash_and_sign_event, sign_json
+from conduit_tw.events.validation import validate_pdu
 from conduit_tw.handlers.admin_commands import Command, CommandError, Group, Invocation, Reply
 from conduit_tw.handlers.auth import Requester
 
@@ -37,7 +46,9 @@ if TYPE_CHECKING:
     from conduit_tw.handlers.registration import RegistrationHandler
     from conduit_tw.handlers.server_keys import ServerKeys
     from conduit_tw.storage.events import EventStore
+    from conduit_tw.federation.keyring import KeyRing
     from conduit_tw.storage.stores.admin import AdminStore
+    from conduit_tw.storage.stores.media import MediaStore
     from conduit_tw.storage.stores.aliases import AliasStore
     from conduit_tw.storage.stores.directory import DirectoryStore
     from conduit_tw.storage.stores.users import UserStore
@@ -76,6 +87,12 @@ class AdminDeps:
     config: Any
     started: float
     clock_ms: Callable[[], int]
+    media_store: "MediaStore"
+    keyring: "KeyRing"
+    #: C{IKeyValueDatabase.backup}: an online copy into a directory.
+    backup: Callable[[str], Any]
+    #: Stops the server (C{reactor.stop}).
+    shutdown: Callable[[], None]
 
 
 def _unavailable(reason: str, *commands: tuple[str, str, tuple[str, ...]]) -> tuple[Command, ...]:
@@ -427,6 +444,195 @@ class AdminCommands:
         rows = [("local users", len(users)), ("rooms", len(rooms)), ("uptime", uptime.split(": ", 1)[1])]
         return Reply.table("Server statistics", ["measure", "value"], rows)
 
+    async def rooms_delete(self, inv: Invocation) -> Reply:
+        room_id = await self.room_id(inv.args[0])
+        if room_id == self.d.admin_room.room_id:
+            raise CommandError("The admin room cannot be deleted")
+        notes = await self._evict(room_id, "Room deleted by the server admins")
+        await self.d.directory_store.set_public(room_id, False)
+        aliases = await self.d.aliases.aliases_for_room(room_id)
+        for alias in aliases:
+            await self.d.aliases.delete_alias(alias)
+        if inv.flag("ban"):
+            await self.d.admin_store.set_banned([room_id], True)
+        text = (
+            f"Deleted {room_id}: local users left, unpublished, "
+            f"{len(aliases)} alias(es) removed" + (", banned" if inv.flag("ban") else "")
+        )
+        return Reply.text(text + ("\n" + "\n".join(notes) if notes else ""))
+
+    async def _evict(self, room_id: str, reason: str) -> list[str]:
+        """Make every local member leave (and every local invite be rejected)."""
+        notes = []
+        members = await self.d.event_store.members(room_id, "join")
+        members += await self.d.event_store.members(room_id, "invite")
+        for user_id in members:
+            if user_id.partition(":")[2] != self.d.server_name:
+                continue
+            try:
+                await self.d.membership.leave(Requester(user_id, None), room_id, reason)
+            except MatrixError as e:
+                notes.append(f"{user_id} could not leave {room_id}: {e.msg}")
+        return notes
+
+    async def media_info(self, inv: Invocation) -> Reply:
+        m = _MXC.match(inv.args[0])
+        if m is None:
+            raise CommandError(f"{inv.args[0]} is not an mxc:// URI")
+        meta = await self.d.media_store.get(m.group(1), m.group(2))
+        if meta is None:
+            raise CommandError(f"No media {inv.args[0]} here")
+        rows = sorted((k, v) for k, v in meta.items())
+        return Reply.table(f"Media {inv.args[0]}", ["field", "value"], rows)
+
+    # -- server: backups, registration, shutdown
+
+    def _backup_dir(self) -> str:
+        path = self.d.config.database_backup_path
+        if not path:
+            raise CommandError("Set database_backup_path in the configuration to make backups")
+        return path
+
+    def _backups(self) -> list[str]:
+        path = self._backup_dir()
+        if not os.path.isdir(path):
+            return []
+        names = [n for n in os.listdir(path) if n.startswith("conduit-backup-")]
+        # Oldest first: by time, then by the sequence number of same-second backups.
+        return sorted(names, key=lambda n: (n.split(".")[0], int(n.split(".")[1]) if "." in n else 1))
+
+    async def server_backup(self, inv: Invocation) -> Reply:
+        path = self._backup_dir()
+        name = time.strftime("conduit-backup-%Y%m%dT%H%M%S", time.gmtime(self.d.clock_ms() / 1000))
+        target = os.path.join(path, name)
+        n = 1
+        while os.path.exists(target):
+            n += 1
+            target = os.path.join(path, f"{name}.{n}")
+        await self.d.backup(target)
+        keep = max(1, int(self.d.config.database_backups_to_keep or 1))
+        old = self._backups()[:-keep]
+        for n in old:
+            await deferToThread(shutil.rmtree, os.path.join(path, n), True)
+        return Reply.text(f"Backup written to {target}" + (f"; removed {len(old)} old backup(s)" if old else ""))
+
+    async def server_list_backups(self, inv: Invocation) -> Reply:
+        path = self._backup_dir()
+        rows = []
+        for n in self._backups():
+            full = os.path.join(path, n)
+            size = sum(
+                os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(full) for f in files
+            )
+            rows.append((n, size))
+        return Reply.table(f"Backups in {path}", ["backup", "bytes"], rows)
+
+    async def server_allow_registration(self, inv: Invocation) -> Reply:
+        value = inv.args[0].lower()
+        if value not in ("true", "false", "on", "off", "yes", "no"):
+            raise CommandError("Usage: allow-registration true|false")
+        allow = value in ("true", "on", "yes")
+        has_token = any("registration_token" in stage for flow in self.d.registration.flows() for stage in flow)
+        if allow and not has_token and not inv.flag("open"):
+            raise CommandError(
+                "No registration token is configured: anyone could register. "
+                "Add --open to allow that anyway"
+            )
+        self.d.registration.set_allow_registration(allow)
+        return Reply.text(
+            f"Registration is now {'open' if allow else 'closed'} (until restart: not persisted)"
+        )
+
+    async def server_shutdown(self, inv: Invocation) -> Reply:
+        self.d.shutdown()
+        return Reply.text("Shutting down")
+
+    # -- debug
+
+    def _json_body(self, inv: Invocation) -> dict[str, Any]:
+        try:
+            value = json.loads(inv.need_body())
+        except ValueError as e:
+            raise CommandError(f"The code block is not JSON: {e}") from None
+        if not isinstance(value, dict):
+            raise CommandError("The code block must hold a JSON object")
+        return value
+
+    async def debug_get_pdu(self, inv: Invocation) -> Reply:
+        event = await self.d.event_store.get_event(inv.args[0])
+        if event is None:
+            raise CommandError(f"No event {inv.args[0]} here")
+        return Reply.code(f"PDU {event.event_id}:", json.dumps(event.pdu, indent=2, sort_keys=True))
+
+    async def debug_auth_chain(self, inv: Invocation) -> Reply:
+        start = await self.d.event_store.get_event(inv.args[0])
+        if start is None:
+            raise CommandError(f"No event {inv.args[0]} here")
+        seen: set[str] = set()
+        todo = list(start.auth_event_ids())
+        missing = 0
+        began = time.monotonic()
+        while todo:
+            event_id = todo.pop()
+            if event_id in seen:
+                continue
+            seen.add(event_id)
+            event = await self.d.event_store.get_event(event_id)
+            if event is None:
+                missing += 1
+                continue
+            todo.extend(event.auth_event_ids())
+        took = time.monotonic() - began
+        return Reply.text(
+            f"Auth chain of {start.event_id}: {len(seen)} event(s), {missing} missing here, "
+            f"walked in {took * 1000:.1f} ms"
+        )
+
+    async def debug_parse_pdu(self, inv: Invocation) -> Reply:
+        pdu = self._json_body(inv)
+        version = self._room_version(inv.args[0] if inv.args else "10")
+        try:
+            validate_pdu(pdu, version)
+            event_id = compute_event_id(pdu, version)
+        except Exception as e:
+            raise CommandError(f"Invalid PDU for room version {version.identifier}: {e}") from None
+        return Reply.text(f"Valid PDU for room version {version.identifier}; event ID {event_id}")
+
+    def _room_version(self, identifier: str) -> Any:
+        try:
+            return get_room_version(identifier)
+        except Exception:
+            raise CommandError(f"Unknown room version {identifier!r}") from None
+
+    async def debug_sign_json(self, inv: Invocation) -> Reply:
+        keys = self.d.server_keys()
+        signed = sign_json(self._json_body(inv), keys.signing_key, self.d.server_name)
+        return Reply.code("Signed:", encode_canonical_json(signed).decode("utf-8"))
+
+    async def debug_verify_json(self, inv: Invocation) -> Reply:
+        obj = self._json_body(inv)
+        signatures = obj.get("signatures")
+        if not isinstance(signatures, dict) or not signatures:
+            raise CommandError("The object has no signatures")
+        results = []
+        for server in sorted(signatures):
+            try:
+                await self.d.keyring.verify_json_for_server(server, obj)
+                results.append(f"{server}: signature valid")
+            except Exception as e:
+                results.append(f"{server}: {type(e).__name__}: {e}")
+        return Reply.text("\n".join(results))
+
+    async def debug_hash_and_sign(self, inv: Invocation) -> Reply:
+        version = self._room_version(inv.args[0])
+        pdu = self._json_body(inv)
+        keys = self.d.server_keys()
+        try:
+            hash_and_sign_event(pdu, version, keys.signing_key, self.d.server_name)
+        except Exception as e:
+            raise CommandError(f"Cannot hash and sign: {e}") from None
+        return Reply.code("Hashed and signed:", json.dumps(pdu, indent=2, sort_keys=True))
+
 
 def command_table(deps: AdminDeps) -> Group:
     """The root group: every command the admin room knows."""
@@ -473,15 +679,16 @@ def command_table(deps: AdminDeps) -> Group:
             Command("unban-room", "lift a room ban", c.moderation_unban, ("room",)),
             Command("list-banned", "banned rooms", c.moderation_list, aliases=("list-banned-rooms",)),
         )),
-        Command("delete", "delete a room", args=("room",), unavailable="room deletion is not built yet"),
+        Command("delete", "delete a room: local users leave, unpublished, aliases removed",
+                c.rooms_delete, ("room",), {"ban": False}),
     ))
     media = Group("media", "media repository", (
         Command("delete", "delete one media item", c.media_delete, ("mxc",)),
         Command("delete-list", "delete the media listed one MXC URI per line", c.media_delete_list,
                 body="MXC URIs", aliases=("purge-media-from-list",)),
+        Command("info", "details of a media item", c.media_info, ("mxc",)),
         *_unavailable(
             "media listing and remote-media retention are not built yet",
-            ("info", "details of a media item", ()),
             ("list", "list media", ()),
             ("delete-past-remote", "delete remote media older than a duration", ()),
         ),
@@ -493,14 +700,17 @@ def command_table(deps: AdminDeps) -> Group:
         Command("show-config", "the configuration (secrets redacted)", c.server_show_config,
                 aliases=("show-config",)),
         Command("rotate-signing-key", "replace the server's signing key", c.server_rotate_key),
+        Command("backup", "online backup into database_backup_path (keeps database_backups_to_keep)",
+                c.server_backup, aliases=("backup-database",)),
+        Command("list-backups", "backups in database_backup_path", c.server_list_backups,
+                aliases=("list-backups",)),
+        Command("allow-registration", "open or close registration until restart",
+                c.server_allow_registration, ("true|false",), {"open": False}),
+        Command("shutdown", "stop the server", c.server_shutdown),
         *_unavailable(
             "not built yet",
-            ("reload-log-level", "reload the log filter", ()),
+            ("reload-log-level", "reload the log filter", ("change-log-level",)),
             ("clear-caches", "clear the in-memory caches", ("clear-database-caches",)),
-            ("backup", "online database backup", ()),
-            ("list-backups", "list database backups", ()),
-            ("allow-registration", "open or close registration (not persisted)", ()),
-            ("shutdown", "stop the server", ()),
         ),
     ))
     federation = Group("federation", "federation with other servers", _unavailable(
@@ -525,15 +735,22 @@ def command_table(deps: AdminDeps) -> Group:
         ("list", "registration tokens", ()),
         ("delete", "delete a registration token", ()),
     ))
-    debug = Group("debug", "debugging", _unavailable(
-        "debug commands are not built yet",
-        ("get-pdu", "an event as stored", ("get-pdu",)),
-        ("get-auth-chain", "an event's auth chain", ("get-auth-chain",)),
-        ("parse-pdu", "parse an event (code block)", ("parse-pdu",)),
-        ("sign-json", "sign JSON (code block)", ("sign-json",)),
-        ("verify-json", "verify signed JSON (code block)", ("verify-json",)),
-        ("hash-and-sign-event", "hash and sign an event (code block)", ()),
-        ("force-device-list-updates", "mark every device list changed", ()),
+    debug = Group("debug", "debugging", (
+        Command("get-pdu", "an event as stored (JSON)", c.debug_get_pdu, ("event_id",), aliases=("get-pdu",)),
+        Command("get-auth-chain", "walk an event's auth chain", c.debug_auth_chain, ("event_id",),
+                aliases=("get-auth-chain",)),
+        Command("parse-pdu", "check a PDU and compute its event ID", c.debug_parse_pdu,
+                ("[room_version]",), body="PDU JSON", aliases=("parse-pdu",)),
+        Command("sign-json", "sign a JSON object with the server's key", c.debug_sign_json,
+                body="JSON object", aliases=("sign-json",)),
+        Command("verify-json", "verify the signatures of a JSON object", c.debug_verify_json,
+                body="signed JSON object", aliases=("verify-json",)),
+        Command("hash-and-sign-event", "add the content hash and the server's signature to an event",
+                c.debug_hash_and_sign, ("room_version",), body="event JSON"),
+        *_unavailable(
+            "device lists belong to end-to-end encryption, not built yet",
+            ("force-device-list-updates", "mark every device list changed", ()),
+        ),
     ))
     return Group("admin", "server administration", (
         users, rooms, media, server, federation, appservices, tokens, debug,

@@ -75,15 +75,23 @@ class AdminRoomDeps:
 class AdminRoom:
     """See the module docstring."""
 
-    def __init__(self, deps: AdminRoomDeps, emergency_password: str | None = None) -> None:
+    def __init__(
+        self,
+        deps: AdminRoomDeps,
+        emergency_password: str | None = None,
+        log_guest_registrations: bool = False,
+    ) -> None:
         self.deps = deps
         self.bot = f"@{BOT_LOCALPART}:{deps.server_name}"
         self.alias = f"#{ADMIN_ALIAS_LOCALPART}:{deps.server_name}"
         self.emergency_password = emergency_password
+        #: C{log_guest_registrations}: announce guests too.
+        self.log_guest_registrations = log_guest_registrations
         #: The root of the command table (set by the wiring).
         self.commands = Group("admin", "server administration")
         self.room_id: str | None = None
         self._running: set[Deferred[None]] = set()
+        self._pending: dict[object, tuple[Any, Callable[[], None]]] = {}
         #: With C{auto_deactivate_banned_room_attempts}: deactivates a user.
         self.auto_deactivate: Callable[[str], Any] | None = None
 
@@ -137,9 +145,25 @@ class AdminRoom:
     # -- admins and the room
 
     async def user_registered(self, user_id: str, is_guest: bool) -> None:
-        """C{RegistrationHandler.on_registered}: the first user (made admin) joins the room."""
-        if not is_guest and user_id != self.bot and await self.deps.users.is_admin(user_id):
+        """
+        C{RegistrationHandler.on_registered}: the first user (made admin)
+        joins the room; new users are announced there (guests only with
+        C{log_guest_registrations}).
+        """
+        if user_id == self.bot or self.room_id is None:
+            return
+        if not is_guest and await self.deps.users.is_admin(user_id):
             await self.add_admin(user_id)
+        if not is_guest or self.log_guest_registrations:
+            kind = "Guest user" if is_guest else "New user"
+            notice = Reply.text(f"{kind} {user_id} registered on this server")
+            self._later(lambda: self._spawn(self._announce(notice)))
+
+    async def _announce(self, notice: Reply) -> None:
+        try:
+            await self.reply(None, notice)
+        except Exception:
+            log.failure("Could not post to the admin room")
 
     async def add_admin(self, user_id: str) -> None:
         """Mark C{user_id} admin, join them to the admin room with power level 100."""
@@ -212,7 +236,8 @@ class AdminRoom:
         if self.auto_deactivate is not None and event.content.get("membership") == "join":
             log.warn("Deactivating {user}: tried to join banned room {room}",
                      user=event.sender, room=room.room_id)
-            self.deps.call_later(0, self.auto_deactivate, event.sender)
+            deactivate, user_id = self.auto_deactivate, event.sender
+            self._later(lambda: self._spawn(deactivate(user_id)))
         raise forbidden("This room is banned on this server")
 
     def check_publish(self, room_id: str) -> None:
@@ -237,15 +262,32 @@ class AdminRoom:
             return
         if not content["body"].lstrip().startswith(tuple(self.prefixes())):
             return
-        txn.after_commit(lambda: self.deps.call_later(0, self._start, event))
+        txn.after_commit(lambda: self._later(lambda: self._spawn(self._handle(event))))
 
-    def _start(self, event: "StoredEvent") -> None:
-        d = Deferred.fromCoroutine(self._handle(event))
+    def _later(self, fn: Callable[[], None]) -> None:
+        """Run C{fn} on a later reactor turn (or at L{drain}, whichever is first)."""
+        def run() -> None:
+            self._pending.pop(key, None)
+            fn()
+
+        key = object()
+        self._pending[key] = (self.deps.call_later(0, run), run)
+
+    def _spawn(self, coro: Any) -> None:
+        """Run C{coro}, tracked until it ends (L{drain})."""
+        d = Deferred.fromCoroutine(coro)
         self._running.add(d)
         d.addBoth(lambda r: self._running.discard(d))
 
     def drain(self) -> Deferred[Any]:
-        """Fires once the commands running now are done (tests, shutdown)."""
+        """
+        Fires once the commands and notices scheduled or running now are
+        done (tests, shutdown): the scheduled ones are started at once.
+        """
+        for call, run in list(self._pending.values()):
+            if call.active():
+                call.cancel()
+                run()
         return DeferredList(list(self._running))
 
     async def _handle(self, event: "StoredEvent") -> None:

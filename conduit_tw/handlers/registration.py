@@ -43,7 +43,7 @@ import hmac
 import re
 import secrets
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from twisted.internet.defer import Deferred, DeferredLock
@@ -163,6 +163,10 @@ class RegistrationHandler:
     def enabled(self) -> bool:
         """Whether users may register (C{allow_registration})."""
         return self.config.allow_registration
+
+    def set_allow_registration(self, allow: bool) -> None:
+        """Open or close registration until restart (the admin command)."""
+        self.config = replace(self.config, allow_registration=allow)
 
     def flows(self) -> list[list[str]]:
         """The UIA flows of C{/register}."""

@@ -142,7 +142,7 @@ class ParsingTests(AdminRoomTestCase):
 
     async def test_not_available(self) -> None:
         for cmd in ("federation ping example.org", "appservices list", "register-appservice",
-                    "tokens create", "debug get-pdu $x", "media list"):
+                    "tokens create", "debug force-device-list-updates", "media list"):
             self.assertIn("not available yet", await self.body("!admin " + cmd), cmd)
 
     async def test_non_admin_ignored(self) -> None:
@@ -346,3 +346,107 @@ class DocsTests(unittest.SynchronousTestCase):
         start = text.index("\n", start) + 1
         end = text.index("<!-- end of commands -->")
         self.assertEqual(text[start:end].strip(), reference_markdown(command_table(None)).strip())  # type: ignore[arg-type]
+
+
+class MoreCommandTests(AdminRoomTestCase):
+    async def test_rooms_delete(self) -> None:
+        bob, bob_token = await self.user("bob")
+        room = await self.create_room(bob_token, preset="public_chat", room_alias_name="gone")
+        await self.request(
+            "PUT", f"{V3}/directory/list/room/{q(room)}", {"visibility": "public"}, access_token=bob_token
+        )
+        body = await self.body(f"!admin rooms delete #gone:test --ban")
+        self.assertIn("1 alias(es) removed", body)
+        self.assertEqual(await self.hs.event_store.membership(bob, room), "leave")
+        self.assertFalse(await self.hs.directory_store.is_public(room))
+        r = await self.request("GET", f"{V3}/directory/room/{q('#gone:test')}")
+        self.assertEqual(r.code, 404)
+        await self.join(bob_token, room, expect=403)
+        self.assertIn("cannot be deleted", await self.body(f"!admin rooms delete {self.room}"))
+
+    async def test_media_info(self) -> None:
+        r = await self.request(
+            "POST", "/_matrix/media/v3/upload", raw_body=b"data", access_token=self.alice_token,
+            headers={"Content-Type": "text/plain"},
+        )
+        body = await self.body(f"!admin media info {r.json['content_uri']}")
+        self.assertIn("text/plain", body)
+        self.assertIn("No media", await self.body("!admin media info mxc://test/nope"))
+
+    async def test_allow_registration(self) -> None:
+        self.assertIn("--open", await self.body("!admin server allow-registration true"))
+        await self.body("!admin server allow-registration false")
+        r = await self.request(
+            "POST", f"{V3}/register", {"username": "late", "password": "pw", "auth": {"type": "m.login.dummy"}}
+        )
+        self.assertEqual(r.code, 403, r.body)
+        await self.body("!admin server allow-registration true --open")
+        await self.register("late")
+
+    async def test_registrations_announced(self) -> None:
+        await self.user("bob")
+        await self.hs.admin_room.drain()
+        bodies = [e.content.get("body") for e in await self.hs.event_store.latest_events(self.room, 5)]
+        self.assertIn("New user @bob:test registered on this server", bodies)
+
+    async def test_debug(self) -> None:
+        event_id = await self.send_ok(self.alice_token, self.room, {"msgtype": "m.text", "body": "x"})
+        body = await self.body(f"!admin debug get-pdu {event_id}")
+        self.assertIn('"origin_server_ts"', body)
+        self.assertIn("auth chain", (await self.body(f"!admin get-auth-chain {event_id}")).lower())
+        self.assertIn("No event", await self.body("!admin debug get-pdu $nope"))
+        signed = await self.body('!admin debug sign-json\n```\n{"a": 1}\n```')
+        signed_json = signed.split("\n", 1)[1]
+        self.assertIn("signatures", signed_json)
+        verified = await self.body(f"!admin debug verify-json\n```\n{signed_json}\n```")
+        self.assertIn("test: signature valid", verified)
+        tampered = signed_json.replace('"a":1', '"a":2')
+        self.assertNotIn("signature valid", await self.body(f"!admin debug verify-json\n```\n{tampered}\n```"))
+        self.assertIn("not JSON", await self.body("!admin debug sign-json\n```\nnope\n```"))
+        event = await self.hs.event_store.get_event(event_id)
+        import json
+        pdu = dict(event.pdu)
+        self.assertIn(event_id, await self.body(f"!admin debug parse-pdu 10\n```\n{json.dumps(pdu)}\n```"))
+        pdu.pop("hashes")
+        pdu.pop("signatures")
+        body = await self.body(f"!admin debug hash-and-sign-event 10\n```\n{json.dumps(pdu)}\n```")
+        self.assertIn('"hashes"', body)
+        self.assertIn("Unknown room version", await self.body("!admin debug hash-and-sign-event 99\n```\n{}\n```"))
+
+
+class BackupTests(AdminRoomTestCase):
+    async def _start(self) -> None:
+        self.backups = self.mktemp()
+        self.config_overrides = {
+            **RoomsTestCase.config_overrides, "database_backup_path": self.backups,
+            "database_backups_to_keep": 2,
+        }
+        await super()._start()
+
+    async def test_backup_opens_and_holds_users(self) -> None:
+        import os
+
+        from conduit_tw.storage.database import open_database
+        from conduit_tw.storage.stores.users import UserStore
+
+        await self.user("bob")
+        for _ in range(3):
+            self.assertIn("Backup written", await self.body("!admin server backup"))
+            await deferLater(reactor, 0.002, lambda: None)
+        listing = await self.body("!admin server list-backups")
+        names = sorted(os.listdir(self.backups))
+        self.assertEqual(len(names), 2)
+        for name in names:
+            self.assertIn(name, listing)
+        db = open_database(self.config.database_backend, os.path.join(self.backups, names[-1]), {})
+        try:
+            users = await UserStore(db).list_user_ids()
+        finally:
+            db.close()
+        self.assertIn("@bob:test", users)
+        self.assertIn("@alice:test", users)
+
+
+class NoBackupPathTests(AdminRoomTestCase):
+    async def test_needs_path(self) -> None:
+        self.assertIn("database_backup_path", await self.body("!admin server backup"))

@@ -113,6 +113,7 @@ from conduit_tw.handlers.url_preview import URLPreviewer
 from conduit_tw.storage.stores.media import MediaStore
 from conduit_tw.storage.stores.media_files import MediaFiles
 # -- admin room (handlers/admin_{room,commands,groups}, docs/admin.md)
+from conduit_tw.api.client import admin as admin_api
 from conduit_tw.handlers.admin_groups import AdminDeps, command_table
 from conduit_tw.handlers.admin_room import AdminRoom, AdminRoomDeps
 from conduit_tw.storage.stores.admin import AdminStore
@@ -129,6 +130,7 @@ API_MODULES: list[Any] = [
     directory_api,
     sync_api, receipts_api, notifications_api,
     media_api,
+    admin_api,
 ]
 
 

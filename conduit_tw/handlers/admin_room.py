@@ -245,6 +245,22 @@ class AdminRoom:
         if room_id == self.room_id:
             raise forbidden("The admin room cannot be published in the room directory")
 
+    async def whois(self, requester: Requester, user_id: str) -> dict[str, Any]:
+        """
+        C{GET /admin/whois/{userId}} (client-server-api "Server
+        administration"): the user's devices and their last connection.
+        Server admins may ask about anyone, other users about themselves.
+        """
+        if requester.user_id != user_id and not await self.deps.users.is_admin(requester.user_id):
+            raise forbidden("You are not a server admin")
+        devices = {}
+        for dev in await self.deps.devices.list_devices(user_id):
+            connections = []
+            if dev.last_seen_ts is not None:
+                connections.append({"ip": dev.last_seen_ip, "last_seen": dev.last_seen_ts})
+            devices[dev.device_id] = {"sessions": [{"connections": connections}]}
+        return {"user_id": user_id, "devices": devices}
+
     # -- commands
 
     def prefixes(self) -> list[str]:

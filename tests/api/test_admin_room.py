@@ -450,3 +450,22 @@ class BackupTests(AdminRoomTestCase):
 class NoBackupPathTests(AdminRoomTestCase):
     async def test_needs_path(self) -> None:
         self.assertIn("database_backup_path", await self.body("!admin server backup"))
+
+
+class WhoisTests(AdminRoomTestCase):
+    async def test_whois(self) -> None:
+        bob, bob_token = await self.user("bob")
+        await self.request("GET", f"{V3}/account/whoami", access_token=bob_token)
+        await self.hs.devices.flush()
+        r = await self.request("GET", f"{V3}/admin/whois/{q(bob)}", access_token=self.alice_token)
+        self.assertEqual(r.code, 200, r.body)
+        self.assertEqual(r.json["user_id"], bob)
+        (device,) = r.json["devices"].values()
+        self.assertEqual(device["sessions"][0]["connections"][0]["ip"], "127.0.0.1")
+        # Users may ask about themselves only.
+        r = await self.request("GET", f"{V3}/admin/whois/{q(bob)}", access_token=bob_token)
+        self.assertEqual(r.code, 200, r.body)
+        r = await self.request("GET", f"{V3}/admin/whois/{q(self.alice)}", access_token=bob_token)
+        self.assertMatrixError(r, 403, "M_FORBIDDEN")
+        r = await self.request("GET", f"{V3}/admin/whois/{q(bob)}")
+        self.assertMatrixError(r, 401, "M_MISSING_TOKEN")

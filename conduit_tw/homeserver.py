@@ -117,6 +117,7 @@ from conduit_tw.api.client import admin as admin_api
 from conduit_tw.handlers.admin_groups import AdminDeps, command_table
 from conduit_tw.handlers.admin_room import AdminRoom, AdminRoomDeps
 from conduit_tw.storage.stores.admin import AdminStore
+from conduit_tw.storage.stores.registration_tokens import RegistrationTokenStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -342,6 +343,8 @@ class HomeServer:
         self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms)
         # -- admin room: the bot, #admins and its commands (docs/admin.md)
         self.admin_store = AdminStore(db)
+        self.registration_tokens = RegistrationTokenStore(db)
+        self.registration.dynamic_tokens = self.registration_tokens
         self.admin_room = AdminRoom(
             AdminRoomDeps(
                 self.server_name, self.admin_store, self.users, self.event_store, self.events,
@@ -358,6 +361,7 @@ class HomeServer:
             self.admin_store, self.admin_room, config, time.time(), self.clock_ms,
             self.media.store, self.keyring, db.backup,
             reactor.stop,  # type: ignore[attr-defined]
+            self.registration_tokens,
         ))
         if config.auto_deactivate_banned_room_attempts:
             self.admin_room.auto_deactivate = self.account.deactivate
@@ -379,6 +383,7 @@ class HomeServer:
         self.notifier.position = max(self.notifier.position, await self.globals.current_position())
         await self.presence.start()
         await self.media.setup()
+        await self.registration_tokens.load()
         await self.admin_room.setup()
         for module in API_MODULES:
             module.register(self.router, self)

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from conduit_tw.federation.keyring import KeyRing
     from conduit_tw.storage.stores.admin import AdminStore
     from conduit_tw.storage.stores.media import MediaStore
+    from conduit_tw.storage.stores.registration_tokens import RegistrationTokenStore
     from conduit_tw.storage.stores.aliases import AliasStore
     from conduit_tw.storage.stores.directory import DirectoryStore
     from conduit_tw.storage.stores.users import UserStore
@@ -57,6 +58,16 @@ if TYPE_CHECKING:
 GENERATED_PASSWORD_LENGTH = 25
 _SECRET_KEY = re.compile(r"secret|password|token|private|macaroon", re.IGNORECASE)
 _MXC = re.compile(r"^mxc://([^/]+)/([^/]+)$")
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration_ms(text: str) -> int:
+    """C{30s}, C{15m}, C{12h}, C{7d}, C{2w} in milliseconds (usage error otherwise)."""
+    m = _DURATION.match(text.strip().lower())
+    if m is None:
+        raise CommandError(f"Bad duration {text!r}: use e.g. 30m, 12h, 7d, 2w")
+    return int(m.group(1)) * _UNIT_S[m.group(2)] * 1000
 
 
 def generate_password() -> str:
@@ -93,6 +104,7 @@ class AdminDeps:
     backup: Callable[[str], Any]
     #: Stops the server (C{reactor.stop}).
     shutdown: Callable[[], None]
+    registration_tokens: "RegistrationTokenStore"
 
 
 def _unavailable(reason: str, *commands: tuple[str, str, tuple[str, ...]]) -> tuple[Command, ...]:
@@ -633,6 +645,45 @@ class AdminCommands:
             raise CommandError(f"Cannot hash and sign: {e}") from None
         return Reply.code("Hashed and signed:", json.dumps(pdu, indent=2, sort_keys=True))
 
+    # -- registration tokens
+
+    async def tokens_create(self, inv: Invocation) -> Reply:
+        token = inv.args[0] if inv.args else secrets.token_urlsafe(18)
+        if not re.fullmatch(r"[A-Za-z0-9._~-]{1,64}", token):
+            raise CommandError("A token is 1-64 characters of A-Z, a-z, 0-9, '.', '_', '~', '-'")
+        uses = inv.flag("uses")
+        try:
+            uses_allowed = int(uses) if isinstance(uses, str) else None
+        except ValueError:
+            raise CommandError("--uses needs a number") from None
+        if uses_allowed is not None and uses_allowed < 1:
+            raise CommandError("--uses must be at least 1")
+        expires = inv.flag("expires")
+        now = self.d.clock_ms()
+        expiry = now + parse_duration_ms(expires) if isinstance(expires, str) else None
+        if not await self.d.registration_tokens.create(token, uses_allowed, expiry, now):
+            raise CommandError(f"Token {token} exists already")
+        return Reply.text(f"Registration token created: {token}")
+
+    async def tokens_list(self, inv: Invocation) -> Reply:
+        now = self.d.clock_ms()
+        rows = []
+        for token, info in self.d.registration_tokens.all().items():
+            uses = info.get("uses_allowed")
+            left = "unlimited" if uses is None else max(0, uses - info.get("completed", 0))
+            expiry = info.get("expiry_time")
+            expires = "never" if expiry is None else time.strftime(
+                "%Y-%m-%d %H:%M:%S UTC", time.gmtime(expiry / 1000)
+            )
+            valid = self.d.registration_tokens.valid(token, now)
+            rows.append((token, info.get("completed", 0), left, expires, "yes" if valid else "no"))
+        return Reply.table("Registration tokens", ["token", "used", "uses left", "expires", "valid"], rows)
+
+    async def tokens_delete(self, inv: Invocation) -> Reply:
+        if not await self.d.registration_tokens.delete(inv.args[0]):
+            raise CommandError(f"No token {inv.args[0]}")
+        return Reply.text(f"Deleted registration token {inv.args[0]}")
+
 
 def command_table(deps: AdminDeps) -> Group:
     """The root group: every command the admin room knows."""
@@ -729,11 +780,11 @@ def command_table(deps: AdminDeps) -> Group:
         ("list", "registered appservices", ("list-appservices",)),
         ("show", "an appservice's registration", ("show-appservice-config",)),
     ))
-    tokens = Group("tokens", "registration tokens", _unavailable(
-        "registration tokens beyond registration_token are not built yet",
-        ("create", "create a registration token", ()),
-        ("list", "registration tokens", ()),
-        ("delete", "delete a registration token", ()),
+    tokens = Group("tokens", "registration tokens (beyond the config's registration_token)", (
+        Command("create", "create a token (random if not given); registration needs allow_registration",
+                c.tokens_create, ("[token]",), {"uses": True, "expires": True}),
+        Command("list", "tokens with their uses left and expiry", c.tokens_list),
+        Command("delete", "delete a token", c.tokens_delete, ("token",)),
     ))
     debug = Group("debug", "debugging", (
         Command("get-pdu", "an event as stored (JSON)", c.debug_get_pdu, ("event_id",), aliases=("get-pdu",)),

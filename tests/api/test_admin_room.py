@@ -13,6 +13,7 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from conduit_tw.handlers.admin_commands import MAX_REPLY_CHARS
+from tests.api.accounts import AccountsTestCase
 from tests.api.rooms import V3, RoomsTestCase, q
 
 
@@ -142,7 +143,7 @@ class ParsingTests(AdminRoomTestCase):
 
     async def test_not_available(self) -> None:
         for cmd in ("federation ping example.org", "appservices list", "register-appservice",
-                    "tokens create", "debug force-device-list-updates", "media list"):
+                    "server clear-caches", "debug force-device-list-updates", "media list"):
             self.assertIn("not available yet", await self.body("!admin " + cmd), cmd)
 
     async def test_non_admin_ignored(self) -> None:
@@ -469,3 +470,56 @@ class WhoisTests(AdminRoomTestCase):
         self.assertMatrixError(r, 403, "M_FORBIDDEN")
         r = await self.request("GET", f"{V3}/admin/whois/{q(bob)}")
         self.assertMatrixError(r, 401, "M_MISSING_TOKEN")
+
+
+class TokenCommandTests(AdminRoomTestCase):
+    """Admin-made registration tokens, honoured by /register (static token set too)."""
+
+    config_overrides = {
+        **RoomsTestCase.config_overrides,
+        "yes_i_am_very_very_sure_i_want_an_open_registration_server_prone_to_abuse": False,
+        "registration_token": "static-token",
+    }
+
+    async def _start(self) -> None:
+        # The first user registers with the static token.
+        await AccountsTestCase._start(self)
+        self.alice, self.alice_token = await self.with_token("alice", "static-token")
+        self.room = self.hs.admin_room.room_id
+
+    async def with_token(self, name: str, token: str, expect: int = 200) -> tuple[str, str]:
+        register = f"{V3}/register"
+        r = await self.request("POST", register, {"username": name, "password": "secret pw"})
+        sid = r.json["session"]
+        r = await self.request("POST", register, {
+            "username": name, "password": "secret pw",
+            "auth": {"type": "m.login.registration_token", "token": token, "session": sid},
+        })
+        if r.code == 401 and "errcode" in r.json:
+            self.assertEqual(expect, 401, r.body)
+            return "", ""
+        r = await self.request("POST", register, {
+            "username": name, "password": "secret pw", "auth": {"type": "m.login.dummy", "session": sid},
+        })
+        self.assertEqual(r.code, expect, r.body)
+        return r.json["user_id"], r.json["access_token"]
+
+    async def test_tokens(self) -> None:
+        self.assertIn("created: once", await self.body("!admin tokens create once --uses 1"))
+        self.assertIn("exists already", await self.body("!admin tokens create once"))
+        body = await self.body("!admin tokens create --expires 1h")
+        generated = body.rsplit(": ", 1)[1]
+        self.assertIn("Bad duration", await self.body("!admin tokens create x --expires soon"))
+        r = await self.request("GET", f"/_matrix/client/v1/register/m.login.registration_token/validity?token=once")
+        self.assertEqual(r.json, {"valid": True})
+        await self.with_token("bob", "once")
+        await self.with_token("carol", "once", expect=401)  # used up
+        listing = await self.body("!admin tokens list")
+        self.assertIn("once\t1\t0\tnever\tno", listing)
+        self.assertIn(generated, listing)
+        self.clock.advance(2 * 3600)
+        await self.with_token("dave", generated, expect=401)  # expired
+        self.assertIn("Deleted", await self.body("!admin tokens delete once"))
+        self.assertIn("No token", await self.body("!admin tokens delete once"))
+        # The static token still works.
+        await self.with_token("erin", "static-token")

@@ -116,6 +116,7 @@ from conduit_tw.storage.stores.media_files import MediaFiles
 from conduit_tw.api.client import admin as admin_api
 from conduit_tw.handlers.admin_groups import AdminDeps, command_table
 from conduit_tw.handlers.admin_room import AdminRoom, AdminRoomDeps
+from conduit_tw.logging import configure as configure_logging
 from conduit_tw.storage.stores.admin import AdminStore
 from conduit_tw.storage.stores.registration_tokens import RegistrationTokenStore
 
@@ -361,7 +362,7 @@ class HomeServer:
             self.admin_store, self.admin_room, config, time.time(), self.clock_ms,
             self.media.store, self.keyring, db.backup,
             reactor.stop,  # type: ignore[attr-defined]
-            self.registration_tokens,
+            self.registration_tokens, self.federation_client, self.http_client, configure_logging,
         ))
         if config.auto_deactivate_banned_room_attempts:
             self.admin_room.auto_deactivate = self.account.deactivate

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.threads import deferToThread
 
+from conduit_tw.config.values import is_valid_server_name
 from conduit_tw.errors import MatrixError
 from conduit_tw.events.canonical_json import encode_canonical_json
 from conduit_tw.events.event_ids import compute_event_id
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from conduit_tw.handlers.registration import RegistrationHandler
     from conduit_tw.handlers.server_keys import ServerKeys
     from conduit_tw.storage.events import EventStore
+    from conduit_tw.federation.client import FederationClient
     from conduit_tw.federation.keyring import KeyRing
     from conduit_tw.storage.stores.admin import AdminStore
     from conduit_tw.storage.stores.media import MediaStore
@@ -105,6 +107,11 @@ class AdminDeps:
     #: Stops the server (C{reactor.stop}).
     shutdown: Callable[[], None]
     registration_tokens: "RegistrationTokenStore"
+    federation_client: "FederationClient"
+    #: The outgoing HTTP client (C{ip_range_denylist} applies).
+    http_client: Any
+    #: Applies a log filter (C{conduit_tw.logging.configure}).
+    configure_logging: Callable[[str], None]
 
 
 def _unavailable(reason: str, *commands: tuple[str, str, tuple[str, ...]]) -> tuple[Command, ...]:
@@ -684,11 +691,67 @@ class AdminCommands:
             raise CommandError(f"No token {inv.args[0]}")
         return Reply.text(f"Deleted registration token {inv.args[0]}")
 
+    # -- logging
+
+    async def server_log_level(self, inv: Invocation) -> Reply:
+        spec = inv.args[0] if inv.args else self.d.config.log
+        try:
+            self.d.configure_logging(spec)
+        except ValueError as e:
+            raise CommandError(f"Bad log filter {spec!r}: {e}") from None
+        return Reply.text(f"Log filter is now {spec!r} (until restart)")
+
+    # -- federation
+
+    async def federation_ping(self, inv: Invocation) -> Reply:
+        server = inv.args[0]
+        if not is_valid_server_name(server):
+            raise CommandError(f"{server} is not a server name")
+        began = time.monotonic()
+        try:
+            answer = await self.d.federation_client.get_json(server, "/_matrix/federation/v1/version")
+        except Exception as e:
+            raise CommandError(f"{server} did not answer: {e}") from None
+        took = (time.monotonic() - began) * 1000
+        version = answer.get("server", {}) if isinstance(answer, dict) else {}
+        return Reply.text(
+            f"{server} answered in {took:.0f} ms: {version.get('name', '?')} {version.get('version', '?')}"
+        )
+
+    async def federation_support(self, inv: Invocation) -> Reply:
+        server = inv.args[0]
+        if not is_valid_server_name(server):
+            raise CommandError(f"{server} is not a server name")
+        url = f"https://{server}/.well-known/matrix/support"
+        try:
+            response = await self.d.http_client.client().request("GET", url, max_size=64 * 1024)
+        except Exception as e:
+            raise CommandError(f"Could not fetch {url}: {e}") from None
+        if response.code != 200:
+            raise CommandError(f"{url} answered {response.code}")
+        try:
+            document = json.loads(response.body)
+        except ValueError:
+            raise CommandError(f"{url} is not JSON") from None
+        return Reply.code(f"Support of {server}:", json.dumps(document, indent=2, sort_keys=True))
+
+    async def federation_remote_user(self, inv: Invocation) -> Reply:
+        user_id = inv.args[0]
+        if not user_id.startswith("@") or ":" not in user_id:
+            raise CommandError(f"{user_id} is not a user ID")
+        if user_id.partition(":")[2] == self.d.server_name:
+            raise CommandError(f"{user_id} is a local user: use users list-joined-rooms")
+        rows = []
+        for rec in await self.d.event_store.rooms_for_user(user_id, ("join",)):
+            name = (await self._state(rec.room_id, "m.room.name")).get("name", "")
+            rows.append((rec.room_id, name))
+        return Reply.table(f"Rooms shared with {user_id}", ["room", "name"], rows)
+
 
 def command_table(deps: AdminDeps) -> Group:
     """The root group: every command the admin room knows."""
     c = AdminCommands(deps)
-    fed = "federation is being built on another branch"
+    fed = "incoming federation (the PDU pipeline) is being built on another branch"
     users = Group("users", "local user accounts", (
         Command("list", "list local users", c.users_list, aliases=("list-local-users",)),
         Command("create", "create a user (password generated, 25 characters, if not given)",
@@ -758,20 +821,26 @@ def command_table(deps: AdminDeps) -> Group:
         Command("allow-registration", "open or close registration until restart",
                 c.server_allow_registration, ("true|false",), {"open": False}),
         Command("shutdown", "stop the server", c.server_shutdown),
+        Command("change-log-level", "set the log filter until restart (e.g. debug or info,conduit_tw.api=debug)",
+                c.server_log_level, ("filter",)),
+        Command("reload-log-level", "apply the configured log filter again", c.server_log_level),
         *_unavailable(
             "not built yet",
-            ("reload-log-level", "reload the log filter", ("change-log-level",)),
             ("clear-caches", "clear the in-memory caches", ("clear-database-caches",)),
         ),
     ))
-    federation = Group("federation", "federation with other servers", _unavailable(
-        fed,
-        ("disable-room", "stop handling incoming federation for a room", ("disable-room",)),
-        ("enable-room", "resume incoming federation for a room", ("enable-room",)),
-        ("incoming", "rooms whose federation is being processed", ("incoming-federation",)),
-        ("fetch-support-well-known", "a server's support well-known", ()),
-        ("ping", "measure a server's federation version endpoint", ()),
-        ("remote-user-in-rooms", "rooms shared with a remote user", ()),
+    federation = Group("federation", "federation with other servers", (
+        Command("ping", "time a server's /_matrix/federation/v1/version", c.federation_ping, ("server",)),
+        Command("fetch-support-well-known", "a server's /.well-known/matrix/support",
+                c.federation_support, ("server",)),
+        Command("remote-user-in-rooms", "rooms here a remote user is joined to",
+                c.federation_remote_user, ("user",)),
+        *_unavailable(
+            fed,
+            ("disable-room", "stop handling incoming federation for a room", ("disable-room",)),
+            ("enable-room", "resume incoming federation for a room", ("enable-room",)),
+            ("incoming", "rooms whose federation is being processed", ("incoming-federation",)),
+        ),
     ))
     appservices = Group("appservices", "application services", _unavailable(
         "application services are being built (issue 17)",

@@ -142,7 +142,7 @@ class ParsingTests(AdminRoomTestCase):
         self.assertIn("Uptime", await self.body("!admin server uptime"))
 
     async def test_not_available(self) -> None:
-        for cmd in ("federation ping example.org", "appservices list", "register-appservice",
+        for cmd in ("federation disable-room !r:test", "appservices list", "register-appservice",
                     "server clear-caches", "debug force-device-list-updates", "media list"):
             self.assertIn("not available yet", await self.body("!admin " + cmd), cmd)
 
@@ -523,3 +523,30 @@ class TokenCommandTests(AdminRoomTestCase):
         self.assertIn("No token", await self.body("!admin tokens delete once"))
         # The static token still works.
         await self.with_token("erin", "static-token")
+
+
+class FederationAndLoggingCommandTests(AdminRoomTestCase):
+    config_overrides = {
+        **RoomsTestCase.config_overrides, "forbidden_remote_server_names": ["evil.example"],
+    }
+
+    async def test_ping_refused_and_unreachable(self) -> None:
+        body = await self.body("!admin federation ping evil.example")
+        self.assertIn("did not answer", body)
+        self.assertIn("forbidden_remote_server_names", body)
+        self.assertIn("not a server name", await self.body("!admin federation ping 'a b'"))
+
+    async def test_remote_user_in_rooms(self) -> None:
+        self.assertIn("(0)", await self.body("!admin federation remote-user-in-rooms @x:elsewhere.example"))
+        self.assertIn("local user", await self.body("!admin federation remote-user-in-rooms @alice:test"))
+
+    async def test_log_level(self) -> None:
+        from twisted.logger import LogLevel
+
+        from conduit_tw.logging import configure, is_enabled
+        self.addCleanup(configure, self.config.log)
+        await self.body("!admin server change-log-level debug")
+        self.assertTrue(is_enabled("conduit_tw.api", LogLevel.debug))
+        self.assertIn("Bad log filter", await self.body("!admin server change-log-level loud"))
+        await self.body("!admin server reload-log-level")
+        self.assertFalse(is_enabled("conduit_tw.api", LogLevel.debug) and self.config.log == "info")

@@ -361,7 +361,7 @@ class HomeServer:
             self.directory_store, self.aliases_store, self.media, lambda: self.server_keys,
             self.admin_store, self.admin_room, config, time.time(), self.clock_ms,
             self.media.store, self.keyring, db.backup,
-            reactor.stop,  # type: ignore[attr-defined]
+            lambda: reactor.stop(),  # type: ignore[attr-defined]
             self.registration_tokens, self.federation_client, self.http_client, configure_logging,
         ))
         if config.auto_deactivate_banned_room_attempts:

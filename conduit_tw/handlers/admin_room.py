@@ -157,7 +157,7 @@ class AdminRoom:
         if not is_guest or self.log_guest_registrations:
             kind = "Guest user" if is_guest else "New user"
             notice = Reply.text(f"{kind} {user_id} registered on this server")
-            self._later(lambda: self._spawn(self._announce(notice)))
+            await self._announce(notice)
 
     async def _announce(self, notice: Reply) -> None:
         try:

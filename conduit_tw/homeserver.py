@@ -433,6 +433,10 @@ class HomeServer:
             typing_timeout_s=config.typing_federation_timeout_s,
             incoming_presence=config.allow_incoming_presence,
             outgoing_presence=config.allow_outgoing_presence,
+            incoming_typing=config.allow_incoming_typing,
+            outgoing_typing=config.allow_outgoing_typing,
+            incoming_receipts=config.allow_incoming_read_receipts,
+            outgoing_receipts=config.allow_outgoing_read_receipts,
         )
         self.federation_edus.register(self.transactions.edu_handlers)
         self.transactions.acl_allows = self.federation_edus.acl_allows

@@ -538,6 +538,8 @@ class HomeServer:
         self.event_store.persist_hooks.append(self.admin_room.event_persisted)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
+        # Requests wait until setup() has mounted the API.
+        self.resource.hold()
 
     async def setup(self) -> None:
         """Load (or create) persistent state and mount the API."""
@@ -554,6 +556,7 @@ class HomeServer:
         await self.admin_room.setup()
         for module in API_MODULES:
             module.register(self.router, self)
+        self.resource.release()
 
     def close(self) -> Deferred[None]:
         """

@@ -83,3 +83,25 @@ class FatalDatabaseTests(unittest.TestCase):
         self.assertTrue(fake.stopped)
         self.assertEqual([t[:2] for t in fake.triggers], [("after", "shutdown")])
         self.assertEqual(fake.triggers[0][3], 1)
+
+
+class StartingUpTests(unittest.TestCase):
+    """A request that arrives before the API is mounted waits for it."""
+
+    async def test_request_before_setup_is_answered_after(self) -> None:
+        from conduit_tw.api.resource import InFlightTracker, MatrixSite
+        from conduit_tw.homeserver import HomeServer
+        from tests.server import FakeClient
+
+        path = self.mktemp()
+        os.makedirs(path)
+        hs = HomeServer(make_config(database_path=path), reactor)
+        self.addCleanup(hs.close)
+        site = MatrixSite(hs.resource, max_request_size=1 << 20, tracker=InFlightTracker())
+        site.timeOut = None
+        pending = FakeClient(site).request("GET", "/_matrix/client/versions")
+        self.assertFalse(pending.called)  # held, not answered M_UNRECOGNIZED
+        await hs.setup()
+        response = await pending
+        self.assertEqual(response.code, 200, response.body)
+        self.assertIn("versions", response.json)

@@ -384,9 +384,35 @@ class MatrixResource(Resource):
         self._clock = clock
         #: Compress JSON answers for clients that accept gzip (C{gzip_compression}).
         self.gzip_compression = gzip_compression
+        #: Requests that arrived while the server was starting (see L{hold}).
+        self._held: list[MatrixRequest] | None = None
+
+    def hold(self) -> None:
+        """
+        Keep requests waiting until L{release}: twistd binds the listening
+        sockets before the server has loaded its state and mounted its
+        routes, and a client asking then must get its real answer, not
+        M_UNRECOGNIZED.
+        """
+        if self._held is None:
+            self._held = []
+
+    def release(self) -> None:
+        """Serve the requests held since L{hold}, in arrival order."""
+        held, self._held = self._held or [], None
+        for request in held:
+            if request.finished or getattr(request, "_disconnected", False):
+                continue
+            result = self.render(request)
+            if result is not NOT_DONE_YET:
+                request.write(result)
+                request.finish()
 
     def render(self, request: MatrixRequest) -> Any:  # type: ignore[override]
         """Route, run the handler, answer JSON; never leaks a traceback."""
+        if self._held is not None:
+            self._held.append(request)
+            return NOT_DONE_YET
         for name, value in _COMMON_HEADERS:
             request.setHeader(name, value)
         method = request.method.decode("ascii", "replace")

@@ -88,7 +88,8 @@ class BootstrapTests(AdminRoomTestCase):
     async def test_restart_keeps_room(self) -> None:
         await self.restart()
         self.assertEqual(self.hs.admin_room.room_id, self.room)
-        self.assertEqual(await self.body("!admin server uptime"), (await self.body("!admin server uptime")))
+        # The bot still answers commands in the same room after the restart.
+        self.assertIn("Uptime", await self.body("!admin server uptime"))
 
 
 class EmergencyPasswordTests(AdminRoomTestCase):

@@ -6,7 +6,8 @@ a topic change, typing and a read receipt must reach the other side, each way.
 Invites cross in both directions and are followed by a leave.
 
 Synapse takes 5-25 s to start, so one Synapse serves every test of the
-module (started by the first test, stopped when the test process exits);
+module (started by the first test, stopped when the test process exits;
+its log is C{server.log} in that test's directory under C{_trial_temp});
 each test starts its own server of ours, whose name (C{localhost:<port>})
 is new to that Synapse, and registers new Synapse users.
 """
@@ -14,8 +15,8 @@ is new to that Synapse, and registers new Synapse users.
 from __future__ import annotations
 
 import atexit
+import os
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -40,21 +41,20 @@ def q(s: str) -> str:
     return quote(s, safe="")
 
 
-def shared_synapse() -> SynapseProcess:
+def shared_synapse(workdir: str) -> SynapseProcess:
     """
-    The module's Synapse, started on first use (blocking: call it in a
-    thread) and stopped when the process exits.
+    The module's Synapse, started on first use in C{workdir} (the first
+    test's temporary directory, where its log stays; blocking: call it in
+    a thread) and stopped when the process exits.
     """
     global _synapse
     if _synapse is None:
-        import os
-
         if not synapse_installed():
             message = "Synapse is not installed; run `make synapse`"
             if os.environ.get("CI"):
                 raise AssertionError(message)
             raise unittest.SkipTest(message)
-        process = SynapseProcess(tempfile.mkdtemp(prefix="synapse-rooms-"))
+        process = SynapseProcess(workdir)
         atexit.register(process.stop)
         process.start()
         _synapse = process
@@ -109,7 +109,7 @@ class SynapseRoomsTests(unittest.TestCase):
     timeout = 400
 
     async def _start(self) -> None:
-        self.synapse = await deferToThread(shared_synapse)
+        self.synapse = await deferToThread(shared_synapse, self.mktemp())
         self.hs = await start_homeserver(self)
         tag = secrets.token_hex(3)
         alice = await deferToThread(self.synapse.register, f"alice{tag}")
@@ -190,6 +190,10 @@ class SynapseRoomsTests(unittest.TestCase):
     async def synapse_joins_ours(self, version: str, by_alias: bool) -> None:
         await self._start()
         room = await self.create_room(self.ours, version, room_alias_name="meet")
+        # History from before the join: Synapse backfills it from us.
+        early = await self.ours.ok("PUT", f"{V3}/rooms/{q(room)}/send/m.room.message/early", {
+            "msgtype": "m.text", "body": "before you came",
+        })
         if by_alias:
             target = q(f"#meet:{self.hs.server_name}")
         else:
@@ -198,6 +202,12 @@ class SynapseRoomsTests(unittest.TestCase):
         self.assertEqual(body["room_id"], room)
         await eventually(
             lambda: self.membership_is(self.ours, room, self.syn.user_id, "join"), "the join at ours"
+        )
+        self.assertEqual(
+            await self.members(self.syn, room), {self.syn.user_id: "join", self.ours.user_id: "join"}
+        )
+        await eventually(
+            lambda: self.has_message(self.syn, room, early["event_id"], "before you came"), "history at Synapse"
         )
         await self.exchange(room, self.ours, self.syn)
 

@@ -3,8 +3,8 @@ The Twisted service tree: L{ConduitService} (a MultiService) owning the
 L{HomeServer} and one listener service per address.
 
 Shutdown (SIGTERM/SIGINT through twistd) runs in order: stop listening,
-let in-flight requests finish for up to L{SHUTDOWN_GRACE_SECONDS}, then
-close the database. MultiService stops its children all at once, so the
+let in-flight requests finish for up to L{SHUTDOWN_GRACE_SECONDS}, close
+the connections still open (keep-alive ones), then close the database. MultiService stops its children all at once, so the
 order is enforced here.
 """
 
@@ -124,6 +124,7 @@ class ConduitService(MultiService):
             )
         else:
             timer.cancel()
+        yield self.site.close_connections(self.reactor)
         yield self.homeserver.close()
 
 

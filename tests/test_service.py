@@ -51,6 +51,29 @@ class GracefulShutdownTests(unittest.TestCase):
         await stopping
         self.assertEqual(closed, [True])
 
+    async def test_idle_keep_alive_connection_closed(self) -> None:
+        """
+        A connection another server keeps open after its request (a
+        federation pool) is closed by the shutdown, not left to the reactor.
+        """
+        path = os.path.abspath(self.mktemp())
+        port = free_port()
+        service = make_service(make_config(database_path=path, port=port), reactor)
+        service.startService()
+        await service.ready
+        sock = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(sock.close)
+        sock.sendall(b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n\r\n")
+        await deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual(len(service.site._channels), 1)
+        await defer.maybeDeferred(service.stopService)
+        self.assertEqual(service.site._channels, {})
+        sock.settimeout(2)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:40])
+
 
 class FatalDatabaseTests(unittest.TestCase):
     """A failed COMMIT makes the server exit non-zero instead of serving on."""

@@ -292,8 +292,9 @@ class MatrixRequest(server.Request):
 class MatrixSite(server.Site):
     """
     The HTTP site: L{MatrixRequest}s, the body size limit, trusted proxies,
-    a count of in-flight requests for graceful shutdown, and one debug line
-    per request instead of the access log.
+    a count of in-flight requests for graceful shutdown, the open
+    connections (closed at shutdown, keep-alive ones included), and one
+    debug line per request instead of the access log.
     """
 
     requestFactory = MatrixRequest
@@ -310,6 +311,59 @@ class MatrixSite(server.Site):
         self.max_request_size = max_request_size
         self._proxies = [ip_network(p, strict=False) for p in trusted_proxies]
         self.tracker = tracker
+        #: The open connections: channel -> its transport.
+        self._channels: dict[Any, Any] = {}
+        self._all_closed: list[Deferred[None]] = []
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """An HTTP channel, remembered until its connection is lost."""
+        channel = super().buildProtocol(addr)
+        if channel is None:
+            return None
+        make, lost = channel.makeConnection, channel.connectionLost
+
+        def makeConnection(transport: Any) -> None:
+            self._channels[channel] = transport
+            make(transport)
+
+        def connectionLost(reason: Failure) -> None:
+            self._channels.pop(channel, None)
+            try:
+                lost(reason)
+            finally:
+                if not self._channels:
+                    waiters, self._all_closed = self._all_closed, []
+                    for d in waiters:
+                        d.callback(None)
+
+        channel.makeConnection = makeConnection
+        channel.connectionLost = connectionLost
+        return channel
+
+    def close_connections(self, reactor: Any, grace: float = 2.0) -> Deferred[None]:
+        """
+        Close every open connection (other servers keep idle keep-alive
+        connections open otherwise) and fire once all are gone; the ones
+        still open after C{grace} seconds are aborted.
+        """
+        d: Deferred[None] = Deferred()
+        if not self._channels:
+            d.callback(None)
+            return d
+        self._all_closed.append(d)
+        for transport in list(self._channels.values()):
+            transport.loseConnection()
+
+        def abort() -> None:
+            for transport in list(self._channels.values()):
+                transport.abortConnection()
+            if not d.called:
+                self._all_closed.remove(d)
+                d.callback(None)
+
+        timer = reactor.callLater(grace, abort)
+        d.addBoth(lambda r: (timer.cancel() if timer.active() else None, r)[1])
+        return d
 
     def client_ip(self, request: server.Request) -> str:
         """See L{MatrixRequest.client_ip}."""

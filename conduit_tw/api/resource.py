@@ -16,6 +16,7 @@ import gzip
 import io
 import json
 import time
+import weakref
 from ipaddress import ip_address, ip_network
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Iterable
@@ -310,6 +311,28 @@ class MatrixSite(server.Site):
         self.max_request_size = max_request_size
         self._proxies = [ip_network(p, strict=False) for p in trusted_proxies]
         self.tracker = tracker
+        #: Open connections, closed by L{close_connections} at shutdown.
+        self.connections: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        #: Set at shutdown: new requests are answered 503 (L{MatrixResource}).
+        self.closing = False
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """Build a connection's protocol and remember it (L{close_connections})."""
+        protocol = super().buildProtocol(addr)
+        if protocol is not None:
+            self.connections.add(protocol)
+        return protocol
+
+    def close_connections(self) -> None:
+        """
+        Close every open connection (idle keep-alive ones included), so
+        that no request reaches a server that is shutting down.
+        """
+        self.closing = True
+        for protocol in list(self.connections):
+            transport = getattr(protocol, "transport", None)
+            if transport is not None:
+                getattr(transport, "abortConnection", transport.loseConnection)()
 
     def client_ip(self, request: server.Request) -> str:
         """See L{MatrixRequest.client_ip}."""
@@ -405,6 +428,11 @@ class MatrixResource(Resource):
             return _error_bytes(request, e)
         except UnicodeDecodeError:
             return _error_bytes(request, MatrixError(400, Codes.UNRECOGNIZED, "Bad path"))
+        if getattr(request.site, "closing", False):
+            # Shutting down: nothing may reach the handlers (and the
+            # database) any more; a federation sender retries a 503.
+            request.setHeader(b"connection", b"close")
+            return _error_bytes(request, MatrixError(503, Codes.UNKNOWN, "The server is shutting down"))
         tracker = request.site.tracker  # type: ignore[attr-defined]
         if tracker is not None:
             tracker.started()

@@ -148,6 +148,8 @@ from conduit_tw.handlers.remote_media import RemoteMediaFetcher
 from conduit_tw.api.federation import membership as federation_membership_api
 from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
+# -- federated rooms 2 (federation/{backfill,hierarchy,timestamp}.py)
+from conduit_tw.federation.backfill import Backfiller
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -495,6 +497,13 @@ class HomeServer:
         self.remote_membership.resolve_alias = resolve_remote_alias
         if config.allow_federation:
             self.membership.remote = self.remote_membership
+        # -- federated rooms 2: /messages backfills history from the room's
+        # other servers.
+        self.backfiller = Backfiller(
+            self.server_name, self.event_store, self.events.linearizer, self.federation_remote
+        )
+        if config.allow_federation:
+            self.room_history.backfill = self.backfiller.backfill
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

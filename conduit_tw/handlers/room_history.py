@@ -48,7 +48,7 @@ allows it), so C{include_redundant_members} changes nothing.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from conduit_tw.errors import Codes, MatrixError, forbidden, not_found
 from conduit_tw.handlers.filtering import EventFilter
@@ -74,6 +74,9 @@ DEFAULT_LIMIT = 10
 MAX_SCAN = 2000
 #: Most candidate rows /timestamp_to_event looks at.
 MAX_TS_SCAN = 1000
+#: Backfill requests one /messages page may make, and the least it asks for.
+MAX_BACKFILL_ROUNDS = 3
+BACKFILL_MIN = 20
 
 _MAX_BOUNDARY = (1 << 64) - 2
 _TOKEN = re.compile(r"(s?)(\d+)(?:[_~.].*)?|h(\d+)", re.DOTALL)
@@ -141,6 +144,10 @@ class RoomHistoryHandler:
         self.filters = filters
         self.account_data = account_data
         self.serializer = serializer
+        #: C{(room_id, limit) -> Awaitable[int]}: fetch history before the
+        #: room's earliest event from other servers (federation/backfill.py),
+        #: answering how many events it added; None without federation.
+        self.backfill: Callable[[str, int], Awaitable[int]] | None = None
 
     # -- access
 
@@ -287,6 +294,20 @@ class RoomHistoryHandler:
         events, end, exhausted = await self._scan(
             user_id, room, boundary, forward, limit, stop, event_filter, ignored
         )
+        # Past the earliest event we hold: ask the room's other servers
+        # (server-server-api "Backfilling and retrieving missing events").
+        rounds = 0
+        while (
+            not forward and exhausted and stop is None and len(events) < limit
+            and self.backfill is not None and rounds < MAX_BACKFILL_ROUNDS
+        ):
+            rounds += 1
+            if not await self.backfill(room_id, max(limit - len(events), BACKFILL_MIN)):
+                break
+            more, end, exhausted = await self._scan(
+                user_id, room, end, forward, limit - len(events), stop, event_filter, ignored
+            )
+            events.extend(more)
         out: JsonDict = {
             "chunk": await self.serializer.serialize_events(
                 events, user_id, requester.device_id

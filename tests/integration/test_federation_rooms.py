@@ -237,3 +237,43 @@ class RoomFederationTests(TwoServers):
         self.assertEqual(bodies, ["queued %d" % i for i in range(5)])
         reply = await self.send(self.b, self.bt, room, "back")
         await self.arrives(self.a, reply)
+
+
+class BackfillTests(TwoServers):
+
+    async def test_backfill_100_messages(self) -> None:
+        """Bob joins after 100 messages; paginating back on B fetches them all from A, in order."""
+        room = await self.create_room(preset="public_chat", room_alias_name="old")
+        r = await self.a.request(
+            "PUT", V3 + "/rooms/%s/state/m.room.history_visibility/" % q(room),
+            {"history_visibility": "shared"}, self.at,
+        )
+        self.assertEqual(r.code, 200, r.body)
+        for i in range(100):
+            await self.send(self.a, self.at, room, "old %d" % i)
+        self.assertEqual(await self.join_by_alias("#old:" + self.a.name), room)
+        bodies: list[str] = []
+        token: str | None = None
+        for _ in range(20):
+            page = await self.messages(self.b, self.bt, room, limit=30, **({"from": token} if token else {}))
+            bodies[:0] = [e["content"]["body"] for e in reversed(page["chunk"]) if e["type"] == "m.room.message"]
+            if "end" not in page:
+                break
+            token = page["end"]
+        missing = sorted(set("old %d" % i for i in range(100)) - set(bodies))
+        self.assertEqual(bodies, ["old %d" % i for i in range(100)], missing)
+        # Paginating again is answered from B's store, not A.
+        asked = []
+        original = self.b.hs.backfiller.backfill
+
+        async def counting(room_id: str, limit: int) -> int:
+            asked.append(room_id)
+            return await original(room_id, limit)
+
+        self.b.hs.room_history.backfill = counting
+        page = await self.messages(self.b, self.bt, room, limit=200)
+        self.assertEqual(
+            [e["content"]["body"] for e in reversed(page["chunk"]) if e["type"] == "m.room.message"],
+            ["old %d" % i for i in range(100)],
+        )
+        self.assertLessEqual(len(asked), 1)  # at most one (empty) request, then known exhausted

@@ -149,7 +149,9 @@ from conduit_tw.api.federation import membership as federation_membership_api
 from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
 # -- federated rooms 2 (federation/{backfill,hierarchy,timestamp}.py)
+from conduit_tw.api.federation import timestamp as federation_timestamp_api
 from conduit_tw.federation.backfill import Backfiller
+from conduit_tw.federation.timestamp import TimestampToEvent
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -170,6 +172,7 @@ API_MODULES: list[Any] = [
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
     federation_membership_api,
+    federation_timestamp_api,
 ]
 
 
@@ -502,8 +505,15 @@ class HomeServer:
         self.backfiller = Backfiller(
             self.server_name, self.event_store, self.events.linearizer, self.federation_remote
         )
+        # /timestamp_to_event both ways: served, and asked of the room's
+        # other servers when our history may lack the answer.
+        self.federation_timestamps = TimestampToEvent(
+            self.server_name, self.event_store, self.federation_serving,
+            self.room_history.find_by_timestamp, lambda: self.federation_client,
+        )
         if config.allow_federation:
             self.room_history.backfill = self.backfiller.backfill
+            self.room_history.remote_timestamp = self.federation_timestamps.ask_remote
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

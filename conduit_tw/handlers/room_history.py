@@ -148,6 +148,10 @@ class RoomHistoryHandler:
         #: room's earliest event from other servers (federation/backfill.py),
         #: answering how many events it added; None without federation.
         self.backfill: Callable[[str, int], Awaitable[int]] | None = None
+        #: C{(room, ts, dir, local event or None) -> Awaitable[answer or
+        #: None]}: ask other servers when our history may lack the answer
+        #: (federation/timestamp.py); None without federation.
+        self.remote_timestamp: Callable[..., Awaitable[JsonDict | None]] | None = None
 
     # -- access
 
@@ -521,7 +525,27 @@ class RoomHistoryHandler:
             raise MatrixError(400, Codes.INVALID_PARAM, "dir must be 'b' or 'f'")
         user_id = requester.user_id
         room, _, _, _ = await self.check_access(user_id, room_id)
-        forward = direction == "f"
+
+        async def visible(events: list[StoredEvent]) -> list[StoredEvent]:
+            return await self.visibility.filter_events_for_user(user_id, events)
+
+        ev = await self.find_by_timestamp(room, ts, direction == "f", visible)
+        if self.remote_timestamp is not None:
+            answer = await self.remote_timestamp(room, ts, direction, ev)
+            if answer is not None:
+                return answer
+        if ev is None:
+            raise not_found("Unable to find event from %d in direction %s" % (ts, direction))
+        return {"event_id": ev.event_id, "origin_server_ts": ev.origin_server_ts}
+
+    async def find_by_timestamp(
+        self, room: RoomInfo, ts: int, forward: bool,
+        visible: Callable[[list[StoredEvent]], Awaitable[list[StoredEvent]]],
+    ) -> StoredEvent | None:
+        """
+        The first timeline event at or after (C{forward}) / at or before
+        C{ts} that C{visible} keeps, from the C{roomid_ts} index.
+        """
         timeline = self.store.timeline
         after: tuple[int, int] | None = None
         scanned = 0
@@ -531,15 +555,13 @@ class RoomHistoryHandler:
                 break
             scanned += len(rows)
             events = await timeline.get_many(short for _, _, short in rows)
-            candidates = [e for e in events if e is not None]
-            visible = await self.visibility.filter_events_for_user(user_id, candidates)
-            if visible:
-                ev = visible[0]
-                return {"event_id": ev.event_id, "origin_server_ts": ev.origin_server_ts}
+            kept = await visible([e for e in events if e is not None])
+            if kept:
+                return kept[0]
             after = (rows[-1][0], rows[-1][1])
             if len(rows) < 50:
                 break
-        raise not_found("Unable to find event from %d in direction %s" % (ts, direction))
+        return None
 
 
 def _passes_all(event_filter: EventFilter) -> bool:

@@ -277,3 +277,33 @@ class BackfillTests(TwoServers):
             ["old %d" % i for i in range(100)],
         )
         self.assertLessEqual(len(asked), 1)  # at most one (empty) request, then known exhausted
+
+
+class TimestampTests(TwoServers):
+
+    async def test_timestamp_to_event_asks_the_other_server(self) -> None:
+        room = await self.create_room(preset="public_chat", room_alias_name="dates")
+        early = await self.send(self.a, self.at, room, "early")
+        early_ts = (await self.a.hs.event_store.get_event(early)).origin_server_ts
+        await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(await self.join_by_alias("#dates:" + self.a.name), room)
+        path = "/_matrix/client/v1/rooms/%s/timestamp_to_event?ts=%d&dir=f" % (q(room), early_ts)
+        # A answers from its own history; B lacks it and asks A.
+        for server, token in ((self.a, self.at), (self.b, self.bt)):
+            r = await server.request("GET", path, token=token)
+            self.assertEqual(r.code, 200, r.body)
+            self.assertEqual(r.json, {"event_id": early, "origin_server_ts": early_ts})
+        # The federation endpoint itself, signed by B.
+        answer = await self.b.hs.federation_client.get_json(
+            self.a.name, "/_matrix/federation/v1/timestamp_to_event/%s" % q(room),
+            {"ts": [str(early_ts)], "dir": ["b"]},
+        )
+        self.assertEqual(answer, {"event_id": early, "origin_server_ts": early_ts})
+        # A server with no user in the room is refused.
+        carol_server = Server(await start_homeserver(self))
+        with self.assertRaises(Exception) as e:
+            await carol_server.hs.federation_client.get_json(
+                self.a.name, "/_matrix/federation/v1/timestamp_to_event/%s" % q(room),
+                {"ts": [str(early_ts)], "dir": ["f"]},
+            )
+        self.assertEqual(getattr(e.exception, "code", None), 403)

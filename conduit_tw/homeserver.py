@@ -149,8 +149,10 @@ from conduit_tw.api.federation import membership as federation_membership_api
 from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
 # -- federated rooms 2 (federation/{backfill,hierarchy,timestamp}.py)
+from conduit_tw.api.federation import hierarchy as federation_hierarchy_api
 from conduit_tw.api.federation import timestamp as federation_timestamp_api
 from conduit_tw.federation.backfill import Backfiller
+from conduit_tw.federation.hierarchy import SpaceHierarchy
 from conduit_tw.federation.timestamp import TimestampToEvent
 
 log = get_logger("conduit_tw.homeserver")
@@ -172,7 +174,7 @@ API_MODULES: list[Any] = [
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
     federation_membership_api,
-    federation_timestamp_api,
+    federation_timestamp_api, federation_hierarchy_api,
 ]
 
 
@@ -510,6 +512,10 @@ class HomeServer:
         self.federation_timestamps = TimestampToEvent(
             self.server_name, self.event_store, self.federation_serving,
             self.room_history.find_by_timestamp, lambda: self.federation_client,
+        )
+        # Spaces: /hierarchy served; fetch_remote is for the client /hierarchy.
+        self.federation_hierarchy = SpaceHierarchy(
+            self.server_name, self.event_store, lambda: self.federation_client
         )
         if config.allow_federation:
             self.room_history.backfill = self.backfiller.backfill

@@ -307,3 +307,38 @@ class TimestampTests(TwoServers):
                 {"ts": [str(early_ts)], "dir": ["f"]},
             )
         self.assertEqual(getattr(e.exception, "code", None), 403)
+
+
+class HierarchyTests(TwoServers):
+
+    async def test_remote_space_hierarchy(self) -> None:
+        space = await self.create_room(preset="public_chat", name="Space", creation_content={"type": "m.space"})
+        public = await self.create_room(preset="public_chat", name="Open", topic="t")
+        private = await self.create_room(name="Closed")
+        for child, suggested in ((public, True), (private, False), ("!unknown:elsewhere", False)):
+            r = await self.a.request(
+                "PUT", V3 + "/rooms/%s/state/m.space.child/%s" % (q(space), q(child)),
+                {"via": [self.a.name], "suggested": suggested}, self.at,
+            )
+            self.assertEqual(r.code, 200, r.body)
+        # B asks A (as the client /hierarchy does for rooms B is not in).
+        answer = await self.b.hs.federation_hierarchy.fetch_remote(space, [self.a.name])
+        self.assertIsNotNone(answer)
+        room = answer["room"]
+        self.assertEqual((room["room_id"], room["name"], room["room_type"], room["join_rule"]),
+                         (space, "Space", "m.space", "public"))
+        self.assertEqual({c["state_key"] for c in room["children_state"]}, {public, private, "!unknown:elsewhere"})
+        self.assertTrue(all("origin_server_ts" in c for c in room["children_state"]))
+        self.assertEqual([(c["room_id"], c["name"], c["topic"], c["num_joined_members"]) for c in answer["children"]],
+                         [(public, "Open", "t", 1)])
+        self.assertEqual(answer["inaccessible_children"], [private])
+        # suggested_only keeps the suggested child only.
+        answer = await self.b.hs.federation_hierarchy.fetch_remote(space, [self.a.name], suggested_only=True)
+        self.assertEqual([c["state_key"] for c in answer["room"]["children_state"]], [public])
+        # A private space is not found by a server with nobody in it.
+        self.assertIsNone(await self.b.hs.federation_hierarchy.fetch_remote(private, [self.a.name]))
+        with self.assertRaises(Exception) as e:
+            await self.b.hs.federation_client.get_json(
+                self.a.name, "/_matrix/federation/v1/hierarchy/%s" % q(private)
+            )
+        self.assertEqual((e.exception.code, e.exception.errcode), (404, "M_NOT_FOUND"))

@@ -342,3 +342,27 @@ class HierarchyTests(TwoServers):
                 self.a.name, "/_matrix/federation/v1/hierarchy/%s" % q(private)
             )
         self.assertEqual((e.exception.code, e.exception.errcode), (404, "M_NOT_FOUND"))
+
+
+class OutgoingTests(TwoServers):
+
+    async def test_local_membership_and_profile_events_reach_remote_members(self) -> None:
+        room = await self.shared_room()
+        carol, ct = await self.a.user("carol")
+        r = await self.a.request("POST", V3 + "/rooms/%s/join" % q(room), {}, ct)
+        self.assertEqual(r.code, 200, r.body)
+        await wait_for(lambda: self._member_is(self.b, room, carol, "join"), what="carol's join on B")
+        r = await self.a.request("PUT", V3 + "/profile/%s/displayname" % q(carol), {"displayname": "Carol C"}, ct)
+        self.assertEqual(r.code, 200, r.body)
+
+        async def renamed() -> bool:
+            ev = await self.b.hs.event_store.current_state_event(room, "m.room.member", carol)
+            return ev is not None and ev.content.get("displayname") == "Carol C"
+
+        await wait_for(renamed, what="carol's new display name on B")
+        r = await self.a.request("POST", V3 + "/rooms/%s/leave" % q(room), {}, ct)
+        self.assertEqual(r.code, 200, r.body)
+        await wait_for(lambda: self._member_is(self.b, room, carol, "leave"), what="carol's leave on B")
+
+    async def _member_is(self, server: Server, room: str, user: str, membership: str) -> bool:
+        return await server.hs.event_store.membership(user, room) == membership

@@ -29,6 +29,7 @@ from conduit_tw.events.event import Event
 from conduit_tw.federation.missing_events import FetchBudget, RemoteEvents, StateMap, state_after
 from conduit_tw.federation.pdu_checks import PduError, check_pdu
 from conduit_tw.federation.pdu_pipeline import resolve_states
+from conduit_tw.federation.event_serving import server_of
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.events import BACKFILL
 from conduit_tw.storage.stores.rooms import RoomInfo
@@ -43,11 +44,6 @@ log = get_logger("conduit_tw.federation.backfill")
 MAX_BACKFILL = 100
 #: Servers tried per backfill before giving up.
 MAX_SERVERS = 5
-
-
-def server_of(user_id: str) -> str:
-    """The server name of a user ID."""
-    return user_id.partition(":")[2]
 
 
 class Backfiller:

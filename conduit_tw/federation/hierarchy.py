@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from conduit_tw.errors import not_found
 from conduit_tw.federation.acl import SERVER_ACL, is_server_allowed
+from conduit_tw.federation.event_serving import server_of
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.timeline import StoredEvent
 
@@ -45,11 +46,6 @@ _SUMMARY_STATE = (
     ("m.room.canonical_alias", ""), ("m.room.join_rules", ""), ("m.room.history_visibility", ""),
     ("m.room.guest_access", ""), ("m.room.encryption", ""),
 )
-
-
-def server_of(user_id: str) -> str:
-    """The server name of a user ID."""
-    return user_id.partition(":")[2]
 
 
 def _content(events: dict[tuple[str, str], StoredEvent], key: tuple[str, str]) -> dict[str, Any]:

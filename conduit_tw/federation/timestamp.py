@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from urllib.parse import quote
 
 from conduit_tw.errors import Codes, MatrixError, not_found
+from conduit_tw.federation.event_serving import server_of
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.rooms import RoomInfo
 from conduit_tw.storage.stores.timeline import StoredEvent
@@ -34,11 +35,6 @@ log = get_logger("conduit_tw.federation.timestamp")
 MAX_SERVERS = 5
 
 Finder = Callable[..., Awaitable[StoredEvent | None]]
-
-
-def server_of(user_id: str) -> str:
-    """The server name of a user ID."""
-    return user_id.partition(":")[2]
 
 
 class TimestampToEvent:

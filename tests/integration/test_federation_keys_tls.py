@@ -12,13 +12,14 @@ from typing import Any
 from twisted.trial import unittest
 
 from conduit_tw.api.federation._paths import federation_route
-from tests.integration import test_federation_tls
+from tests.integration.federation import start_service
 
 
 class KeyRingOverTLSTests(unittest.TestCase):
-    """Each test starts the servers it needs (see C{TwoServersTests.start})."""
+    """Each test starts the servers it needs (L{start_service})."""
 
-    start = test_federation_tls.TwoServersTests.start
+    async def start(self) -> Any:
+        return await start_service(self)
 
     async def test_authenticated_requests_both_ways(self) -> None:
         a = (await self.start()).homeserver

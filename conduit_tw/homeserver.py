@@ -155,6 +155,12 @@ from conduit_tw.handlers.admin_room import AdminRoom, AdminRoomDeps
 from conduit_tw.logging import configure as configure_logging
 from conduit_tw.storage.stores.admin import AdminStore
 from conduit_tw.storage.stores.registration_tokens import RegistrationTokenStore
+# -- federated rooms 2 (federation/{backfill,hierarchy,timestamp}.py)
+from conduit_tw.api.federation import hierarchy as federation_hierarchy_api
+from conduit_tw.api.federation import timestamp as federation_timestamp_api
+from conduit_tw.federation.backfill import Backfiller
+from conduit_tw.federation.hierarchy import SpaceHierarchy
+from conduit_tw.federation.timestamp import TimestampToEvent
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -176,6 +182,7 @@ API_MODULES: list[Any] = [
     federation_media_api,
     federation_membership_api,
     admin_api,
+    federation_timestamp_api, federation_hierarchy_api,
 ]
 
 
@@ -536,6 +543,24 @@ class HomeServer:
         self.directory.publish_checks.append(self.admin_room.check_publish)
         self.registration.on_registered.append(self.admin_room.user_registered)
         self.event_store.persist_hooks.append(self.admin_room.event_persisted)
+        # -- federated rooms 2: /messages backfills history from the room's
+        # other servers.
+        self.backfiller = Backfiller(
+            self.server_name, self.event_store, self.events.linearizer, self.federation_remote
+        )
+        # /timestamp_to_event both ways: served, and asked of the room's
+        # other servers when our history may lack the answer.
+        self.federation_timestamps = TimestampToEvent(
+            self.server_name, self.event_store, self.federation_serving,
+            self.room_history.find_by_timestamp, lambda: self.federation_client,
+        )
+        # Spaces: /hierarchy served; fetch_remote is for the client /hierarchy.
+        self.federation_hierarchy = SpaceHierarchy(
+            self.server_name, self.event_store, lambda: self.federation_client
+        )
+        if config.allow_federation:
+            self.room_history.backfill = self.backfiller.backfill
+            self.room_history.remote_timestamp = self.federation_timestamps.ask_remote
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
         # Requests wait until setup() has mounted the API.

@@ -108,6 +108,7 @@ class ConduitService(MultiService):
     def stopService(self):
         """Stop listeners, drain in-flight requests, close the database."""
         self.running = False
+        self.site.closing = True  # new requests: 503 (in-flight ones finish)
         yield defer.gatherResults(
             [defer.maybeDeferred(s.stopService) for s in list(self) if s.running],
             consumeErrors=True,

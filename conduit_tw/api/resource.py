@@ -314,6 +314,8 @@ class MatrixSite(server.Site):
         #: The open connections: channel -> its transport.
         self._channels: dict[Any, Any] = {}
         self._all_closed: list[Deferred[None]] = []
+        #: Set at shutdown: new requests are answered 503 (L{MatrixResource}).
+        self.closing = False
 
     def buildProtocol(self, addr: Any) -> Any:
         """An HTTP channel, remembered until its connection is lost."""
@@ -346,6 +348,7 @@ class MatrixSite(server.Site):
         connections open otherwise) and fire once all are gone; the ones
         still open after C{grace} seconds are aborted.
         """
+        self.closing = True
         d: Deferred[None] = Deferred()
         if not self._channels:
             d.callback(None)
@@ -485,6 +488,11 @@ class MatrixResource(Resource):
             return _error_bytes(request, e)
         except UnicodeDecodeError:
             return _error_bytes(request, MatrixError(400, Codes.UNRECOGNIZED, "Bad path"))
+        if getattr(request.site, "closing", False):
+            # Shutting down: nothing may reach the handlers (and the
+            # database) any more; a federation sender retries a 503.
+            request.setHeader(b"connection", b"close")
+            return _error_bytes(request, MatrixError(503, Codes.UNKNOWN, "The server is shutting down"))
         tracker = request.site.tracker  # type: ignore[attr-defined]
         if tracker is not None:
             tracker.started()

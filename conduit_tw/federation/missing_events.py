@@ -271,6 +271,24 @@ class RemoteEvents:
         @raise PduDropped: the answer is malformed, too large, or the
             event itself cannot be had.
         """
+        state = await self.state_before_remote(origin, room, event_id, budget, fetch_event=True)
+        event = (await self.store.get_events([event_id])).get(event_id)
+        if event is None:
+            raise PduDropped("Cannot get %s" % event_id)
+        return state_after(event, state)
+
+    async def state_before_remote(
+        self, origin: str, room: RoomInfo, event_id: str, budget: FetchBudget,
+        fetch_event: bool = False,
+    ) -> StateMap:
+        """
+        The state before an event, from C{/state_ids} at it: every unknown
+        event of that state and its auth chain fetched and stored as
+        outliers (the event itself too with C{fetch_event}; backfill stores
+        it in the timeline instead).
+
+        @raise PduDropped: the answer is malformed or too large.
+        """
         budget.spend(requests=1)
         try:
             answer = await self.client.get_json(
@@ -288,20 +306,19 @@ class RemoteEvents:
             raise PduDropped("Bad /state_ids answer")
         if len(pdu_ids) + len(chain_ids) > self.max_state_events:
             raise PduDropped("State at %s is too large" % event_id)
-        wanted = set(pdu_ids) | set(chain_ids) | {event_id}
+        wanted = set(pdu_ids) | set(chain_ids)
+        if fetch_event:
+            wanted.add(event_id)
         known = await self.store.get_events(wanted)
         fetched = await self.fetch_events(origin, room, wanted - known.keys(), budget)
         await self.persist_outliers(room, fetched)
-        events = await self.store.get_events(set(pdu_ids) | {event_id})
-        event = events.get(event_id)
-        if event is None:
-            raise PduDropped("Cannot get %s" % event_id)
+        events = await self.store.get_events(set(pdu_ids))
         state: StateMap = {}
         for state_id in pdu_ids:
             ev = events.get(state_id)
             if ev is not None and ev.is_state() and not ev.rejected:
                 state[ev.state_pair()] = state_id  # type: ignore[index]
-        return state_after(event, state)
+        return state
 
     # ------------------------------------------------------------------
     # Storing outliers

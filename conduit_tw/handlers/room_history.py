@@ -48,7 +48,7 @@ allows it), so C{include_redundant_members} changes nothing.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from conduit_tw.errors import Codes, MatrixError, forbidden, not_found
 from conduit_tw.handlers.filtering import EventFilter
@@ -74,6 +74,9 @@ DEFAULT_LIMIT = 10
 MAX_SCAN = 2000
 #: Most candidate rows /timestamp_to_event looks at.
 MAX_TS_SCAN = 1000
+#: Backfill requests one /messages page may make, and the least it asks for.
+MAX_BACKFILL_ROUNDS = 3
+BACKFILL_MIN = 20
 
 _MAX_BOUNDARY = (1 << 64) - 2
 _TOKEN = re.compile(r"(s?)(\d+)(?:[_~.].*)?|h(\d+)", re.DOTALL)
@@ -141,6 +144,14 @@ class RoomHistoryHandler:
         self.filters = filters
         self.account_data = account_data
         self.serializer = serializer
+        #: C{(room_id, limit) -> Awaitable[int]}: fetch history before the
+        #: room's earliest event from other servers (federation/backfill.py),
+        #: answering how many events it added; None without federation.
+        self.backfill: Callable[[str, int], Awaitable[int]] | None = None
+        #: C{(room, ts, dir, local event or None) -> Awaitable[answer or
+        #: None]}: ask other servers when our history may lack the answer
+        #: (federation/timestamp.py); None without federation.
+        self.remote_timestamp: Callable[..., Awaitable[JsonDict | None]] | None = None
 
     # -- access
 
@@ -287,6 +298,20 @@ class RoomHistoryHandler:
         events, end, exhausted = await self._scan(
             user_id, room, boundary, forward, limit, stop, event_filter, ignored
         )
+        # Past the earliest event we hold: ask the room's other servers
+        # (server-server-api "Backfilling and retrieving missing events").
+        rounds = 0
+        while (
+            not forward and exhausted and stop is None and len(events) < limit
+            and self.backfill is not None and rounds < MAX_BACKFILL_ROUNDS
+        ):
+            rounds += 1
+            if not await self.backfill(room_id, max(limit - len(events), BACKFILL_MIN)):
+                break
+            more, end, exhausted = await self._scan(
+                user_id, room, end, forward, limit - len(events), stop, event_filter, ignored
+            )
+            events.extend(more)
         out: JsonDict = {
             "chunk": await self.serializer.serialize_events(
                 events, user_id, requester.device_id
@@ -500,7 +525,27 @@ class RoomHistoryHandler:
             raise MatrixError(400, Codes.INVALID_PARAM, "dir must be 'b' or 'f'")
         user_id = requester.user_id
         room, _, _, _ = await self.check_access(user_id, room_id)
-        forward = direction == "f"
+
+        async def visible(events: list[StoredEvent]) -> list[StoredEvent]:
+            return await self.visibility.filter_events_for_user(user_id, events)
+
+        ev = await self.find_by_timestamp(room, ts, direction == "f", visible)
+        if self.remote_timestamp is not None:
+            answer = await self.remote_timestamp(room, ts, direction, ev)
+            if answer is not None:
+                return answer
+        if ev is None:
+            raise not_found("Unable to find event from %d in direction %s" % (ts, direction))
+        return {"event_id": ev.event_id, "origin_server_ts": ev.origin_server_ts}
+
+    async def find_by_timestamp(
+        self, room: RoomInfo, ts: int, forward: bool,
+        visible: Callable[[list[StoredEvent]], Awaitable[list[StoredEvent]]],
+    ) -> StoredEvent | None:
+        """
+        The first timeline event at or after (C{forward}) / at or before
+        C{ts} that C{visible} keeps, from the C{roomid_ts} index.
+        """
         timeline = self.store.timeline
         after: tuple[int, int] | None = None
         scanned = 0
@@ -510,15 +555,13 @@ class RoomHistoryHandler:
                 break
             scanned += len(rows)
             events = await timeline.get_many(short for _, _, short in rows)
-            candidates = [e for e in events if e is not None]
-            visible = await self.visibility.filter_events_for_user(user_id, candidates)
-            if visible:
-                ev = visible[0]
-                return {"event_id": ev.event_id, "origin_server_ts": ev.origin_server_ts}
+            kept = await visible([e for e in events if e is not None])
+            if kept:
+                return kept[0]
             after = (rows[-1][0], rows[-1][1])
             if len(rows) < 50:
                 break
-        raise not_found("Unable to find event from %d in direction %s" % (ts, direction))
+        return None
 
 
 def _passes_all(event_filter: EventFilter) -> bool:

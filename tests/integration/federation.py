@@ -13,6 +13,8 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
@@ -29,6 +31,15 @@ async def start_homeserver(case: unittest.TestCase, **overrides: Any) -> HomeSer
     Start one of our servers for C{case} (stopped by a cleanup) with open
     registration; C{overrides} are config values. Other servers' keys are
     fetched by its real keyring.
+    """
+    return (await start_service(case, **overrides)).homeserver
+
+
+async def start_service(case: unittest.TestCase, **overrides: Any) -> Any:
+    """
+    Start a server like L{start_homeserver}, returning the running service (C{stopService}
+    stops it early, e.g. to restart the server on the same
+    C{database_path}, C{port} and C{server_name}).
     """
     from tests.server import make_config
 
@@ -50,11 +61,19 @@ async def start_homeserver(case: unittest.TestCase, **overrides: Any) -> HomeSer
     values.update(overrides)
     service = make_service(make_config(**values), reactor)
     service.startService()
-    case.addCleanup(service.stopService)
+
+    async def stop() -> None:
+        if service.running:
+            await service.stopService()
+            # Let the connections the server closed finish closing on the
+            # other side too, before trial checks the reactor is clean.
+            await deferLater(reactor, 0.1, lambda: None)
+
+    case.addCleanup(lambda: Deferred.fromCoroutine(stop()))
     await service.ready
     hs = service.homeserver
     hs.passwords.hasher = PasswordHasher(time_cost=1, memory_cost=256, parallelism=1)
-    return hs
+    return service
 
 
 def base_url(hs: HomeServer) -> str:

@@ -151,17 +151,25 @@ def record_federation(hs: Any) -> list[tuple[str, str, Any]]:
 class HomeserverTestCase(unittest.TestCase):
     """
     Base for API tests: a fresh server per test on a temporary database.
-    Subclasses may set C{config_overrides} or C{backend}.
+    Subclasses may set C{config_overrides} or C{backend}; the environment
+    variable C{CONDUIT_TEST_BACKEND} changes the default (C{sqlite}) for
+    every test, e.g. C{postgresql}, which runs on a throw-away cluster
+    (tests/postgresql.py).
     """
 
     config_overrides: Mapping[str, Any] = {}
-    backend = "sqlite"
+    backend = os.environ.get("CONDUIT_TEST_BACKEND") or "sqlite"
 
     async def _start(self) -> None:
         path = self.mktemp()
         os.makedirs(path)
+        overrides = dict(self.config_overrides)
+        if self.backend == "postgresql" and "database_url" not in overrides:
+            from tests.postgresql import database_url
+
+            overrides["database_url"] = database_url(self)
         self.config = make_config(
-            database_path=path, database_backend=self.backend, **dict(self.config_overrides)
+            database_path=path, database_backend=self.backend, **overrides
         )
         self.hs = HomeServer(self.config, reactor)
         self.addCleanup(self.hs.close)

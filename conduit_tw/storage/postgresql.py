@@ -225,7 +225,8 @@ class PostgreSQLDatabase:
     @param path: a directory: a backup found there (L{BACKUP_FILE}) is
         restored into an empty database; nothing else is kept in it.
     @param options: C{database_url} (libpq URI or connection string,
-        required), C{database_statement_timeout_ms} (0: none).
+        required), C{database_password_file} (the password, first line),
+        C{database_statement_timeout_ms} (0: none).
     @param reactor: the reactor results are delivered to; the global one
         if C{None}.
     """
@@ -249,6 +250,16 @@ class PostgreSQLDatabase:
         self._reactor = reactor
         self.path = path
         self._timeout = timeout
+        self._password: str | None = None
+        password_file = options.get("database_password_file")
+        if password_file:
+            try:
+                with open(password_file, encoding="utf-8") as f:
+                    self._password = f.readline().rstrip("\r\n")
+            except OSError as e:
+                raise ValueError(
+                    f"database_password_file: cannot read {password_file!r}: {e.strerror}"
+                ) from None
         self._conn: Any = None
         self._trees: dict[str, PostgreSQLTree] = {}
         self._watchers = PrefixWatchers()
@@ -275,7 +286,7 @@ class PostgreSQLDatabase:
         self._conn = None
         where = describe_url(self.url)
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            conn = psycopg.connect(self.url, **self._connect_args())
         except psycopg.Error as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DatabaseUnavailable(
@@ -323,6 +334,12 @@ class PostgreSQLDatabase:
         if self._closed:
             return fail(DatabaseUnavailable("the database is closed"))
         return self._worker.submit(self._run, fn, *args)
+
+    def _connect_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"autocommit": True, "connect_timeout": 10}
+        if self._password is not None:
+            args["password"] = self._password
+        return args
 
     def _restore_if_empty(self, conn: Any) -> None:
         source = os.path.join(self.path, BACKUP_FILE)
@@ -473,11 +490,12 @@ class PostgreSQLDatabase:
         from twisted.internet.threads import deferToThreadPool
 
         url = self.url
+        args = self._connect_args()
         reactor = self._reactor
         # Queued behind every earlier write: the snapshot includes them.
         d = self._call(lambda conn: None)
         d.addCallback(
-            lambda _: deferToThreadPool(reactor, reactor.getThreadPool(), _backup, url, path)
+            lambda _: deferToThreadPool(reactor, reactor.getThreadPool(), _backup, url, args, path)
         )
         return d
 
@@ -492,14 +510,14 @@ class PostgreSQLDatabase:
         self._worker.stop()
 
 
-def _backup(url: str, path: str) -> None:
+def _backup(url: str, args: dict[str, Any], path: str) -> None:
     """Thread body of L{PostgreSQLDatabase.backup}."""
     import psycopg
 
     os.makedirs(path, exist_ok=True)
     target = os.path.join(path, BACKUP_FILE)
     partial = target + ".partial"
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, **args) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         with open(partial, "wb") as f, conn.cursor() as cur:
             with cur.copy(

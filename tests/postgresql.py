@@ -65,6 +65,10 @@ class PostgreSQLCluster:
             "initdb", "-D", self.data, "-U", "postgres", "-A", "trust",
             "--no-sync", "-E", "UTF8", "--locale", "C",
         )
+        # The superuser logs in without a password; every other role needs
+        # its own (tests of a refused login).
+        with open(os.path.join(self.data, "pg_hba.conf"), "w") as f:
+            f.write("local all postgres trust\nlocal all all scram-sha-256\n")
         self._run(
             "pg_ctl", "-D", self.data, "-w", "-s", "-l", os.path.join(self.dir, "log"),
             "-o", f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off "

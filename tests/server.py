@@ -154,7 +154,8 @@ class HomeserverTestCase(unittest.TestCase):
     Subclasses may set C{config_overrides} or C{backend}; the environment
     variable C{CONDUIT_TEST_BACKEND} changes the default (C{sqlite}) for
     every test, e.g. C{postgresql}, which runs on a throw-away cluster
-    (tests/postgresql.py).
+    (tests/postgresql.py), or C{deferred}: SQLite answering every call on a
+    later reactor turn (tests/storage/deferred.py).
     """
 
     config_overrides: Mapping[str, Any] = {}
@@ -171,7 +172,7 @@ class HomeserverTestCase(unittest.TestCase):
         self.config = make_config(
             database_path=path, database_backend=self.backend, **overrides
         )
-        self.hs = HomeServer(self.config, reactor)
+        self.hs = self.make_homeserver()
         self.addCleanup(self.hs.close)
         #: Federation transactions the server would have sent.
         self.sent = record_federation(self.hs)
@@ -186,6 +187,20 @@ class HomeserverTestCase(unittest.TestCase):
         # connection lives for one request.
         self.site.timeOut = None
         self.client = FakeClient(self.site)
+
+    def make_homeserver(self) -> HomeServer:
+        """A new server on C{self.config} (its database), for L{backend}."""
+        db = None
+        if self.backend == "deferred":
+            # Every read and write answers on a later reactor turn, as a
+            # network backend does (tests/storage/deferred.py).
+            from conduit_tw.storage.database import open_database
+            from tests.storage.deferred import DeferredDatabase
+
+            db = DeferredDatabase(
+                open_database("sqlite", self.config.database_path, self.config.database_options())
+            )
+        return HomeServer(self.config, reactor, db=db)
 
     def setUp(self) -> Deferred[None]:
         """Start the server."""

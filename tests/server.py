@@ -169,9 +169,9 @@ class HomeserverTestCase(unittest.TestCase):
             from tests.postgresql import database_url
 
             overrides["database_url"] = database_url(self)
-        self.config = make_config(
-            database_path=path, database_backend=self.backend, **overrides
-        )
+        # "deferred" is SQLite behind a wrapper (make_homeserver).
+        backend = "sqlite" if self.backend == "deferred" else self.backend
+        self.config = make_config(database_path=path, database_backend=backend, **overrides)
         self.hs = self.make_homeserver()
         self.addCleanup(self.hs.close)
         #: Federation transactions the server would have sent.

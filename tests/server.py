@@ -227,3 +227,15 @@ class HomeserverTestCase(unittest.TestCase):
             (response.code, response.json.get("errcode")), (code, errcode), response.body
         )
         self.assertIsInstance(response.json.get("error"), str)
+
+
+def on_backend(backend: str, namespace: dict[str, Any], *cases: type) -> None:
+    """
+    Define in C{namespace} (a test module's C{globals()}) a subclass of each
+    test case of C{cases} that runs on storage C{backend}, named
+    C{<Case>On<backend>}.
+    """
+    module = namespace["__name__"]
+    for case in cases:
+        name = f"{case.__name__}On{backend.capitalize()}"
+        namespace[name] = type(name, (case,), {"backend": backend, "__module__": module})

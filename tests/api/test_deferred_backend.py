@@ -7,40 +7,19 @@ runs that way with C{CONDUIT_TEST_BACKEND=deferred}.
 
 from __future__ import annotations
 
-from tests.api import test_rooms_send, test_sync
+from tests.api import test_media, test_rooms_send, test_sync
+from tests.server import on_backend
 
-
-class SendDeferredTests(test_rooms_send.SendTests):
-    backend = "deferred"
-
-
-class RedactionDeferredTests(test_rooms_send.RedactionTests):
-    backend = "deferred"
-
-
-class HistoryVisibilityDeferredTests(test_rooms_send.HistoryVisibilityTests):
-    backend = "deferred"
-
-
-class NotifierDeferredTests(test_rooms_send.NotifierTests):
-    backend = "deferred"
-
-
-class InitialSyncDeferredTests(test_sync.InitialSyncTests):
-    backend = "deferred"
-
-
-class IncrementalSyncDeferredTests(test_sync.IncrementalSyncTests):
-    backend = "deferred"
-
-
-class LongPollDeferredTests(test_sync.LongPollTests):
-    backend = "deferred"
-
-
-class MembershipSectionDeferredTests(test_sync.MembershipSectionTests):
-    backend = "deferred"
-
-
-class IncrementalBehaviourDeferredTests(test_sync.IncrementalBehaviourTests):
-    backend = "deferred"
+on_backend(
+    "deferred", globals(),
+    test_rooms_send.SendTests,
+    test_rooms_send.RedactionTests,
+    test_rooms_send.HistoryVisibilityTests,
+    test_rooms_send.NotifierTests,
+    test_sync.InitialSyncTests,
+    test_sync.IncrementalSyncTests,
+    test_sync.LongPollTests,
+    test_sync.MembershipSectionTests,
+    test_sync.IncrementalBehaviourTests,
+    test_media.AsyncUploadTests,
+)

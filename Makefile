@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test synapse bench clean
+.PHONY: run test install install-test synapse postgresql bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,10 +38,17 @@ $(SYNAPSE_VENV)/.installed-$(SYNAPSE_VERSION):
 
 synapse: $(SYNAPSE_VENV)/.installed-$(SYNAPSE_VERSION)
 
+# PostgreSQL server binaries for the postgresql backend's tests
+# (tests/postgresql.py starts a throw-away cluster with them): the system's
+# package when initdb is neither on PATH nor in /usr/lib/postgresql/*/bin.
+postgresql:
+	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi
+
 run: install
 	$(BIN)/twistd -n --pidfile= conduit $(ARGS)
 
-test: install-test synapse
+test: install-test synapse postgresql
 	$(BIN)/trial $(TRIAL_ARGS) tests
 
 bench: install-test

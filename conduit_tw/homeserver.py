@@ -42,7 +42,7 @@ from conduit_tw.handlers.uia import PASSWORD, UIA
 from conduit_tw.handlers.server_keys import ServerKeys
 from conduit_tw.logging import get_logger
 from conduit_tw.notifier import Notifier
-from conduit_tw.storage.database import open_database
+from conduit_tw.storage.database import database_ready, open_database
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.stores.globals import GlobalsStore
 from conduit_tw.storage.stores.devices import DeviceStore
@@ -568,6 +568,7 @@ class HomeServer:
 
     async def setup(self) -> None:
         """Load (or create) persistent state and mount the API."""
+        await database_ready(self.db)  # a network backend's start-up check
         self.server_keys = await ServerKeys.load(self.server_name, self.globals, self.clock_ms)
         self.events.server_keys = self.server_keys
         await self.event_store.setup()

@@ -151,19 +151,28 @@ def record_federation(hs: Any) -> list[tuple[str, str, Any]]:
 class HomeserverTestCase(unittest.TestCase):
     """
     Base for API tests: a fresh server per test on a temporary database.
-    Subclasses may set C{config_overrides} or C{backend}.
+    Subclasses may set C{config_overrides} or C{backend}; the environment
+    variable C{CONDUIT_TEST_BACKEND} changes the default (C{sqlite}) for
+    every test, e.g. C{postgresql}, which runs on a throw-away cluster
+    (tests/postgresql.py), or C{deferred}: SQLite answering every call on a
+    later reactor turn (tests/storage/deferred.py).
     """
 
     config_overrides: Mapping[str, Any] = {}
-    backend = "sqlite"
+    backend = os.environ.get("CONDUIT_TEST_BACKEND") or "sqlite"
 
     async def _start(self) -> None:
         path = self.mktemp()
         os.makedirs(path)
-        self.config = make_config(
-            database_path=path, database_backend=self.backend, **dict(self.config_overrides)
-        )
-        self.hs = HomeServer(self.config, reactor)
+        overrides = dict(self.config_overrides)
+        if self.backend == "postgresql" and "database_url" not in overrides:
+            from tests.postgresql import database_url
+
+            overrides["database_url"] = database_url(self)
+        # "deferred" is SQLite behind a wrapper (make_homeserver).
+        backend = "sqlite" if self.backend == "deferred" else self.backend
+        self.config = make_config(database_path=path, database_backend=backend, **overrides)
+        self.hs = self.make_homeserver()
         self.addCleanup(self.hs.close)
         #: Federation transactions the server would have sent.
         self.sent = record_federation(self.hs)
@@ -178,6 +187,20 @@ class HomeserverTestCase(unittest.TestCase):
         # connection lives for one request.
         self.site.timeOut = None
         self.client = FakeClient(self.site)
+
+    def make_homeserver(self) -> HomeServer:
+        """A new server on C{self.config} (its database), for L{backend}."""
+        db = None
+        if self.backend == "deferred":
+            # Every read and write answers on a later reactor turn, as a
+            # network backend does (tests/storage/deferred.py).
+            from conduit_tw.storage.database import open_database
+            from tests.storage.deferred import DeferredDatabase
+
+            db = DeferredDatabase(
+                open_database("sqlite", self.config.database_path, self.config.database_options())
+            )
+        return HomeServer(self.config, reactor, db=db)
 
     def setUp(self) -> Deferred[None]:
         """Start the server."""
@@ -204,3 +227,15 @@ class HomeserverTestCase(unittest.TestCase):
             (response.code, response.json.get("errcode")), (code, errcode), response.body
         )
         self.assertIsInstance(response.json.get("error"), str)
+
+
+def on_backend(backend: str, namespace: dict[str, Any], *cases: type) -> None:
+    """
+    Define in C{namespace} (a test module's C{globals()}) a subclass of each
+    test case of C{cases} that runs on storage C{backend}, named
+    C{<Case>On<backend>}.
+    """
+    module = namespace["__name__"]
+    for case in cases:
+        name = f"{case.__name__}On{backend.capitalize()}"
+        namespace[name] = type(name, (case,), {"backend": backend, "__module__": module})

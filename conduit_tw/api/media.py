@@ -138,11 +138,18 @@ def register(router: Router, hs: "HomeServer") -> None:
         return requester.user_id
 
     async def upload(request: MatrixRequest) -> Any:
-        user_id = await uploader(request)
-        uri = await media.upload(
-            user_id, the_spool(request), clean_content_type(request.getHeader(b"content-type")),
-            clean_filename(request.arg("filename")),
-        )
+        try:
+            user_id = await uploader(request)
+            uri = await media.upload(
+                user_id, the_spool(request),
+                clean_content_type(request.getHeader(b"content-type")),
+                clean_filename(request.arg("filename")),
+            )
+        except BaseException:
+            # Refused: delete the spooled body before answering, however
+            # late the storage answered (never after the response).
+            _discard(request)
+            raise
         return {"content_uri": uri}
 
     async def create(request: MatrixRequest) -> Any:
@@ -151,13 +158,22 @@ def register(router: Router, hs: "HomeServer") -> None:
         return {"content_uri": uri, "unused_expires_at": expires_at}
 
     async def upload_to(request: MatrixRequest, server_name: str, media_id: str) -> Any:
-        requester = await hs.auth.get_requester(request)
-        await media.upload_to(
-            requester.user_id, server_name, media_id, the_spool(request),
-            clean_content_type(request.getHeader(b"content-type")),
-            clean_filename(request.arg("filename")),
-        )
+        try:
+            requester = await hs.auth.get_requester(request)
+            await media.upload_to(
+                requester.user_id, server_name, media_id, the_spool(request),
+                clean_content_type(request.getHeader(b"content-type")),
+                clean_filename(request.arg("filename")),
+            )
+        except BaseException:
+            _discard(request)
+            raise
         return {}
+
+    def _discard(request: MatrixRequest) -> None:
+        spool = request.content
+        if isinstance(spool, UploadSpool):
+            spool.close()
 
     upload.body_spool = spool_for  # type: ignore[attr-defined]
     upload_to.body_spool = spool_for  # type: ignore[attr-defined]

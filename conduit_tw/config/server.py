@@ -48,12 +48,29 @@ class StorageKeys:
     )
     database_backend: str = key(
         "sqlite",
-        '`"sqlite"` or `"lmdb"`. `"rocksdb"` (Conduit\'s recommendation) is accepted as an '
+        '`"sqlite"`, `"lmdb"` or `"postgresql"` (with `database_url`). `"rocksdb"` (Conduit\'s recommendation) is accepted as an '
         'alias of `"lmdb"` with a notice, so Conduit configs start unchanged; an existing '
         "Conduit RocksDB database is **not** read. Any other name is looked up among "
         "installed storage plugins (`twisted/plugins/`); an unknown one stops start-up with "
         "the list of available backends.",
         values.BACKEND,
+    )
+    database_url: str | None = key(
+        None,
+        'PostgreSQL connection for `database_backend = "postgresql"`: a libpq URI '
+        "(`postgresql://user@host:5432/dbname`) or key=value string. Also from the "
+        "environment as `CONDUIT_DATABASE_URL`, which keeps a password out of the file. "
+        "A bad URL, an unreachable server or a refused login stops start-up naming this key.",
+    )
+    database_password_file: str | None = key(
+        None,
+        "File holding the PostgreSQL password (first line), used with `database_url`; "
+        "libpq's own `passfile` / `~/.pgpass` work too.",
+    )
+    database_statement_timeout_ms: int = key(
+        0,
+        "PostgreSQL: abort any statement running longer than this (milliseconds; 0: no limit).",
+        values.NONNEG,
     )
     database_backup_path: str | None = key(
         None,
@@ -106,6 +123,9 @@ class StorageKeys:
             "db_cache_capacity_mb": self.db_cache_capacity_mb,
             "sqlite_synchronous": self.sqlite_synchronous,
             "lmdb_sync": self.lmdb_sync,
+            "database_url": self.database_url,
+            "database_password_file": self.database_password_file,
+            "database_statement_timeout_ms": self.database_statement_timeout_ms,
         }
 
 

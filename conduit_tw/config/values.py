@@ -263,7 +263,7 @@ ROOM_REF = _expect(
 def _backend(path: str, v: Any) -> str:
     if isinstance(v, str) and v.strip():
         name = v.strip()
-        return name.lower() if name.lower() in ("sqlite", "lmdb", "rocksdb") else name
+        return name.lower() if name.lower() in ("sqlite", "lmdb", "rocksdb", "postgresql") else name
     raise bad(path, 'a storage backend name such as "sqlite" or "lmdb"', v)
 
 

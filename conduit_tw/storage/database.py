@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
+import weakref
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -147,22 +148,41 @@ def check_schema(db: IKeyValueDatabase, where: str = "the database") -> Deferred
     return Deferred.fromCoroutine(check())
 
 
-def _now(d: Deferred[Any], what: str, db: Any = None) -> Any:
+def _settled(d: Deferred[Any], db: Any = None) -> list[Any]:
+    """C{[result]} if C{d} fired (after asking a group-committing backend to commit), else C{[]}."""
     results: list[Any] = []
     d.addBoth(results.append)
     if not results and hasattr(db, "flush"):
         # A backend that groups commits (SQLite) fires write Deferreds at
         # its commit: make it commit now.
         db.flush()
-    if not results:
-        d.cancel()
-        raise TypeError(
-            f"{what} answered asynchronously; open_database() needs a backend "
-            "that answers at once (embedded). Use check_schema() for others."
-        )
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
+    return results
+
+
+#: Schema checks still running, per database opened by L{open_database}
+#: (backends that answer later); L{database_ready} awaits them.
+_checks: weakref.WeakKeyDictionary[Any, Deferred[Any]] = weakref.WeakKeyDictionary()
+
+
+async def database_ready(db: IKeyValueDatabase) -> None:
+    """
+    Wait until the start-up check of a database opened by L{open_database}
+    is done (at once for a backend that answers at once).
+
+    @raise DatabaseError: the check failed (the database is closed); a
+        backend's own error (cannot connect, ...) is wrapped with its message.
+    """
+    d = _checks.pop(db, None)
+    if d is None:
+        return
+    try:
+        await d
+    except DatabaseError:
+        db.close()
+        raise
+    except Exception as e:
+        db.close()
+        raise DatabaseError(str(e)) from e
 
 
 def open_database(
@@ -170,7 +190,9 @@ def open_database(
 ) -> IKeyValueDatabase:
     """
     Open (creating if needed) the database in directory C{path} with the
-    backend called C{backend_name}, and check its schema version.
+    backend called C{backend_name}, and check its schema version: at once
+    for a backend that answers at once; otherwise the check runs on and
+    the caller must await L{database_ready} before the first use.
 
     @param options: backend tuning from the config (see each backend).
     @raise UnknownBackend: no such backend; the message lists the installed ones.
@@ -190,9 +212,17 @@ def open_database(
         raise DatabaseError(
             f"the {backend.name} backend cannot open {path!r}: {e}"
         ) from e
-    try:
-        _now(check_schema(db, f"database {path!r}"), f"backend {backend.name!r}", db)
-    except BaseException:
+    d = check_schema(db, f"database {path!r}")
+    results = _settled(d, db)
+    if not results:
+        # A backend that answers later (network): the caller awaits
+        # database_ready(db) before using it.
+        d2: Deferred[Any] = Deferred()
+        _checks[db] = d2
+        d.addBoth(d2.callback)
+        d2.addCallback(lambda r: r.raiseException() if isinstance(r, Failure) else r)
+        return db
+    if isinstance(results[0], Failure):
         db.close()
-        raise
+        results[0].raiseException()
     return db

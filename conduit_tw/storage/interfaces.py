@@ -106,6 +106,10 @@ class IKeyValueTree(Interface):
 
     def watch_prefix(prefix: bytes):
         """
+        Required (the conformance suite checks it; plugins and future
+        long-polls use it) although the server's own code waits on its
+        notifier instead.
+
         Wait for the next write (insert, remove, increment, or a batch
         change) of a key starting with C{prefix} in this tree.
 
@@ -115,7 +119,35 @@ class IKeyValueTree(Interface):
 
 
 class IKeyValueDatabase(Interface):
-    """A set of named trees with atomic writes across them."""
+    """
+    A set of named trees with atomic writes across them.
+
+    Besides the methods below, the server relies on:
+
+      - Order: calls take effect in the order they are made. A read sees
+        every write whose Deferred has fired (and, if
+        L{writes_visible_at_once}, every write already issued).
+      - Answering later is allowed everywhere: any Deferred may fire on a
+        later reactor turn, and the server stays correct (the conformance
+        suite and the API suite run in a "deferred" mode that checks it).
+      - An optional synchronous C{flush()}: a backend that groups commits
+        commits at once (start-up, tests); others need not have it.
+    """
+
+    writes_visible_at_once = Attribute(
+        "C{bool}: whether reads see a write as soon as L{write} returned, "
+        "before its Deferred fires (group commit). If true, the event "
+        "pipeline releases a room's lock before the commit; if false it "
+        "holds it until the Deferred fires."
+    )
+
+    on_fatal = Attribute(
+        "C{None}, or set by the server to a callable taking an exception: "
+        "called once if the database lost writes already applied (a failed "
+        "group commit) and refuses writes from then on (fail-stop); the "
+        "server then exits. A backend that never loses applied writes "
+        "never calls it."
+    )
 
     def open_tree(name: str) -> IKeyValueTree:
         """

@@ -234,6 +234,11 @@ class LMDBDatabase:
         global one if C{None}.
     """
 
+    #: Each write commits before returning: nothing is visible before it is durable.
+    writes_visible_at_once = False
+    #: Never called: a failed commit loses only that write (see L{IKeyValueDatabase}).
+    on_fatal: Any = None
+
     def __init__(
         self, path: str, options: dict[str, Any] | None = None, reactor: Any = None
     ) -> None:

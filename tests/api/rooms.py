@@ -103,14 +103,11 @@ class RoomsTestCase(AccountsTestCase):
 
     async def restart(self) -> None:
         """Close the server and start a new one on the same database."""
-        from twisted.internet import reactor
-
         from conduit_tw.api.resource import InFlightTracker, MatrixSite
-        from conduit_tw.homeserver import HomeServer
         from tests.server import FakeClient, record_federation
 
         await self.hs.close()
-        self.hs = HomeServer(self.config, reactor)
+        self.hs = self.make_homeserver()
         self.addCleanup(self.hs.close)
         self.sent = record_federation(self.hs)
         await self.hs.setup()

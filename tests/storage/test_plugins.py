@@ -54,12 +54,15 @@ class DiscoveryTests(unittest.TestCase):
         self.assertEqual(find_backend(" SQLite ").name, "sqlite")
         self.assertEqual(find_backend("lmdb").name, "lmdb")
         self.assertEqual(find_backend("rocksdb").name, "lmdb")
+        self.assertEqual(find_backend("postgresql").name, "postgresql")
+        self.assertEqual(find_backend("postgres").name, "postgresql")
 
     def test_unknown_backend(self) -> None:
         """The error names the wanted backend and lists the available ones."""
-        e = self.assertRaises(UnknownBackend, find_backend, "postgresql")
+        e = self.assertRaises(UnknownBackend, find_backend, "cassandra")
         self.assertIsInstance(e, DatabaseError)
-        self.assertIn("'postgresql'", str(e))
+        self.assertIn("'cassandra'", str(e))
+        self.assertIn("postgresql", str(e))
         self.assertIn("sqlite", str(e))
         self.assertIn("lmdb", str(e))
         self.assertIn("rocksdb", str(e))
@@ -72,7 +75,7 @@ class DiscoveryTests(unittest.TestCase):
             "from conduit_tw.storage.database import list_backends\n"
             "assert {b.name for b in list_backends()} >= {'sqlite', 'lmdb'}\n"
             "print(sorted(m for m in sys.modules if m.startswith('conduit_tw.storage.')"
-            " or m in ('lmdb', 'sqlite3')))\n"
+            " or m in ('lmdb', 'sqlite3', 'psycopg')))\n"
         )
         env = dict(os.environ, PYTHONPATH=ROOT)
         out = subprocess.run(

@@ -12,6 +12,7 @@ from twisted.trial import unittest
 from conduit_tw.storage.keys import u64
 from conduit_tw.storage.sqlite import FILENAME, MAX_PENDING, SQLiteDatabase, WritesRefused
 from tests.storage.conformance import BackendTestsMixin, KeyValueDatabaseConformanceMixin
+from tests.storage.deferred import DeferredDatabase
 
 
 class SQLiteConformanceTests(KeyValueDatabaseConformanceMixin, unittest.TestCase):
@@ -296,3 +297,13 @@ class GroupCommitTests(unittest.TestCase):
         self.assertEqual(
             self.successResultOf(db.open_tree("t").iter_from(b"")), [(b"durable", b"")]
         )
+
+
+class DeferredSQLiteConformanceTests(KeyValueDatabaseConformanceMixin, unittest.TestCase):
+    """
+    The conformance suite in "deferred" mode: SQLite answering every call
+    on a later reactor turn, as a network backend does (tests/storage/deferred.py).
+    """
+
+    def make_database(self, path: str) -> DeferredDatabase:
+        return DeferredDatabase(SQLiteDatabase(path, {}))

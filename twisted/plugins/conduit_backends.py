@@ -50,3 +50,10 @@ lmdb = _BuiltinBackend(
     "conduit_tw.storage.lmdb:LMDBDatabase",
     aliases=("rocksdb",),
 )
+
+postgresql = _BuiltinBackend(
+    "postgresql",
+    "PostgreSQL (psycopg 3): one table (tree, key, value) in the database at database_url",
+    "conduit_tw.storage.postgresql:PostgreSQLDatabase",
+    aliases=("postgres",),
+)

@@ -71,7 +71,11 @@ class GlobalsStore:
         batch that then fails are skipped, never reused.
         """
         if self._last is None:
-            self._last = await self.current_position()
+            stored = await self.current_position()
+            # Another caller may have loaded (and advanced) it while this
+            # read was answered (a backend that answers later): keep theirs.
+            if self._last is None:
+                self._last = stored
         self._last += 1
         return self._last
 

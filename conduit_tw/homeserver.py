@@ -61,6 +61,7 @@ from conduit_tw.handlers.filtering import FilterHandler
 from conduit_tw.handlers.presence import PresenceHandler
 from conduit_tw.handlers.pusher import PusherHandler
 from conduit_tw.handlers.typing import TypingHandler
+from conduit_tw.http.dns import DNSResolver
 from conduit_tw.http.lazy import LazyOutgoingHTTPClient
 from conduit_tw.storage.stores.account_data import AccountDataStore
 from conduit_tw.storage.stores.filters import FilterStore
@@ -259,9 +260,18 @@ class HomeServer:
         )
         self.account_data.render_push_rules = self.push_rules.render_account_data
         self.filters = FilterHandler(FilterStore(db))
-        #: The one outgoing HTTP client (ip_range_denylist, TLS policy, caps).
-        self.http_client = LazyOutgoingHTTPClient(reactor, config)
-        self.pushers = PusherHandler(PusherStore(db), reactor, self.clock_ms, self.http_client)
+        # -- outgoing network: one DNS resolver (dns_* keys, its cache) for
+        # every outgoing client; push gateways get their own pool
+        # (pusher_idle_timeout).
+        self.dns = DNSResolver(reactor, config)
+        #: The outgoing HTTP client (ip_range_denylist, TLS policy, caps, proxy).
+        self.http_client = LazyOutgoingHTTPClient(reactor, config, dns=self.dns)
+        self.push_http_client = LazyOutgoingHTTPClient(
+            reactor, config, dns=self.dns, idle_timeout=config.pusher_idle_timeout
+        )
+        self.pushers = PusherHandler(
+            PusherStore(db), reactor, self.clock_ms, self.push_http_client
+        )
         self.devices.on_devices_deleted.append(self.pushers.devices_deleted)
         self.account.on_deactivated.append(self.pushers.user_deactivated)
         self.presence = PresenceHandler(
@@ -370,7 +380,7 @@ class HomeServer:
         # keys block) gives the origins' keys; without one, every signed
         # request is refused with 401.
         self.federation_client = FederationClient(
-            reactor, config, self.server_name, lambda: self.server_keys
+            reactor, config, self.server_name, lambda: self.server_keys, dns=self.dns
         )
         self.federation_auth = FederationAuth(
             self.server_name, self.clock_ms, keyring=getattr(self, "keyring", None),
@@ -423,7 +433,8 @@ class HomeServer:
             return stored.pdu if stored is not None else None
 
         self.federation_sender = FederationSender(
-            federation_queue, self.federation_client.put_json, federation_pdu, reactor, self.clock_ms,
+            federation_queue, self.federation_client.send_transaction, federation_pdu, reactor,
+            self.clock_ms,
             self.server_name,
             backoff_limit_s=config.sender_retry_backoff_limit,
             netburst=config.startup_netburst, netburst_keep=config.startup_netburst_keep,
@@ -615,7 +626,7 @@ class HomeServer:
             await self.pushers.stop()
         except Exception:
             log.failure("Stopping the pushers failed")
-        for client in (self.http_client, self.federation_client):
+        for client in (self.http_client, self.push_http_client, self.federation_client):
             try:
                 await client.close()
             except Exception:

@@ -24,7 +24,7 @@ import json
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping, Sequence
 from urllib.parse import quote, urlencode
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
@@ -42,6 +42,7 @@ from conduit_tw.util.caches import LruCache
 
 if TYPE_CHECKING:
     from conduit_tw.http.client import OutgoingHTTPClient, Response
+    from conduit_tw.http.dns import DNSResolver
 
 log = get_logger("conduit_tw.federation.client")
 
@@ -117,10 +118,14 @@ class FederationClient:
         C{federation_timeout}, C{federation_idle_timeout},
         C{federation_idle_per_host}, C{well_known_timeout},
         C{well_known_conn_timeout}, C{ip_range_denylist},
-        C{allow_invalid_tls_certificates}, C{request_conn_timeout}.
+        C{allow_invalid_tls_certificates}, C{request_conn_timeout},
+        C{max_concurrent_requests}, C{sender_timeout}, C{sender_idle_timeout}
+        and the DNS keys.
     @param server_keys: returns our keys (an object with C{signing_key}
         and C{key_id}: L{conduit_tw.handlers.server_keys.ServerKeys}).
     @param discovery: server discovery; built from the config by default.
+    @param dns: the server's resolver (SRV records, host names); one built
+        from the config by default.
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class FederationClient:
         server_name: str,
         server_keys: Callable[[], Any],
         discovery: ServerDiscovery | None = None,
+        dns: "DNSResolver | None" = None,
     ) -> None:
         self.reactor = reactor
         self.config = config
@@ -139,9 +145,22 @@ class FederationClient:
         self.forbidden = frozenset(n.lower() for n in config.forbidden_remote_server_names)
         self.timeout: float = config.federation_timeout
         self._discovery = discovery
+        self._dns = dns
         self._addresses: LruCache[str, ServerAddress] = LruCache(_ADDRESS_ENTRIES)
         self._http: "OutgoingHTTPClient | None" = None
+        self._sender_http: "OutgoingHTTPClient | None" = None
         self._well_known_http: "OutgoingHTTPClient | None" = None
+        #: At most C{max_concurrent_requests} requests in flight; the others wait.
+        self.slots = DeferredSemaphore(config.max_concurrent_requests)
+
+    @property
+    def dns(self) -> "DNSResolver":
+        """The resolver of SRV records and host names (built on first use)."""
+        if self._dns is None:
+            from conduit_tw.http.dns import DNSResolver
+
+            self._dns = DNSResolver(self.reactor, self.config)
+        return self._dns
 
     @property
     def discovery(self) -> ServerDiscovery:
@@ -154,9 +173,11 @@ class FederationClient:
                 conn_timeout=self.config.well_known_conn_timeout,
                 timeout=self.config.well_known_timeout,
                 idle_per_host=0,
+                dns=self.dns,
             )
             self._discovery = ServerDiscovery(
-                WellKnownResolver(self._well_known_http, self.reactor.seconds), DNSSrvResolver()
+                WellKnownResolver(self._well_known_http, self.reactor.seconds),
+                DNSSrvResolver(self.dns),
             )
         return self._discovery
 
@@ -164,18 +185,36 @@ class FederationClient:
     def http(self) -> "OutgoingHTTPClient":
         """The pooled client for federation requests (built on first use)."""
         if self._http is None:
-            from conduit_tw.http.client import OutgoingHTTPClient
-
-            addresses = self._addresses
-            self._http = OutgoingHTTPClient(
-                self.reactor, self.config,
-                endpoint_factory=lambda http: _FederationEndpointFactory(http, addresses),
-                timeout=self.config.federation_timeout,
-                idle_timeout=self.config.federation_idle_timeout,
-                idle_per_host=self.config.federation_idle_per_host,
-                schemes=(SCHEME,),
+            self._http = self._pool(
+                self.config.federation_timeout, self.config.federation_idle_timeout
             )
         return self._http
+
+    @property
+    def sender_http(self) -> "OutgoingHTTPClient":
+        """
+        The sender's own pool (built on first use): transactions keep their
+        connections C{sender_idle_timeout} seconds, as in conduwuit.
+        """
+        if self._sender_http is None:
+            self._sender_http = self._pool(
+                self.config.sender_timeout, self.config.sender_idle_timeout
+            )
+        return self._sender_http
+
+    def _pool(self, timeout: float, idle_timeout: float) -> "OutgoingHTTPClient":
+        from conduit_tw.http.client import OutgoingHTTPClient
+
+        addresses = self._addresses
+        return OutgoingHTTPClient(
+            self.reactor, self.config,
+            endpoint_factory=lambda http: _FederationEndpointFactory(http, addresses),
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+            idle_per_host=self.config.federation_idle_per_host,
+            schemes=(SCHEME,),
+            dns=self.dns,
+        )
 
     def check_destination(self, destination: str) -> None:
         """
@@ -202,6 +241,20 @@ class FederationClient:
     ) -> Any:
         """C{PUT} with a JSON body; see L{request_json}."""
         return await self.request_json("PUT", destination, path, args, content, timeout, max_size)
+
+    async def send_transaction(
+        self, destination: str, path: str, content: Any, timeout: float | None = None,
+    ) -> Any:
+        """
+        C{PUT} a transaction (the sender's C{put_json}) through L{sender_http}:
+        C{sender_timeout} by default, connections kept C{sender_idle_timeout}.
+        """
+        response = await self._send(
+            "PUT", destination, path, None, content,
+            self.config.sender_timeout if timeout is None else timeout,
+            MAX_RESPONSE_SIZE, http=self.sender_http,
+        )
+        return _parse_response(destination, response.code, response.body)
 
     async def post_json(
         self, destination: str, path: str, content: Any, args: Args | None = None,
@@ -275,8 +328,13 @@ class FederationClient:
         timeout: float | None,
         max_size: int,
         sink: BinaryIO | None = None,
+        http: "OutgoingHTTPClient | None" = None,
     ) -> "Response":
-        """Sign and send one request; the raw response."""
+        """
+        Sign and send one request; the raw response. It waits for one of the
+        C{max_concurrent_requests} slots first (the wait is not part of its
+        timeout).
+        """
         self.check_destination(destination)
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/': {path!r}")
@@ -298,10 +356,12 @@ class FederationClient:
         if content is not None:
             body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        # Read by _FederationEndpointFactory within http.request below.
-        self._addresses[destination] = address
+        client = http or self.http
+        await self.slots.acquire()
         try:
-            response = await self.http.request(
+            # Read by _FederationEndpointFactory within client.request below.
+            self._addresses[destination] = address
+            response = await client.request(
                 method, f"{SCHEME}://{destination}{uri}", headers, body,
                 max_size=max_size, sink=sink, timeout=self.timeout if timeout is None else timeout,
             )
@@ -309,6 +369,8 @@ class FederationClient:
             raise
         except Exception as e:
             raise NotReachable(destination, _reason(e)) from e
+        finally:
+            self.slots.release()
         return response
 
     async def fetch_json(
@@ -328,7 +390,11 @@ class FederationClient:
         from twisted.internet.defer import gatherResults
 
         return gatherResults(
-            [c.close() for c in (self._http, self._well_known_http) if c is not None],
+            [
+                c.close()
+                for c in (self._http, self._sender_http, self._well_known_http)
+                if c is not None
+            ],
             consumeErrors=True,
         ).addCallback(lambda _: None)
 

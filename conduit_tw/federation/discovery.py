@@ -135,35 +135,26 @@ class SrvResolver(Protocol):
 
 class DNSSrvResolver:
     """
-    SRV lookups with twisted.names (the system's resolv.conf). A name that
-    does not exist, a record saying "no service" (target C{.}), or a failed
-    lookup all count as "no SRV record", so discovery falls through to the
-    next step as the spec says.
-
-    @param resolver: a twisted.names resolver; the shared one by default.
+    SRV lookups with the server's resolver (L{conduit_tw.http.dns.DNSResolver}:
+    the C{dns_*} settings and its cache). A name that does not exist, a
+    record saying "no service" (target C{.}), or a failed lookup all count
+    as "no SRV record", so discovery falls through to the next step as the
+    spec says.
     """
 
-    #: Retry timeouts of one lookup (seconds): at most 9 s in all.
-    TIMEOUT = (1, 3, 5)
-
-    def __init__(self, resolver: Any = None) -> None:
+    def __init__(self, resolver: Any) -> None:
         self._resolver = resolver
 
     async def lookup(self, name: str) -> list[SrvRecord]:
-        from twisted.names import client, dns, error
+        from twisted.names import dns
 
-        resolver = self._resolver if self._resolver is not None else client.getResolver()
         try:
-            answers, _, _ = await resolver.lookupService(name, timeout=self.TIMEOUT)
-        except error.DNSNameError:
-            return []
+            answers = await self._resolver.lookup(name, dns.SRV)
         except Exception as e:
             log.info("SRV lookup of {name} failed: {error}", name=name, error=str(e) or repr(e))
             return []
         records = []
         for answer in answers:
-            if answer.type != dns.SRV:
-                continue  # CNAMEs the resolver followed
             payload = answer.payload
             target = payload.target.name.decode("ascii", "replace").rstrip(".")
             if not target:

@@ -13,9 +13,13 @@ that the same protections apply everywhere:
   - Redirects are never followed: a 3xx is returned to the caller.
   - The response body is capped (C{max_size}); the connection is aborted
     as soon as the cap is exceeded.
-  - A connect timeout (C{request_conn_timeout}) per attempt and a total
-    timeout (C{request_timeout}, per call overridable) covering
-    resolution, connect, request and body.
+  - A connect timeout (C{request_conn_timeout}) per attempt; a read
+    timeout (C{request_timeout}): the longest wait for the response to
+    start or for more of its body; and a total timeout
+    (C{request_total_timeout}, per call overridable) covering resolution,
+    connect, request and body. (Clients built for federation, the sender
+    and .well-known set their own total and no read timeout.)
+  - Host names are resolved by L{conduit_tw.http.dns.DNSResolver}.
 """
 
 from __future__ import annotations
@@ -29,13 +33,9 @@ from urllib.parse import urlsplit
 from OpenSSL import SSL
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import (
-    IAddress,
-    IHostResolution,
     IOpenSSLClientConnectionCreator,
     IProtocolFactory,
-    IResolutionReceiver,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Protocol
@@ -48,6 +48,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IBodyProduce
 from zope.interface import implementer
 
 from conduit_tw import __version__
+from conduit_tw.http.dns import DNSResolver
 from conduit_tw.http.errors import (
     DeniedDestinationError,
     InvalidURLError,
@@ -125,27 +126,6 @@ class _UnverifiedTLS:
         if self._sni:
             connection.set_tlsext_host_name(self._sni)
         return connection
-
-
-@implementer(IResolutionReceiver)
-class _Collect:
-    """Collects resolved addresses into a Deferred list of IP strings."""
-
-    def __init__(self, d: Deferred[list[str]]) -> None:
-        self._d = d
-        self._hosts: list[str] = []
-
-    def resolutionBegan(self, resolutionInProgress: IHostResolution) -> None:
-        pass
-
-    def addressResolved(self, address: IAddress) -> None:
-        host = getattr(address, "host", None)
-        if isinstance(host, str) and host not in self._hosts:
-            self._hosts.append(host)
-
-    def resolutionComplete(self) -> None:
-        if not self._d.called:  # not cancelled meanwhile
-            self._d.callback(self._hosts)
 
 
 @implementer(IStreamClientEndpoint)
@@ -232,8 +212,12 @@ class _LimitedBody(Protocol):
     arrives); aborts the connection past C{max_size}.
     """
 
-    def __init__(self, max_size: int, declared_length: Any, sink: BinaryIO | None = None) -> None:
+    def __init__(
+        self, max_size: int, declared_length: Any, sink: BinaryIO | None = None,
+        progress: Callable[[], None] | None = None,
+    ) -> None:
         self.deferred: Deferred[bytes] = Deferred(self._cancel)
+        self._progress = progress
         self._max_size = max_size
         self._declared = declared_length
         self._sink = sink
@@ -260,6 +244,8 @@ class _LimitedBody(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._done:
             return
+        if self._progress is not None:
+            self._progress()
         self._size += len(data)
         if self._size > self._max_size:
             self._abort()
@@ -289,13 +275,18 @@ class OutgoingHTTPClient:
 
     @param config: the server's L{Config} (C{ip_range_denylist},
         C{allow_invalid_tls_certificates}, C{request_conn_timeout},
-        C{request_timeout}, C{request_idle_timeout}, C{request_idle_per_host}).
+        C{request_timeout}, C{request_total_timeout}, C{request_idle_timeout},
+        C{request_idle_per_host}).
     @param endpoint_factory: builds the agent's endpoint factory for this
         client (the federation client connects by server discovery); by
         default URLs are connected to as they are.
     @param conn_timeout: overrides C{request_conn_timeout}; likewise
-        C{timeout}, C{idle_timeout} and C{idle_per_host} for the others.
+        C{timeout} (the total), C{idle_timeout} and C{idle_per_host} for the
+        others. A client given its own total C{timeout} has no read timeout
+        unless C{read_timeout} is given too.
     @param schemes: the URL schemes the endpoint factory serves.
+    @param dns: the resolver of host names (L{conduit_tw.http.dns}); one
+        built from C{config} by default.
     """
 
     def __init__(
@@ -309,15 +300,23 @@ class OutgoingHTTPClient:
         idle_timeout: float | None = None,
         idle_per_host: int | None = None,
         schemes: tuple[str, ...] = ("http", "https"),
+        dns: DNSResolver | None = None,
+        read_timeout: float | None = None,
     ) -> None:
         self.reactor = reactor
+        #: Host names are resolved by this (the server's shared one, usually).
+        self.dns = dns if dns is not None else DNSResolver(reactor, config)
         #: The URL schemes L{request} accepts (those the endpoint factory serves).
         self.schemes = schemes
         self.denylist = IPDenylist(config.ip_range_denylist)
         self.conn_timeout: float = (
             config.request_conn_timeout if conn_timeout is None else conn_timeout
         )
-        self.timeout: float = config.request_timeout if timeout is None else timeout
+        self.timeout: float = config.request_total_timeout if timeout is None else timeout
+        #: Longest wait for the response to start or continue (None: no limit).
+        self.read_timeout: float | None = read_timeout
+        if read_timeout is None and timeout is None:
+            self.read_timeout = config.request_timeout
         self._insecure = bool(config.allow_invalid_tls_certificates)
         self._unverified_options = CertificateOptions(verify=False) if self._insecure else None
         if idle_per_host is None:
@@ -340,18 +339,8 @@ class OutgoingHTTPClient:
         return optionsForClientTLS(hostname)
 
     def resolve(self, host: str, port: int) -> Deferred[list[str]]:
-        """The IP addresses of C{host} (itself when an IP literal), non-blocking."""
-        if _is_ip_literal(host):
-            return succeed([host])
-        d: Deferred[list[str]] = Deferred()
-
-        def check(addresses: list[str]) -> list[str]:
-            if not addresses:
-                raise DNSLookupError(host)
-            return addresses
-
-        self.reactor.nameResolver.resolveHostName(_Collect(d), host, port)
-        return d.addCallback(check)
+        """The IP addresses of C{host} (itself when an IP literal), by L{DNSResolver}."""
+        return Deferred.fromCoroutine(self.dns.resolve_host(host))
 
     # -- the API
 
@@ -388,32 +377,46 @@ class OutgoingHTTPClient:
             h.setRawHeaders("user-agent", [USER_AGENT])
         producer = _BytesProducer(body) if body is not None else None
         total = self.timeout if timeout is None else timeout
-        d = Deferred.fromCoroutine(self._request(method, url, h, producer, max_size, sink))
-        timed_out = []
+        read = self.read_timeout if self.read_timeout is not None else total
+        timed_out: list[float] = []
 
-        def expire() -> None:
-            timed_out.append(True)
+        def expire(after: float) -> None:
+            timed_out.append(after)
             d.cancel()
 
-        timer = self.reactor.callLater(total, expire)
+        timers = [self.reactor.callLater(total, expire, total)]
+        if read < total:
+            timers.append(self.reactor.callLater(read, expire, read))
+
+        def progress() -> None:
+            if len(timers) > 1 and timers[1].active():
+                timers[1].reset(read)
+
+        d = Deferred.fromCoroutine(
+            self._request(method, url, h, producer, max_size, sink, progress)
+        )
         try:
             return await d
         except Exception:
             if timed_out:
-                raise RequestTimeoutError(total) from None
+                raise RequestTimeoutError(timed_out[0]) from None
             raise
         finally:
-            if timer.active():
-                timer.cancel()
+            for timer in timers:
+                if timer.active():
+                    timer.cancel()
 
     async def _request(
         self, method: str, url: str, headers: Headers, producer: Any, max_size: int,
         sink: BinaryIO | None = None,
+        progress: Callable[[], None] | None = None,
     ) -> Response:
         response = await self.agent.request(
             method.encode("ascii"), url.encode("ascii"), headers, producer
         )
-        reader = _LimitedBody(max_size, response.length, sink)
+        if progress is not None:
+            progress()
+        reader = _LimitedBody(max_size, response.length, sink, progress)
         response.deliverBody(reader)
         body = await reader.deferred
         return Response(response.code, response.headers, body)

@@ -1,8 +1,8 @@
 """
 Server discovery (conduit_tw/federation/discovery.py): every step of
 server-server-api "Resolving server names", with a fake .well-known HTTP
-client and a fake SRV resolver, plus the twisted.names SRV adapter against
-an in-memory DNS resolver.
+client and a fake SRV resolver, plus the SRV adapter over the server's
+resolver against a real DNS server on loopback.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.internet.task import Clock
@@ -27,6 +28,9 @@ from conduit_tw.federation.discovery import (
     order_srv,
 )
 from conduit_tw.http.client import Response
+from conduit_tw.http.dns import DNSResolver
+from tests.http.dnsserver import DNSServer
+from tests.server import make_config
 
 HOUR = 3600.0
 
@@ -329,63 +333,41 @@ class SrvOrderTests(unittest.TestCase):
         self.assertIn("b", seen_first)
 
 
-def srv_answer(name: str, target: str, port: int, priority: int = 0, weight: int = 0) -> dns.RRHeader:
-    return dns.RRHeader(
-        name=name, type=dns.SRV,
-        payload=dns.Record_SRV(priority=priority, weight=weight, port=port, target=target),
-    )
-
-
-class FakeDNS:
-    """A twisted.names resolver answering lookupService from a table."""
-
-    def __init__(self, answers: dict[str, Any]) -> None:
-        self.answers = answers
-        self.timeouts: list[Any] = []
-
-    def lookupService(self, name: str, timeout: Any = None) -> Deferred[Any]:
-        self.timeouts.append(timeout)
-        result = self.answers.get(name)
-        if result is None:
-            return fail(error.DNSNameError(name))
-        if isinstance(result, Exception):
-            return fail(result)
-        return succeed((result, [], []))
-
-
 class DNSSrvResolverTests(unittest.TestCase):
-    def lookup(self, dns_resolver: FakeDNS, name: str) -> list[SrvRecord]:
-        d = Deferred.fromCoroutine(DNSSrvResolver(dns_resolver).lookup(name))
-        return self.successResultOf(d)
+    """SRV lookups through the server's resolver, against a real DNS server on loopback."""
 
-    def test_records(self) -> None:
-        fake = FakeDNS({
-            "_matrix-fed._tcp.a.example": [
-                dns.RRHeader(name="_matrix-fed._tcp.a.example", type=dns.CNAME,
-                             payload=dns.Record_CNAME("x.example")),
-                srv_answer("_matrix-fed._tcp.a.example", "host.a.example", 8443, 10, 5),
-            ],
+    def resolver(self, server: DNSServer) -> DNSSrvResolver:
+        config = make_config(dns_timeout=1, dns_attempts=1, dns_tcp_fallback=False)
+        return DNSSrvResolver(DNSResolver(reactor, config, servers=[server.address]))
+
+    async def test_records(self) -> None:
+        server = DNSServer(self, {
+            "_matrix-fed._tcp.a.example.test": [dns.Record_SRV(10, 5, 8443, "host.a.example")],
         })
         self.assertEqual(
-            self.lookup(fake, "_matrix-fed._tcp.a.example"),
+            await self.resolver(server).lookup("_matrix-fed._tcp.a.example.test"),
             [SrvRecord(10, 5, "host.a.example", 8443)],
         )
-        self.assertEqual(fake.timeouts, [DNSSrvResolver.TIMEOUT])
 
-    def test_none(self) -> None:
-        fake = FakeDNS({
-            "_matrix-fed._tcp.dot.example": [srv_answer("_matrix-fed._tcp.dot.example", "", 0)],
-            "_matrix-fed._tcp.slow.example": error.DNSQueryTimeoutError("t"),
-            "_matrix-fed._tcp.broken.example": error.DNSServerError("x"),
+    async def test_none(self) -> None:
+        """No such name, a "." target, a failing nameserver: no records."""
+        server = DNSServer(self, {
+            "_matrix-fed._tcp.dot.example.test": [dns.Record_SRV(0, 0, 0, "")],
         })
-        for name in ("nx", "dot", "slow", "broken"):
-            self.assertEqual(self.lookup(fake, f"_matrix-fed._tcp.{name}.example"), [], name)
+        for name in ("nx", "dot"):
+            self.assertEqual(
+                await self.resolver(server).lookup(f"_matrix-fed._tcp.{name}.example.test"), [],
+            )
+        broken = DNSServer(self, {}, udp_rcode=dns.ESERVER)
+        self.assertEqual(await self.resolver(broken).lookup("_matrix-fed._tcp.example.test"), [])
 
-    def test_through_discovery(self) -> None:
+    async def test_through_discovery(self) -> None:
         """The adapter plugs into discovery: the SRV target and port are used."""
-        fake = FakeDNS({
-            "_matrix._tcp.a.example": [srv_answer("_matrix._tcp.a.example", "old.a.example", 99)],
+        server = DNSServer(self, {
+            "_matrix._tcp.a.example.test": [dns.Record_SRV(0, 0, 99, "old.a.example")],
         })
-        discovery = ServerDiscovery(WellKnownResolver(FakeHTTP(), Clock().seconds), DNSSrvResolver(fake))
-        address = self.successResultOf(Deferred.fromCoroutine(discovery.resolve("a.example")))
+        discovery = ServerDiscovery(
+            WellKnownResolver(FakeHTTP(), Clock().seconds), self.resolver(server)
+        )
+        address = await discovery.resolve("a.example.test")
         self.assertEqual(address.targets, (("old.a.example", 99),))

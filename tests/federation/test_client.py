@@ -14,6 +14,7 @@ from OpenSSL import SSL
 from signedjson.key import generate_signing_key, get_verify_key
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.internet.ssl import CertificateOptions
 from twisted.trial import unittest
 from twisted.web.resource import Resource
@@ -39,6 +40,8 @@ class Remote(Resource):
         super().__init__()
         self.requests: list[dict[str, Any]] = []
         self.pending: list[Deferred[None]] = []
+        #: Requests to .../held, answered when the test says (L{release}).
+        self.held: list[Any] = []
 
     def render(self, request: Any) -> Any:
         body = request.content.read()
@@ -64,7 +67,17 @@ class Remote(Resource):
         if path == b"/_matrix/federation/v1/slow":
             self.pending.append(request.notifyFinish())
             return NOT_DONE_YET
+        if path == b"/_matrix/federation/v1/held":
+            self.held.append(request)
+            return NOT_DONE_YET
         return json.dumps({"ok": True, "echo": json.loads(body) if body else None}).encode()
+
+
+    def release(self) -> None:
+        """Answer the oldest held request."""
+        request = self.held.pop(0)
+        request.write(b"{}")
+        request.finish()
 
 
 class SNIOptions(CertificateOptions):
@@ -76,9 +89,11 @@ class SNIOptions(CertificateOptions):
 
     def getContext(self) -> SSL.Context:
         ctx = super().getContext()
-        ctx.set_tlsext_servername_callback(
-            lambda conn: self.names.append(conn.get_servername())
-        )
+        if not getattr(self, "_sni_hooked", False):  # the context is made once
+            ctx.set_tlsext_servername_callback(
+                lambda conn: self.names.append(conn.get_servername())
+            )
+            self._sni_hooked = True
         return ctx
 
 
@@ -264,3 +279,33 @@ class FederationClientTests(unittest.TestCase):
         )
         self.assertEqual(result["echo"], {"server_keys": {}})
         self.assertEqual(self.remote.requests[0]["method"], "POST")
+
+    async def test_max_concurrent_requests(self) -> None:
+        """At most max_concurrent_requests in flight; the others wait for a slot."""
+        client = self.client(max_concurrent_requests=2)
+        results = [
+            Deferred.fromCoroutine(client.get_json(self.destination, "/_matrix/federation/v1/held"))
+            for _ in range(3)
+        ]
+        await deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(len(self.remote.held), 2)
+        self.remote.release()
+        self.assertEqual(await results[0], {})
+        await deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual(len(self.remote.held), 2, "the third went out when the first ended")
+        self.remote.release()
+        self.remote.release()
+        self.assertEqual([await results[1], await results[2]], [{}, {}])
+
+    async def test_sender_pool_idle_timeout(self) -> None:
+        """Transactions use their own pool, idle connections kept sender_idle_timeout."""
+        client = self.client(sender_idle_timeout=1, federation_idle_timeout=60)
+        await client.send_transaction(self.destination, "/_matrix/federation/v1/send/1", {})
+        await client.put_json(self.destination, "/_matrix/federation/v1/echo", {})
+        self.assertEqual(self.site.connections, 2, "one connection per pool")
+        await deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(self.site.closed, 0)
+        await deferLater(reactor, 1.0, lambda: None)
+        self.assertEqual(self.site.closed, 1, "the sender's connection only")
+        self.assertEqual(self.remote.requests[0]["method"], "PUT")
+        self.check_signed(self.remote.requests[0], self.destination, {})

@@ -14,7 +14,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.internet.task import Clock
-from twisted.names import dns, error
+from twisted.names import dns
 from twisted.trial import unittest
 from twisted.web.http_headers import Headers
 

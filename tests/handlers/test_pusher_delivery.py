@@ -11,10 +11,11 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET
 
 from conduit_tw.handlers.push_rules import result_for
 from tests.api.accounts import OPEN, AccountsTestCase
+from tests.http.test_client import CountingSite
 
 
 class Gateway(Resource):
@@ -37,15 +38,8 @@ class Gateway(Resource):
         return json.dumps(body).encode()
 
 
-class GatewaySite(Site):
-    """Counts accepted connections."""
-
-    connections = 0
-    timeOut = None
-
-    def buildProtocol(self, addr: Any) -> Any:
-        self.connections += 1
-        return super().buildProtocol(addr)
+class GatewaySite(CountingSite):
+    """Counts accepted and closed connections."""
 
 
 class GatewayTestCase(AccountsTestCase):
@@ -57,7 +51,7 @@ class GatewayTestCase(AccountsTestCase):
         self.site = GatewaySite(self.gateway)
         self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
-        self.addCleanup(self.hs.http_client.close)
+        self.addCleanup(self.hs.push_http_client.close)
         self.url = f"http://127.0.0.1:{self.port.getHost().port}/_matrix/push/v1/notify"
         self.hs.pushers.backoff_initial_s = 0.01
         self.hs.pushers.max_attempts = 4
@@ -176,6 +170,25 @@ class DeliveryTests(GatewayTestCase):
         self.gateway.script = [(307, {})]
         await self.hs.pushers.deliver("@alice:test", self.event(), ["notify"], {})
         self.assertEqual(self.gateway.paths, [b"/_matrix/push/v1/notify"])
+
+
+class PoolTests(GatewayTestCase):
+    """Push gateways have their own pool: idle connections kept pusher_idle_timeout."""
+
+    config_overrides = {
+        **OPEN, "ip_range_denylist": [], "pusher_idle_timeout": 1, "request_idle_timeout": 60,
+    }
+
+    async def test_idle_connection_closed_after_pusher_idle_timeout(self) -> None:
+        await self.add_pusher()
+        await self.hs.pushers.deliver("@alice:test", self.event(), ["notify"], {"unread": 1})
+        await self.hs.pushers.deliver("@alice:test", self.event(), ["notify"], {"unread": 1})
+        self.assertEqual(len(self.gateway.received), 2)
+        self.assertEqual(self.site.connections, 1, "the connection was reused")
+        await deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(self.site.closed, 0)
+        await deferLater(reactor, 1.0, lambda: None)
+        self.assertEqual(self.site.closed, 1, "closed by us after pusher_idle_timeout")
 
 
 class DeniedGatewayTests(GatewayTestCase):

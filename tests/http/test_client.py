@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.internet.ssl import PrivateCertificate
 from twisted.trial import unittest
 from twisted.web.resource import Resource
@@ -67,21 +68,52 @@ class Target(Resource):
         if path == b"/slow":  # never answers
             self.lost.append(request.notifyFinish())
             return NOT_DONE_YET
+        if path == b"/trickle":  # a byte every 0.2 s, never done
+            finished = request.notifyFinish()
+            self.lost.append(finished)
+            request.setHeader(b"content-type", b"text/plain")
+
+            calls = []
+
+            def drip() -> None:
+                request.write(b".")
+                calls.append(reactor.callLater(0.2, drip))
+
+            def stop(result: Any) -> Any:
+                if calls[-1].active():
+                    calls[-1].cancel()
+                return result
+
+            drip()
+            finished.addBoth(stop)
+            return NOT_DONE_YET
         request.setResponseCode(404)
         return b""
 
 
 class CountingSite(Site):
-    """Counts accepted connections (proves a refused request never connected)."""
+    """
+    Counts accepted connections (proves a refused request never connected)
+    and those the other side closed since (idle connection pools).
+    """
 
     def __init__(self, resource: Resource) -> None:
         super().__init__(resource)
         self.connections = 0
+        self.closed = 0
         self.timeOut = None
 
     def buildProtocol(self, addr: Any) -> Any:
         self.connections += 1
-        return super().buildProtocol(addr)
+        protocol = super().buildProtocol(addr)
+        lost = protocol.connectionLost
+
+        def connection_lost(reason: Any) -> None:
+            self.closed += 1
+            lost(reason)
+
+        protocol.connectionLost = connection_lost
+        return protocol
 
 
 def self_signed() -> PrivateCertificate:
@@ -240,6 +272,39 @@ class BehaviourTests(ClientTestCase):
         self.assertLess(reactor.seconds() - start, 10)
         with self.assertRaises(Exception):
             await self.target.lost[0]
+
+    async def test_total_timeout(self) -> None:
+        """request_total_timeout ends a request that keeps sending slowly."""
+        client = self.client(ip_range_denylist=[], request_timeout=30, request_total_timeout=1)
+        start = reactor.seconds()
+        with self.assertRaises(RequestTimeoutError) as e:
+            await client.request("GET", self.base + "/trickle")
+        self.assertEqual(e.exception.timeout, 1)
+        self.assertLess(reactor.seconds() - start, 5)
+
+    async def test_read_timeout(self) -> None:
+        """request_timeout: the longest silence, reset by every bit of the body."""
+        client = self.client(ip_range_denylist=[], request_timeout=1, request_total_timeout=60)
+        start = reactor.seconds()
+        with self.assertRaises(RequestTimeoutError) as e:
+            await client.request("GET", self.base + "/slow")
+        self.assertEqual(e.exception.timeout, 1)
+        self.assertLess(reactor.seconds() - start, 5)
+        # A body that keeps coming is not stopped by it, only by the total.
+        start = reactor.seconds()
+        with self.assertRaises(RequestTimeoutError) as e:
+            await client.request("GET", self.base + "/trickle", timeout=2.5)
+        self.assertEqual(e.exception.timeout, 2.5)
+        self.assertGreaterEqual(reactor.seconds() - start, 2.4)
+
+    async def test_idle_timeout(self) -> None:
+        """request_idle_timeout: a pooled connection is closed after that long unused."""
+        client = self.client(ip_range_denylist=[], request_idle_timeout=1)
+        await client.request("GET", self.base + "/ok")
+        await deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(self.site.closed, 0, "kept for reuse")
+        await deferLater(reactor, 1.0, lambda: None)
+        self.assertEqual(self.site.closed, 1)
 
     async def test_user_agent_and_post_json(self) -> None:
         client = self.client(ip_range_denylist=[])

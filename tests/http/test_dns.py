@@ -7,7 +7,6 @@ the outgoing clients.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from twisted.internet import reactor
@@ -291,4 +290,3 @@ class FederationUseTests(unittest.TestCase):
         self.assertIn(("example.test", dns.A), asked, "the .well-known lookup's host")
         for _ in range(3):
             await _tick()
-        json.dumps(asked)  # plain data

@@ -278,6 +278,7 @@ class HomeServer:
             PresenceStore(db), self.globals, self.notifier, self.users, reactor, self.clock_ms,
             self.server_name, enabled=config.allow_local_presence,
             idle_timeout_s=config.presence_idle_timeout_s,
+            timeout_remote=config.presence_timeout_remote_users,
             offline_timeout_s=config.presence_offline_timeout_s,
         )
         self.typing = TypingHandler(

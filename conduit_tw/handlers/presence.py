@@ -15,8 +15,12 @@ Presence of local users (client-server-api "Presence", presence.yaml).
 - With C{allow_local_presence = false} nothing is recorded and everyone is
   shown C{offline}.
 - Remote users' presence (C{m.presence} EDUs, L{PresenceHandler.set_remote})
-  is stored the same way, without timers; local changes run the
-  L{PresenceHandler.on_local_change} hooks (federation/edu.py sends them).
+  is stored the same way; with C{presence_timeout_remote_users} (conduwuit's
+  default) the same timeouts apply, counted from the latest update their
+  server sent, so a user whose server stopped telling us does not stay
+  online for ever (a restart counts as an update). Local changes run the
+  L{PresenceHandler.on_local_change} hooks (federation/edu.py sends them);
+  remote timeouts do not.
 
 Visibility ("presence events are sent to interested parties where users
 share a room membership"): through L{PresenceHandler.shares_room}, a
@@ -74,6 +78,7 @@ class PresenceHandler:
         enabled: bool = True,
         idle_timeout_s: float = 300,
         offline_timeout_s: float = 1800,
+        timeout_remote: bool = True,
     ) -> None:
         self.store = store
         self.globals = globals
@@ -85,6 +90,7 @@ class PresenceHandler:
         self.enabled = enabled
         self.idle_ms = int(idle_timeout_s * 1000)
         self.offline_ms = int(offline_timeout_s * 1000)
+        self.timeout_remote = timeout_remote
         #: C{(viewer, user) -> Awaitable[bool]}: do they share a room? The
         #: rooms code registers the real check; the default is "only self".
         self.shares_room: Callable[[str, str], Awaitable[bool]] = _only_self
@@ -99,6 +105,8 @@ class PresenceHandler:
         self._last_active: dict[str, int] = {}
         #: Users known to be online with a running timer (fast path).
         self._online: set[str] = set()
+        #: Remote users with a timer: when their server last updated them (ms).
+        self._remote_updated: dict[str, int] = {}
 
     # -- lifecycle
 
@@ -106,9 +114,13 @@ class PresenceHandler:
         """Re-arm the timeouts of users that were not offline at shutdown."""
         if not self.enabled:
             return
+        now = self.clock_ms()
         for user_id, record in await self.store.not_offline():
             if user_id.partition(":")[2] != self.server_name:
-                continue  # remote: its server reports the changes
+                if self.timeout_remote:
+                    self._remote_updated[user_id] = now
+                    self._schedule(user_id, record.presence, now)
+                continue
             self._last_active[user_id] = record.last_active_ts
             if record.presence == ONLINE:
                 self._online.add(user_id)
@@ -191,11 +203,15 @@ class PresenceHandler:
     ) -> None:
         """
         Record a remote user's presence from an C{m.presence} EDU (the
-        caller checked it). Remote users have no timers here: their server
-        tells us when they go idle or offline.
+        caller checked it); see the module docstring for its timeouts.
         """
-        if self.enabled:
-            await self._record(user_id, presence, status_msg, self.clock_ms() - last_active_ago)
+        if not self.enabled:
+            return
+        now = self.clock_ms()
+        await self._record(user_id, presence, status_msg, now - last_active_ago)
+        if self.timeout_remote:
+            self._remote_updated[user_id] = now
+            self._schedule(user_id, presence, now)
 
     def _set_online_flag(self, user_id: str, presence: str) -> None:
         if presence == ONLINE:
@@ -215,6 +231,7 @@ class PresenceHandler:
             if call is not None and call.active():
                 call.cancel()
             self._last_active.pop(user_id, None)
+            self._remote_updated.pop(user_id, None)
             return
         delay = max(0.0, (due - self.clock_ms()) / 1000)
         call = self._timers.get(user_id)
@@ -232,14 +249,21 @@ class PresenceHandler:
         record = await self.store.get(user_id)
         if record is None or record.presence == OFFLINE:
             return
-        last = max(record.last_active_ts, self._last_active.get(user_id, 0))
+        updated = self._remote_updated.get(user_id)
+        last = max(record.last_active_ts, self._last_active.get(user_id, 0), updated or 0)
         idle_for = self.clock_ms() - last
         if idle_for >= self.offline_ms:
-            await self._write(user_id, OFFLINE, record.status_msg, last)
+            presence = OFFLINE
         elif record.presence == ONLINE and idle_for >= self.idle_ms:
-            await self._write(user_id, UNAVAILABLE, record.status_msg, last)
+            presence = UNAVAILABLE
         else:
             self._schedule(user_id, record.presence, last)
+            return
+        if updated is None:
+            await self._write(user_id, presence, record.status_msg, last)
+        else:  # remote: recorded only (their server speaks for them)
+            await self._record(user_id, presence, record.status_msg, record.last_active_ts)
+            self._schedule(user_id, presence, last)
 
     # -- reading
 

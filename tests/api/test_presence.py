@@ -103,8 +103,8 @@ class PresenceDisabledTests(AccountsTestCase):
         self.assertIsNone(await self.hs.presence.store.get(ALICE))
 
 
-class PresenceTimeoutTests(unittest.TestCase):
-    """Idle and offline timeouts on a fake clock."""
+class PresenceClockCase(unittest.TestCase):
+    """A server whose presence timers run on a fake clock."""
 
     async def make_server(self, path: str | None = None, **overrides: Any) -> HomeServer:
         if path is None:
@@ -134,6 +134,10 @@ class PresenceTimeoutTests(unittest.TestCase):
 
     async def state(self) -> str:
         return (await self.hs.presence.get_content(ALICE))["presence"]
+
+
+class PresenceTimeoutTests(PresenceClockCase):
+    """Idle and offline timeouts on a fake clock."""
 
     async def test_idle_then_offline(self) -> None:
         p = self.hs.presence
@@ -180,3 +184,53 @@ class PresenceTimeoutTests(unittest.TestCase):
         self.assertEqual(await self.state(), "online")
         self.advance(101)
         self.assertEqual(await self.state(), "unavailable")
+
+
+REMOTE = "@bob:remote.example"
+
+
+class RemotePresenceTimeoutTests(PresenceClockCase):
+    """presence_timeout_remote_users: remote users time out without updates."""
+
+    async def remote_state(self) -> str:
+        return (await self.hs.presence.get_content(REMOTE))["presence"]
+
+    async def test_remote_idle_then_offline_without_updates(self) -> None:
+        p = self.hs.presence
+        await p.set_remote(REMOTE, "online", None, 60_000)
+        self.advance(200)
+        await p.set_remote(REMOTE, "online", "here", 0)  # an update: counted from now
+        self.advance(299)
+        self.assertEqual(await self.remote_state(), "online")
+        self.advance(2)
+        self.assertEqual(await self.remote_state(), "unavailable")
+        content = await p.get_content(REMOTE)
+        self.assertEqual((content["status_msg"], content["last_active_ago"]), ("here", 301_000))
+        self.advance(1800 - 301 - 1)
+        self.assertEqual(await self.remote_state(), "unavailable")
+        self.advance(1)
+        self.assertEqual(await self.remote_state(), "offline")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    async def test_remote_offline_update_cancels_timer(self) -> None:
+        await self.hs.presence.set_remote(REMOTE, "online", None, 0)
+        await self.hs.presence.set_remote(REMOTE, "offline", None, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    async def test_remote_timer_rearmed_at_restart(self) -> None:
+        await self.hs.presence.set_remote(REMOTE, "online", None, 0)
+        await self.hs.close()
+        self.advance(1000)
+        self.hs = await self.make_server(self.path)
+        self.advance(299)
+        self.assertEqual(await self.remote_state(), "online", "counted from the restart")
+        self.advance(2)
+        self.assertEqual(await self.remote_state(), "unavailable")
+
+    async def test_disabled(self) -> None:
+        await self.hs.close()
+        self.hs = await self.make_server(presence_timeout_remote_users=False)
+        await self.hs.presence.set_remote(REMOTE, "online", None, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.advance(5000)
+        self.assertEqual(await self.remote_state(), "online", "stays as their server said")

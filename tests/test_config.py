@@ -633,6 +633,21 @@ class ValidationTests(SynchronousTestCase, _Files):
         self.assertEqual(c.proxy.proxy_for("abc.onion"), "socks5h://localhost:9050")
         self.assertIsNone(c.proxy.proxy_for("x.myspecial.onion"))
         self.assertIsNone(c.proxy.proxy_for("matrix.org"))
+        # Conduit's rule: an include more specific than the exclude wins.
+        self.assertEqual(c.proxy.proxy_for("matrix.myspecial.onion"), "socks5h://localhost:9050")
+        c = self.load_text(
+            """
+            [[global.proxy.by_domain]]
+            url = "http://proxy.example:3128"
+            exclude = ["*.example.org"]
+            [[global.proxy.by_domain]]
+            url = "http://other.example:3128"
+            include = ["*.internal.example.org"]
+            """
+        )
+        self.assertEqual(c.proxy.proxy_for("matrix.org"), "http://proxy.example:3128", "include [] = *")
+        self.assertIsNone(c.proxy.proxy_for("a.example.org"))
+        self.assertEqual(c.proxy.proxy_for("a.internal.example.org"), "http://other.example:3128")
         self.assertConfigError('proxy = "ftp://x"', "global.proxy")
         self.assertConfigError('[global.proxy]\nregional = { url = "http://x" }', "global.proxy")
         self.assertConfigError('[global.proxy]\nglobal = { url = "nope" }', "global.proxy.global.url")

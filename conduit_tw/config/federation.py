@@ -85,24 +85,54 @@ class ProxyConfig:
     rules: list[ProxyRule] = field(default_factory=list)
 
     def proxy_for(self, host: str) -> str | None:
-        """The proxy URL to reach C{host} through, or C{None} to connect directly."""
+        """
+        The proxy URL to reach C{host} through, or C{None} to connect directly.
+
+        A C{by_domain} rule applies when its most specific matching C{include}
+        pattern (C{[]} means C{["*"]}) is more specific than its most specific
+        matching C{exclude} pattern, or nothing is excluded (Conduit's rule:
+        C{matrix.myspecial.onion} beats C{*.myspecial.onion}, which beats
+        C{*.onion}, which beats C{*}). The first rule that applies wins.
+        """
         if self.mode == "global":
             return self.url
         if self.mode == "by_domain":
+            host = host.lower().rstrip(".")
             for rule in self.rules:
-                included = not rule.include or any(_domain_matches(p, host) for p in rule.include)
-                if included and not any(_domain_matches(p, host) for p in rule.exclude):
+                included = _most_specific(rule.include or ["*"], host)
+                excluded = _most_specific(rule.exclude, host)
+                if included is not None and (
+                    excluded is None or _more_specific(included, excluded)
+                ):
                     return rule.url
         return None
 
 
 def _domain_matches(pattern: str, host: str) -> bool:
-    pattern, host = pattern.lower(), host.lower()
+    pattern = pattern.lower()
     if pattern == "*":
         return True
     if pattern.startswith("*."):
         return host.endswith(pattern[1:])
     return host == pattern
+
+
+def _more_specific(a: str, b: str) -> bool:
+    """Whether pattern C{a} is more specific than pattern C{b} (both matched a host)."""
+    a, b = a.lower(), b.lower()
+    if b == "*":
+        return a != "*"
+    if not a.startswith("*"):  # an exact name over a wildcard that matches it
+        return b.startswith("*.") and _domain_matches(b, a)
+    return a != b and a.startswith("*.") and b.startswith("*.") and a[1:].endswith(b[1:])
+
+
+def _most_specific(patterns: list[str], host: str) -> str | None:
+    best: str | None = None
+    for pattern in patterns:
+        if _domain_matches(pattern, host) and (best is None or _more_specific(pattern, best)):
+            best = pattern
+    return best
 
 
 def _proxy(path: str, value: Any) -> ProxyConfig:

@@ -20,6 +20,12 @@ that the same protections apply everywhere:
     connect, request and body. (Clients built for federation, the sender
     and .well-known set their own total and no read timeout.)
   - Host names are resolved by L{conduit_tw.http.dns.DNSResolver}.
+  - With Conduit's C{proxy} key, connections to the hosts it covers are
+    tunnelled through the proxy (L{conduit_tw.http.proxy}); TLS to the
+    target is still verified end to end. A proxy that resolves names
+    (http, https, socks5h) is trusted with where they lead: the denylist
+    then checks only IP literals; with C{socks5}, names are resolved and
+    checked here as without a proxy.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from zope.interface import implementer
 
 from conduit_tw import __version__
 from conduit_tw.http.dns import DNSResolver
+from conduit_tw.http.proxy import Proxy, TunnelEndpoint
 from conduit_tw.http.errors import (
     DeniedDestinationError,
     InvalidURLError,
@@ -131,7 +138,8 @@ class _UnverifiedTLS:
 @implementer(IStreamClientEndpoint)
 class CheckedEndpoint:
     """
-    Resolve, drop denied addresses, connect to a checked address; with
+    Resolve, drop denied addresses, connect to a checked address (or
+    through the proxy that covers the host, see the module docstring); with
     C{tls_name}, TLS verified against that name (L{OutgoingHTTPClient.tls_creator}).
     """
 
@@ -148,6 +156,13 @@ class CheckedEndpoint:
 
     async def _connect(self, factory: IProtocolFactory) -> Any:
         client = self._client
+        proxy = client.proxy_for(self._host)
+        if proxy is not None and proxy.resolves_names:
+            # The proxy resolves the name (and decides where it leads); an
+            # IP literal is still checked here.
+            if _is_ip_literal(self._host) and client.denylist.denies(self._host):
+                raise DeniedDestinationError(self._host, [self._host])
+            return await self._try([self._host], factory, proxy)
         addresses = await client.resolve(self._host, self._port)
         allowed = [a for a in addresses if not client.denylist.denies(a)]
         if not allowed:
@@ -155,17 +170,55 @@ class CheckedEndpoint:
         if len(allowed) < len(addresses):
             log.info("Outgoing: {host} resolved to denied addresses too; using {allowed}",
                      host=self._host, allowed=allowed)
+        return await self._try(allowed, factory, proxy)
+
+    async def _try(self, hosts: list[str], factory: IProtocolFactory, proxy: Proxy | None) -> Any:
+        """Connect to the first of C{hosts} that answers (through C{proxy} when given)."""
+        client = self._client
         last: Exception | None = None
-        for ip in allowed:
-            tcp_class = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint
-            endpoint: Any = tcp_class(client.reactor, ip, self._port, timeout=client.conn_timeout)
+        for host in hosts:
+            endpoint: Any
+            if proxy is not None:
+                endpoint = TunnelEndpoint(client.proxy_endpoint(proxy), proxy, host, self._port)
+            else:
+                tcp_class = TCP6ClientEndpoint if ":" in host else TCP4ClientEndpoint
+                endpoint = tcp_class(client.reactor, host, self._port, timeout=client.conn_timeout)
             if self._tls_name is not None:
                 endpoint = wrapClientTLS(client.tls_creator(self._tls_name), endpoint)
             try:
                 return await endpoint.connect(factory)
             except CancelledError:
                 raise
-            except Exception as e:  # try the next allowed address
+            except Exception as e:  # try the next address
+                last = e
+        assert last is not None
+        raise last
+
+
+@implementer(IStreamClientEndpoint)
+class _ProxyEndpoint:
+    """The TCP (or TLS, for an https proxy) connection to a proxy; not denylist-checked."""
+
+    def __init__(self, client: "OutgoingHTTPClient", proxy: Proxy) -> None:
+        self._client = client
+        self._proxy = proxy
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[Any]:
+        return Deferred.fromCoroutine(self._connect(protocolFactory))
+
+    async def _connect(self, factory: IProtocolFactory) -> Any:
+        client, proxy = self._client, self._proxy
+        last: Exception | None = None
+        for ip in await client.resolve(proxy.host, proxy.port):
+            tcp_class = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint
+            endpoint: Any = tcp_class(client.reactor, ip, proxy.port, timeout=client.conn_timeout)
+            if proxy.scheme == "https":
+                endpoint = wrapClientTLS(client.tls_creator(proxy.host), endpoint)
+            try:
+                return await endpoint.connect(factory)
+            except CancelledError:
+                raise
+            except Exception as e:
                 last = e
         assert last is not None
         raise last
@@ -317,6 +370,8 @@ class OutgoingHTTPClient:
         self.read_timeout: float | None = read_timeout
         if read_timeout is None and timeout is None:
             self.read_timeout = config.request_timeout
+        self._proxy_config = getattr(config, "proxy", None)
+        self._proxies: dict[str, Proxy] = {}
         self._insecure = bool(config.allow_invalid_tls_certificates)
         self._unverified_options = CertificateOptions(verify=False) if self._insecure else None
         if idle_per_host is None:
@@ -331,6 +386,20 @@ class OutgoingHTTPClient:
         self.agent = Agent.usingEndpointFactory(reactor, factory, pool=self.pool)
 
     # -- connection pieces (used by the endpoint)
+
+    def proxy_for(self, host: str) -> Proxy | None:
+        """The proxy (Conduit's C{proxy} key) to reach C{host} through, if any."""
+        url = self._proxy_config.proxy_for(host) if self._proxy_config is not None else None
+        if url is None:
+            return None
+        proxy = self._proxies.get(url)
+        if proxy is None:
+            proxy = self._proxies[url] = Proxy.parse(url)
+        return proxy
+
+    def proxy_endpoint(self, proxy: Proxy) -> IStreamClientEndpoint:
+        """The connection to C{proxy} itself."""
+        return _ProxyEndpoint(self, proxy)
 
     def tls_creator(self, hostname: str) -> IOpenSSLClientConnectionCreator:
         """Verify against C{hostname} unless C{allow_invalid_tls_certificates}."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conduit_tw.config import values
-from conduit_tw.config.declare import FEDERATION, key, section, table
+from conduit_tw.config.declare import key, section, table
 from conduit_tw.config.env import check
 from conduit_tw.config.values import Type, bad
 
@@ -196,9 +196,8 @@ class FederationKeys:
     )
     max_concurrent_requests: int = key(
         100,
-        "How many requests the server sends to other servers at the same time.",
+        "How many requests the server sends to other servers at the same time; more wait.",
         values.U16,
-        not_effective=FEDERATION,
     )
     max_fetch_prev_events: int = key(
         100,
@@ -251,12 +250,11 @@ class FederationKeys:
     )
     proxy: ProxyConfig = key(
         ProxyConfig(),
-        "Proxy for **outgoing** requests (federation, media); see below. This is not about "
+        "Proxy for **outgoing** requests (federation, media, push, URL previews): `http`, "
+        "`https` (CONNECT) or `socks5`/`socks5h` URLs; see below. This is not about "
         "reverse proxies in front of the server (that is `trusted_proxies`).",
         PROXY,
         doc_default='`"none"`',
-        not_effective="outgoing requests do not go through a proxy yet",
-        notice_unless=lambda proxy: proxy.mode == "none",
     )
     startup_netburst: bool = key(
         True,

@@ -2,42 +2,46 @@
 
 from __future__ import annotations
 
-from conduit_tw.config.declare import FEDERATION, key, section
+from conduit_tw.config.declare import key, section
 from conduit_tw.config.values import NONNEG, POSITIVE, integer
 
-_DNS = "DNS lookups use the system resolver and its settings"
 _APPSERVICES = "application services are not implemented yet"
 
 
 @section("dns")
 class DnsKeys:
-    """DNS resolution (conduwuit's resolver settings)."""
+    """
+    DNS resolution (conduwuit's resolver settings) of the server's own resolver: the
+    nameservers of `/etc/resolv.conf` (`/etc/hosts` first for addresses), used for
+    server discovery (SRV) and every outgoing connection.
+    """
 
     dns_cache_entries: int = key(
-        32768, "Maximum number of cached DNS answers.", NONNEG, not_effective=_DNS
+        32768, "Maximum number of cached DNS answers (`0`: no cache).", NONNEG
     )
     dns_min_ttl: int = key(
-        10800, "Minimum seconds a DNS answer is cached.", NONNEG, not_effective=_DNS
+        10800, "Minimum seconds a DNS answer is cached (longer when its TTL says so).", NONNEG
     )
     dns_min_ttl_nxdomain: int = key(
         259200,
-        'Minimum seconds a "no such domain" answer is cached.',
+        'Minimum seconds a negative answer ("no such domain", no records) is cached.',
         NONNEG,
-        not_effective=_DNS,
     )
-    dns_timeout: int = key(10, "Seconds to wait for a DNS reply.", POSITIVE, not_effective=_DNS)
-    dns_attempts: int = key(10, "Retries after a DNS timeout.", POSITIVE, not_effective=_DNS)
-    dns_tcp_fallback: bool = key(True, "Retry over TCP when UDP fails.", not_effective=_DNS)
+    dns_timeout: int = key(10, "Seconds to wait for a DNS reply.", POSITIVE)
+    dns_attempts: int = key(10, "Retries after a DNS timeout (round the nameservers).", POSITIVE)
+    dns_tcp_fallback: bool = key(
+        True, "Ask again over TCP when UDP gets no usable answer (timeouts, server errors)."
+    )
     query_all_nameservers: bool = key(
-        False, "Ask every nameserver until one knows the name.", not_effective=_DNS
+        False,
+        "Do not trust a negative answer: ask the next nameserver until one knows the name.",
     )
-    query_over_tcp_only: bool = key(False, "Use only TCP for DNS.", not_effective=_DNS)
+    query_over_tcp_only: bool = key(False, "Use only TCP for DNS.")
     ip_lookup_strategy: int = key(
         5,
         "1: IPv4 only, 2: IPv6 only, 3: both in parallel, 4: IPv6 then IPv4, 5: IPv4 then "
         "IPv6.",
         integer(1, 5),
-        not_effective=_DNS,
     )
 
 
@@ -48,15 +52,14 @@ class RequestKeys:
     request_conn_timeout: int = key(
         10, "Connect timeout for miscellaneous requests (URL previews).", POSITIVE
     )
-    request_timeout: int = key(35, "Time to wait for more data on those.", POSITIVE)
+    request_timeout: int = key(
+        35, "Longest wait for such a response to start or continue (read timeout).", POSITIVE
+    )
     request_total_timeout: int = key(
-        320,
-        "Time limit for a whole such request.",
-        POSITIVE,
-        not_effective="the outgoing HTTP client does not use this setting yet",
+        320, "Time limit for a whole such request (URL previews, push gateways, media).", POSITIVE
     )
     request_idle_timeout: int = key(
-        5, "How long their idle connections are kept (push gateways included).", NONNEG
+        5, "How long their idle connections are kept.", NONNEG
     )
     request_idle_per_host: int = key(1, "Idle connections kept per host.", NONNEG)
     well_known_conn_timeout: int = key(
@@ -88,7 +91,7 @@ class RequestKeys:
         POSITIVE,
     )
     sender_idle_timeout: int = key(
-        180, "How long idle sender connections are kept.", NONNEG, not_effective=FEDERATION
+        180, "How long idle connections of the transaction sender are kept.", NONNEG
     )
     sender_retry_backoff_limit: int = key(
         86400,
@@ -105,11 +108,5 @@ class RequestKeys:
         not_effective=_APPSERVICES,
     )
     pusher_idle_timeout: int = key(
-        15,
-        "How long idle push gateway connections are kept.",
-        NONNEG,
-        not_effective=(
-            "push gateways share the outgoing connection pool, whose idle time is "
-            "`request_idle_timeout`"
-        ),
+        15, "How long idle push gateway connections are kept (their own pool).", NONNEG
     )

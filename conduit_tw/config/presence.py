@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conduit_tw.config.declare import FEDERATION, key, section
+from conduit_tw.config.declare import key, section
 from conduit_tw.config.values import POSITIVE, ConfigError
 
 
@@ -22,7 +22,8 @@ class PresenceKeys:
         True, "Send presence to other servers.",
     )
     presence_timeout_remote_users: bool = key(
-        True, "Also time remote users out to idle/offline.", not_effective=FEDERATION
+        True,
+        "Also time remote users out to idle/offline, counted from their server's last update.",
     )
     presence_idle_timeout_s: int = key(
         300, "Seconds without activity before a user shows as idle.", POSITIVE

@@ -724,7 +724,7 @@ class AdminCommands:
             raise CommandError(f"{server} is not a server name")
         url = f"https://{server}/.well-known/matrix/support"
         try:
-            response = await self.d.http_client.client().request("GET", url, max_size=64 * 1024)
+            response = await self.d.http_client.request("GET", url, max_size=64 * 1024)
         except Exception as e:
             raise CommandError(f"Could not fetch {url}: {e}") from None
         if response.code != 200:

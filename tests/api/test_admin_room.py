@@ -551,3 +551,33 @@ class FederationAndLoggingCommandTests(AdminRoomTestCase):
         self.assertIn("Bad log filter", await self.body("!admin server change-log-level loud"))
         await self.body("!admin server reload-log-level")
         self.assertFalse(is_enabled("conduit_tw.api", LogLevel.debug) and self.config.log == "info")
+
+
+class SupportWellKnownTests(AdminRoomTestCase):
+    """!admin federation fetch-support-well-known, against a real HTTPS server."""
+
+    config_overrides = {
+        **RoomsTestCase.config_overrides, "ip_range_denylist": [],
+        "allow_invalid_tls_certificates": True,
+    }
+
+    async def test_fetch(self) -> None:
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        from tests.http.test_client import self_signed
+
+        class Support(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> bytes:
+                request.setHeader(b"content-type", b"application/json")
+                return b'{"contacts": [{"role": "m.role.admin", "matrix_id": "@op:elsewhere"}]}'
+
+        site = Site(Support())
+        site.timeOut = None
+        port = reactor.listenSSL(0, site, self_signed().options(), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(self.hs.http_client.close)
+        body = await self.body(f"!admin federation fetch-support-well-known localhost:{port.getHost().port}")
+        self.assertIn("@op:elsewhere", body)

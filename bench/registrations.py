@@ -111,7 +111,9 @@ async def workload(base: str, pid: int, users: int, concurrency: int) -> dict[st
 
 def bench(server: Any, users: int, concurrency: int) -> dict[str, float]:
     with started(server):
-        return asyncio.run(workload(server.base_url, server.proc.pid, users, concurrency))
+        out = asyncio.run(workload(server.base_url, server.proc.pid, users, concurrency))
+    print(type(server).__name__, {k: round(v, 1) for k, v in out.items()}, flush=True)
+    return out
 
 
 ROWS = [

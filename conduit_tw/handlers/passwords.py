@@ -35,7 +35,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from twisted.internet import threads
 from twisted.internet.defer import DeferredSemaphore
 
-from conduit_tw.errors import Codes, MatrixError
+from conduit_tw.handlers.ratelimit import limit_exceeded
 
 T = TypeVar("T")
 
@@ -93,16 +93,9 @@ class Passwords:
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """C{fn(*args)} in the thread pool once a slot is free, in order of arrival."""
         if self._slots.tokens == 0 and self.waiting >= self.queue_limit:
-            wait_ms = max(
-                1,
+            raise limit_exceeded(
                 math.ceil((self.waiting / self.concurrency + 1) * self._mean_s * 1000),
-            )
-            raise MatrixError(
-                429,
-                Codes.LIMIT_EXCEEDED,
                 "Too many password checks in progress",
-                headers={"Retry-After": str(math.ceil(wait_ms / 1000))},
-                retry_after_ms=wait_ms,
             )
         await self._slots.acquire()
         self._running += 1

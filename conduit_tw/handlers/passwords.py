@@ -25,6 +25,7 @@ account exists.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from collections.abc import Callable
@@ -50,6 +51,26 @@ DEFAULT_QUEUE_LIMIT = 64
 _FIRST_ESTIMATE_S = 0.05
 
 
+#: glibc's C{M_MMAP_THRESHOLD} parameter of C{mallopt(3)}.
+_M_MMAP_THRESHOLD = -3
+
+
+def _large_blocks_from_mmap(threshold: int = 1024 * 1024) -> None:
+    """
+    Make glibc serve blocks of C{threshold} bytes and more with C{mmap}, so
+    argon2's memory goes back to the system when a hash ends. Left to itself,
+    glibc raises the threshold after the first free of such a block and then
+    keeps up to one hash's memory per thread-pool thread in its per-thread
+    arenas (measured: 40 hashes of 19 MiB, 2 at a time on 10 threads, leave
+    209 MB resident; with this, 14 MB). Nothing happens on other C libraries.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, threshold)
+
+
 def make_hasher(memory_kib: int, iterations: int, parallelism: int = 1) -> PasswordHasher:
     """An argon2id hasher with these parameters (32-byte hash, 16-byte salt)."""
     return PasswordHasher(
@@ -69,6 +90,7 @@ class Passwords:
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
     ) -> None:
         self._reactor = reactor
+        _large_blocks_from_mmap()
         #: Tests may swap in a cheaper hasher.
         self.hasher = hasher or make_hasher(DEFAULT_MEMORY_KIB, DEFAULT_ITERATIONS)
         self._dummy_hash: str | None = None

@@ -33,7 +33,7 @@ from conduit_tw.handlers.account import AccountHandler
 from conduit_tw.handlers.auth import Auth
 from conduit_tw.handlers.devices import DeviceHandler
 from conduit_tw.handlers.login import LoginHandler
-from conduit_tw.handlers.passwords import Passwords
+from conduit_tw.handlers.passwords import Passwords, make_hasher
 from conduit_tw.handlers.profile import ProfileHandler
 from conduit_tw.handlers.ratelimit import RateLimits
 from conduit_tw.handlers.auto_join import AutoJoin
@@ -222,7 +222,12 @@ class HomeServer:
         self.users = UserStore(db)
         self.device_store = DeviceStore(db)
         self.ratelimit = RateLimits(config, self.users, self.clock_ms)
-        self.passwords = Passwords(reactor)
+        self.passwords = Passwords(
+            reactor,
+            make_hasher(config.password_hash_memory_kib, config.password_hash_iterations),
+            concurrency=config.password_hash_concurrency,
+            queue_limit=config.password_hash_queue,
+        )
         self.uia = UIA(self.clock_ms)
         self.devices = DeviceHandler(
             self.device_store, self.tokens, self.clock_ms, config.allow_device_name_federation

@@ -69,6 +69,29 @@ class RegistrationKeys:
         "Password for the server's own admin user, to regain access to the admin room. "
         "Unset it again afterwards.",
     )
+    password_hash_memory_kib: int = key(
+        19 * 1024,
+        "Memory of one argon2id password hash, in KiB (OWASP's 19 MiB by default). Hashes "
+        "made with other parameters keep working and are re-hashed at the next login.",
+        values.integer(64, 4 * 1024 * 1024),
+    )
+    password_hash_iterations: int = key(
+        2,
+        "Passes over that memory per argon2id hash (OWASP: 2 with 19 MiB).",
+        values.integer(1, 1000),
+    )
+    password_hash_concurrency: int = key(
+        2,
+        "Password hashes computed at once; at most this many times "
+        "`password_hash_memory_kib` is in use for them. The others wait in order.",
+        values.integer(1, 256),
+    )
+    password_hash_queue: int = key(
+        64,
+        "Password hashes that may wait for `password_hash_concurrency`; beyond that, "
+        "logins and registrations get 429 `M_LIMIT_EXCEEDED` with `retry_after_ms`.",
+        values.integer(0, 100_000),
+    )
     jwt_secret: str | None = key(
         None,
         "Secret for the JWT login type (`org.matrix.login.jwt`).",

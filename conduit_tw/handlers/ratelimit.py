@@ -61,6 +61,18 @@ def check_json_size(value: Any, limit: int, what: str = "Content") -> None:
         )
 
 
+
+def limit_exceeded(wait_ms: int, msg: str = "Too many requests") -> MatrixError:
+    """429 M_LIMIT_EXCEEDED with C{retry_after_ms} and C{Retry-After} (spec: "Rate limiting")."""
+    wait_ms = max(1, wait_ms)
+    return MatrixError(
+        429,
+        Codes.LIMIT_EXCEEDED,
+        msg,
+        headers={"Retry-After": str(math.ceil(wait_ms / 1000))},
+        retry_after_ms=wait_ms,
+    )
+
 class RateLimiter:
     """One token bucket per key."""
 
@@ -94,14 +106,7 @@ class RateLimiter:
         now = self._clock_ms()
         level = self._level(key, now)
         if level < 1.0:
-            wait_ms = max(1, math.ceil((1.0 - level) / self.per_second * 1000))
-            raise MatrixError(
-                429,
-                Codes.LIMIT_EXCEEDED,
-                "Too many requests",
-                headers={"Retry-After": str(math.ceil(wait_ms / 1000))},
-                retry_after_ms=wait_ms,
-            )
+            raise limit_exceeded(math.ceil((1.0 - level) / self.per_second * 1000))
         if update:
             self._store(key, level - 1.0, now)
 

@@ -208,14 +208,14 @@ class NioFederatedE2EETests(ServerTestCase):
                 self.assertIsInstance(resp, nio.RegisterResponse, resp)
                 await self._sync(client)
                 self.assertFalse(client.should_upload_keys)
-            created = await alice.room_create(
-                name="Secret", invite=[bob.user_id], initial_state=[ENCRYPTION_STATE]
-            )
-            self.assertIsInstance(created, nio.RoomCreateResponse, created)
+            created = await alice.room_create(name="Secret", initial_state=[ENCRYPTION_STATE])
+            self.assertIsInstance(created, nio.RoomCreateResponse, repr(created))
             room = created.room_id
+            invited = await alice.room_invite(room, bob.user_id)
+            self.assertIsInstance(invited, nio.RoomInviteResponse, repr(invited))
             await self._until(bob, lambda: room in bob.invited_rooms, "bob's invite")
             joined = await bob.join(room)
-            self.assertIsInstance(joined, nio.JoinResponse, joined)
+            self.assertIsInstance(joined, nio.JoinResponse, repr(joined))
             await self._sync(bob)
             await self._until(
                 alice,
@@ -228,7 +228,7 @@ class NioFederatedE2EETests(ServerTestCase):
                 room, "m.room.message", {"msgtype": "m.text", "body": "across the federation"},
                 ignore_unverified_devices=True,
             )
-            self.assertIsInstance(sent, nio.RoomSendResponse, sent)
+            self.assertIsInstance(sent, nio.RoomSendResponse, repr(sent))
             for _ in range(40):
                 resp = await self._sync(bob, timeout=500)
                 info = resp.rooms.join.get(room)

@@ -511,6 +511,10 @@ class HomeServer:
         self.e2e_keys.federate_device_names = config.allow_device_name_federation
         self.federation_e2ee.register(self.transactions.edu_handlers)
         self.device_lists.on_key_changed.append(self.federation_e2ee.local_keys_changed)
+        self.devices.on_device_renamed.append(
+            lambda user_id, device_id: self.device_lists.key_changed(user_id)
+        )
+        self.event_store.persist_hooks.append(self.federation_e2ee.event_persisted)
         if config.allow_federation:
             self.to_device.remote_senders.append(self.federation_e2ee.send_to_device)
             self.e2e_keys.remote_query = self.federation_e2ee.query

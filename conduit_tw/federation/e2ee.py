@@ -334,6 +334,18 @@ class FederationE2EE:
         if changed:
             await self.device_lists.key_changed(user_id)
 
+    async def event_persisted(self, txn: Any, event: Any) -> None:
+        """
+        C{EventStore.persist_hooks}: a remote user's join drops their cached
+        device list in the event's batch: updates sent while we shared no
+        room with them never reached us, so the cache cannot be trusted
+        until the next update resyncs it.
+        """
+        if event.type != "m.room.member" or not isinstance(event.state_key, str):
+            return
+        if event.membership() == "join" and not self.is_local(event.state_key):
+            self.store.forget_remote_user(txn, event.state_key)
+
     # -- our clients' queries about remote users
 
     async def query(self, server: str, users: dict[str, list[str]], timeout_ms: int) -> JsonDict:

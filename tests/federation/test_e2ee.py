@@ -262,3 +262,34 @@ class ClientQueryTests(FederatedE2EETestCase):
         got = await self.claim(self.carol, {BOB: {"BOB1": "signed_curve25519"}})
         self.assertEqual(got["one_time_keys"], {BOB: {"BOB1": key}})
         self.assertEqual(got["failures"], {})
+
+
+class CacheLifetimeTests(FederatedE2EETestCase):
+    async def test_rejoin_drops_the_cache(self) -> None:
+        self.federation.answers[DEVICES] = self.devices_answer(5, self.bob1)
+        await self.hs.federation_e2ee.on_device_list_update(REMOTE, self.update(5, [], self.bob1))
+        self.assertIsNotNone(await self.hs.federation_e2ee.store.remote_user(BOB))
+        for membership in ("leave", "join"):
+            _, pdu = self.remote.make(
+                BOB, "m.room.member", {"membership": membership}, [await self.last()], state_key=BOB
+            )
+            await self.receive(pdu)
+        # Updates sent while bob shared no room with us were lost: ask his server.
+        self.assertIsNone(await self.hs.federation_e2ee.store.remote_user(BOB))
+        self.federation.answers[QUERY] = {"device_keys": {BOB: {"BOB2": self.bob2.device_keys()}}}
+        self.assertEqual(list(await self.bob_devices()), ["BOB2"])
+        self.assertEqual(self.asked(QUERY), 1)
+
+
+class DeviceNameTests(FederatedE2EETestCase):
+    config_overrides = dict(E2EETestCase.config_overrides, allow_device_name_federation=True)
+
+    async def test_rename_announced_with_name(self) -> None:
+        r = await self.request(
+            "PUT", "/_matrix/client/v3/devices/CAROL1", {"display_name": "phone"},
+            access_token=self.carol.token,
+        )
+        self.assertEqual(r.code, 200, r.body)
+        updates = await self.edus("m.device_list_update")
+        self.assertEqual(updates[-1]["device_display_name"], "phone")
+        self.assertEqual(updates[-1]["prev_id"], [updates[-1]["stream_id"] - 1])

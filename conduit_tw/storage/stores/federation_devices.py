@@ -15,6 +15,8 @@ Layout (C{·} is 0xFF)::
 - C{remoteuserdevices}: the cached device list of a remote user, one
   record (replaced whole on each update, so it is always one consistent
   list), with the recent stream IDs seen to detect gaps in C{prev_id}.
+  It is dropped when the user joins a room (we may have missed updates
+  while we shared no room with them), so the next update resyncs.
 C{m.direct_to_device} message IDs are remembered by the to-device store,
 as transaction IDs of the remote sender.
 """
@@ -25,6 +27,7 @@ import json
 from typing import Any
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
+from conduit_tw.storage.txn import StoreTxn
 
 LOCAL_STREAM = "localdevicestream"
 REMOTE_DEVICES = "remoteuserdevices"
@@ -65,3 +68,7 @@ class FederationDeviceStore:
         batch = self.db.batch()
         batch.put(REMOTE_DEVICES, user_id.encode("utf-8"), _dumps(record))
         await self.db.write(batch)
+
+    def forget_remote_user(self, txn: StoreTxn, user_id: str) -> None:
+        """Drop a remote user's cached list in C{txn} (it may be stale)."""
+        txn.batch.delete(REMOTE_DEVICES, user_id.encode("utf-8"))

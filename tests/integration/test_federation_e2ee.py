@@ -21,7 +21,7 @@ from twisted.trial import unittest
 from tests.api.e2ee_helpers import Device
 from tests.api.rooms import V3, q
 from tests.integration.federation import start_homeserver
-from tests.integration.nio_support import NIO_MISSING, ServerTestCase, nio, server_config
+from tests.integration.nio_support import NIO_MISSING, E2EETestCase, nio, server_config
 from tests.integration.process import ServerProcess, free_port
 from tests.integration.test_federation_membership import Server
 from tests.integration.test_nio_e2ee import ENCRYPTION_ENABLED, ENCRYPTION_STATE
@@ -138,7 +138,7 @@ def _insecure() -> ssl.SSLContext:
     return context
 
 
-class NioFederatedE2EETests(ServerTestCase):
+class NioFederatedE2EETests(E2EETestCase):
     """matrix-nio on two of our servers (each a real C{twistd -n conduit} over TLS)."""
 
     skip = NIO_MISSING or (None if ENCRYPTION_ENABLED else "matrix-nio has no e2e support")
@@ -171,49 +171,17 @@ class NioFederatedE2EETests(ServerTestCase):
         b = self._tls_server()
         self._run_async(self._session(a, b))
 
-    def _client(self, server: ServerProcess, user: str) -> Any:
-        store = os.path.abspath(self.mktemp())
-        os.makedirs(store)
-        config = nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=True)
-        return nio.AsyncClient(server.base_url, user, store_path=store, config=config, ssl=False)
-
-    async def _sync(self, client: Any, timeout: int = 0) -> Any:
-        resp = await client.sync(timeout=timeout)
-        self.assertIsInstance(resp, nio.SyncResponse, resp)
-        if client.should_upload_keys:
-            r = await client.keys_upload()
-            self.assertIsInstance(r, nio.KeysUploadResponse, r)
-        if client.should_query_keys:
-            r = await client.keys_query()
-            self.assertIsInstance(r, nio.KeysQueryResponse, r)
-        if client.should_claim_keys:
-            r = await client.keys_claim(client.get_users_for_key_claiming())
-            self.assertIsInstance(r, nio.KeysClaimResponse, r)
-        await client.send_to_device_messages()
-        return resp
-
-    async def _until(self, client: Any, predicate: Any, what: str, rounds: int = 40) -> None:
-        for _ in range(rounds):
-            await self._sync(client, timeout=500)
-            if predicate():
-                return
-        self.fail(f"never: {what}")
-
     async def _session(self, a: ServerProcess, b: ServerProcess) -> None:
-        alice = self._client(a, "alice")
-        bob = self._client(b, "bob")
+        alice = self._client(a.base_url, "alice", ssl=False)
+        bob = self._client(b.base_url, "bob", ssl=False)
         try:
-            for client in (alice, bob):
-                resp = await client.register(client.user, "password-" + client.user)
-                self.assertIsInstance(resp, nio.RegisterResponse, resp)
-                await self._sync(client)
-                self.assertFalse(client.should_upload_keys)
+            await self._register(alice, bob)
             created = await alice.room_create(name="Secret", initial_state=[ENCRYPTION_STATE])
             self.assertIsInstance(created, nio.RoomCreateResponse, repr(created))
             room = created.room_id
             invited = await alice.room_invite(room, bob.user_id)
             self.assertIsInstance(invited, nio.RoomInviteResponse, repr(invited))
-            await self._until(bob, lambda: room in bob.invited_rooms, "bob's invite")
+            await self._until(bob, lambda: room in bob.invited_rooms, "bob's invite", rounds=40)
             joined = await bob.join(room)
             self.assertIsInstance(joined, nio.JoinResponse, repr(joined))
             await self._sync(bob)
@@ -221,7 +189,7 @@ class NioFederatedE2EETests(ServerTestCase):
                 alice,
                 lambda: bob.user_id in alice.rooms[room].users
                 and bob.device_id in alice.device_store[bob.user_id],
-                "alice knows bob's device",
+                "alice knows bob's device", rounds=40,
             )
             self.assertTrue(alice.rooms[room].encrypted)
             sent = await alice.room_send(
@@ -229,18 +197,10 @@ class NioFederatedE2EETests(ServerTestCase):
                 ignore_unverified_devices=True,
             )
             self.assertIsInstance(sent, nio.RoomSendResponse, repr(sent))
-            for _ in range(40):
-                resp = await self._sync(bob, timeout=500)
-                info = resp.rooms.join.get(room)
-                for event in info.timeline.events if info is not None else ():
-                    if isinstance(event, nio.MegolmEvent):
-                        continue
-                    if getattr(event, "body", None) == "across the federation":
-                        self.assertTrue(event.decrypted)
-                        self.assertEqual(event.sender, alice.user_id)
-                        self.assertEqual(event.event_id, sent.event_id)
-                        return
-            self.fail("bob never decrypted the message")
+            got = await self._receive(bob, room, "across the federation", rounds=40)
+            self.assertTrue(got.decrypted)
+            self.assertEqual(got.sender, alice.user_id)
+            self.assertEqual(got.event_id, sent.event_id)
         finally:
             for client in (alice, bob):
                 await client.close()

@@ -152,6 +152,13 @@ from conduit_tw.federation.membership_server import MembershipServlet
 from conduit_tw.api.federation import user_keys as federation_user_keys_api
 from conduit_tw.federation.e2ee import FederationE2EE
 from conduit_tw.storage.stores.federation_devices import FederationDeviceStore
+# -- admin room (handlers/admin_{room,commands,groups}, docs/admin.md)
+from conduit_tw.api.client import admin as admin_api
+from conduit_tw.handlers.admin_groups import AdminDeps, command_table
+from conduit_tw.handlers.admin_room import AdminRoom, AdminRoomDeps
+from conduit_tw.logging import configure as configure_logging
+from conduit_tw.storage.stores.admin import AdminStore
+from conduit_tw.storage.stores.registration_tokens import RegistrationTokenStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -173,6 +180,7 @@ API_MODULES: list[Any] = [
     federation_media_api,
     federation_membership_api,
     federation_user_keys_api,
+    admin_api,
 ]
 
 
@@ -430,6 +438,10 @@ class HomeServer:
             typing_timeout_s=config.typing_federation_timeout_s,
             incoming_presence=config.allow_incoming_presence,
             outgoing_presence=config.allow_outgoing_presence,
+            incoming_typing=config.allow_incoming_typing,
+            outgoing_typing=config.allow_outgoing_typing,
+            incoming_receipts=config.allow_incoming_read_receipts,
+            outgoing_receipts=config.allow_outgoing_read_receipts,
         )
         self.federation_edus.register(self.transactions.edu_handlers)
         self.transactions.acl_allows = self.federation_edus.acl_allows
@@ -519,6 +531,35 @@ class HomeServer:
             self.to_device.remote_senders.append(self.federation_e2ee.send_to_device)
             self.e2e_keys.remote_query = self.federation_e2ee.query
             self.e2e_keys.remote_claim = self.federation_e2ee.claim
+        # -- admin room: the bot, #admins and its commands (docs/admin.md)
+        self.admin_store = AdminStore(db)
+        self.registration_tokens = RegistrationTokenStore(db)
+        self.registration.dynamic_tokens = self.registration_tokens
+        self.admin_room = AdminRoom(
+            AdminRoomDeps(
+                self.server_name, self.admin_store, self.users, self.event_store, self.events,
+                self.membership, self.room_creation, self.aliases_store, self.devices, self.passwords,
+                self.clock_ms, reactor.callLater,  # type: ignore[attr-defined]
+            ),
+            emergency_password=config.emergency_password,
+            log_guest_registrations=config.log_guest_registrations,
+        )
+        self.admin_room.commands = command_table(AdminDeps(
+            self.server_name, self.users, self.registration, self.account, self.devices,
+            self.passwords, self.event_store, self.membership, self.directory,
+            self.directory_store, self.aliases_store, self.media, lambda: self.server_keys,
+            self.admin_store, self.admin_room, config, time.time(), self.clock_ms,
+            self.media.store, self.keyring, db.backup,
+            lambda: reactor.stop(),  # type: ignore[attr-defined]
+            self.registration_tokens, self.federation_client, self.http_client, configure_logging,
+        ))
+        if config.auto_deactivate_banned_room_attempts:
+            self.admin_room.auto_deactivate = self.account.deactivate
+        self.events.validators.append(self.admin_room.check_event)
+        self.events.validators.append(self.admin_room.check_banned_room)
+        self.directory.publish_checks.append(self.admin_room.check_publish)
+        self.registration.on_registered.append(self.admin_room.user_registered)
+        self.event_store.persist_hooks.append(self.admin_room.event_persisted)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 
@@ -533,6 +574,8 @@ class HomeServer:
         await self.presence.start()
         await self.media.setup()
         await self.federation_sender.start()  # -- federation sender: resend what is queued
+        await self.registration_tokens.load()
+        await self.admin_room.setup()
         for module in API_MODULES:
             module.register(self.router, self)
 
@@ -547,6 +590,7 @@ class HomeServer:
         return Deferred.fromCoroutine(self._close())
 
     async def _close(self) -> None:
+        await self.admin_room.drain()
         try:
             await self.devices.flush()
         except Exception:

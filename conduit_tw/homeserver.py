@@ -148,6 +148,10 @@ from conduit_tw.handlers.remote_media import RemoteMediaFetcher
 from conduit_tw.api.federation import membership as federation_membership_api
 from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
+# -- federation e2ee (federation/e2ee.py, api/federation/user_keys.py)
+from conduit_tw.api.federation import user_keys as federation_user_keys_api
+from conduit_tw.federation.e2ee import FederationE2EE
+from conduit_tw.storage.stores.federation_devices import FederationDeviceStore
 # -- admin room (handlers/admin_{room,commands,groups}, docs/admin.md)
 from conduit_tw.api.client import admin as admin_api
 from conduit_tw.handlers.admin_groups import AdminDeps, command_table
@@ -181,6 +185,7 @@ API_MODULES: list[Any] = [
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
     federation_membership_api,
+    federation_user_keys_api,
     admin_api,
     federation_timestamp_api, federation_hierarchy_api,
 ]
@@ -519,6 +524,25 @@ class HomeServer:
         self.remote_membership.resolve_alias = resolve_remote_alias
         if config.allow_federation:
             self.membership.remote = self.remote_membership
+        # -- federation e2ee: to-device messages, device lists and signing
+        # keys both ways as EDUs; our users' keys served to other servers;
+        # remote users' keys for our clients from the cache or their server.
+        self.federation_e2ee = FederationE2EE(
+            self.server_name, FederationDeviceStore(db), self.e2e_keys, self.to_device,
+            self.device_lists, self.federation_sender.send_edu, lambda: self.federation_client,
+            self.sync.joined_rooms, self.event_store.members, is_local,
+        )
+        self.e2e_keys.federate_device_names = config.allow_device_name_federation
+        self.federation_e2ee.register(self.transactions.edu_handlers)
+        self.device_lists.on_key_changed.append(self.federation_e2ee.local_keys_changed)
+        self.devices.on_device_renamed.append(
+            lambda user_id, device_id: self.device_lists.key_changed(user_id)
+        )
+        self.event_store.persist_hooks.append(self.federation_e2ee.event_persisted)
+        if config.allow_federation:
+            self.to_device.remote_senders.append(self.federation_e2ee.send_to_device)
+            self.e2e_keys.remote_query = self.federation_e2ee.query
+            self.e2e_keys.remote_claim = self.federation_e2ee.claim
         # -- admin room: the bot, #admins and its commands (docs/admin.md)
         self.admin_store = AdminStore(db)
         self.registration_tokens = RegistrationTokenStore(db)

@@ -113,6 +113,31 @@ class ToDeviceHandler:
             what="remote_senders",
         )
 
+    async def receive_remote(
+        self, sender: str, event_type: str, message_id: str, messages: dict[str, Any]
+    ) -> None:
+        """
+        Deliver an inbound C{m.direct_to_device} EDU's messages to our
+        users' devices (C{*}: every device), once per sender and
+        C{message_id} (server-server-api "Send-to-device messaging"); the
+        caller has checked that the sender belongs to the origin.
+        """
+        async with self._lock.queue((sender, "")):
+            if await self.store.seen_txn(sender, "", message_id):
+                return
+            local: list[tuple[str, str, Any]] = []
+            for user_id, per_device in messages.items():
+                if not isinstance(user_id, str) or not self.is_local(user_id):
+                    continue
+                if not isinstance(per_device, dict):
+                    continue
+                per_device = {d: c for d, c in per_device.items() if isinstance(c, dict)}
+                local.extend(await self._expand(user_id, per_device))
+            position = await self.globals.next_position()
+            await self.store.put(sender, "", message_id, event_type, position, local)
+        if local:
+            self.notifier.notify(position, users={user for user, _, _ in local})
+
     async def devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
         """C{DeviceHandler.on_devices_deleted}: drop their inboxes."""
         for device_id in device_ids:

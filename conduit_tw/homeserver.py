@@ -148,6 +148,10 @@ from conduit_tw.handlers.remote_media import RemoteMediaFetcher
 from conduit_tw.api.federation import membership as federation_membership_api
 from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
+# -- relations and search (handlers/{relations,search}, api/client/{relations,search})
+from conduit_tw.api.client import relations as relations_api
+from conduit_tw.handlers.relations import RelationsHandler
+from conduit_tw.storage.stores.relations import RelationStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -168,6 +172,7 @@ API_MODULES: list[Any] = [
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
     federation_membership_api,
+    relations_api,
 ]
 
 
@@ -495,6 +500,15 @@ class HomeServer:
         self.remote_membership.resolve_alias = resolve_remote_alias
         if config.allow_federation:
             self.membership.remote = self.remote_membership
+        # -- relations and search: indexes filled by persist hooks (local and
+        # federation events alike); aggregations bundled by the serializer.
+        self.relations = RelationsHandler(
+            RelationStore(db), self.event_store, self.visibility, self.serializer,
+            self.room_history.check_access,
+        )
+        self.event_store.persist_hooks.append(self.relations.event_persisted)
+        self.events.validators.append(self.relations.check_thread)
+        self.serializer.bundle = self.relations.bundle
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

@@ -150,8 +150,11 @@ from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
 # -- relations and search (handlers/{relations,search}, api/client/{relations,search})
 from conduit_tw.api.client import relations as relations_api
+from conduit_tw.api.client import search as search_api
 from conduit_tw.handlers.relations import RelationsHandler
+from conduit_tw.handlers.search import SearchHandler
 from conduit_tw.storage.stores.relations import RelationStore
+from conduit_tw.storage.stores.search import SearchStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -172,7 +175,7 @@ API_MODULES: list[Any] = [
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
     federation_membership_api,
-    relations_api,
+    relations_api, search_api,
 ]
 
 
@@ -509,6 +512,10 @@ class HomeServer:
         self.event_store.persist_hooks.append(self.relations.event_persisted)
         self.events.validators.append(self.relations.check_thread)
         self.serializer.bundle = self.relations.bundle
+        self.search = SearchHandler(
+            SearchStore(db), self.event_store, self.visibility, self.serializer
+        )
+        self.event_store.persist_hooks.append(self.search.event_persisted)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

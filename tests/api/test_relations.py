@@ -297,3 +297,9 @@ class ThreadsTests(RelationsTestCase):
         self.assertEqual(body["errcode"], "M_FORBIDDEN")
         await self.threads(at, room, include="mine", expect=400)
         await self.threads(at, room, expect=400, **{"from": "zzz"})
+
+
+class AggregationLMDBTests(AggregationTests):
+    """The relation indexes on the LMDB backend."""
+
+    backend = "lmdb"

@@ -197,3 +197,9 @@ class SearchVisibilityTests(SearchTestCase):
         await self.join(bt, room)
         body = await self.search(bt, {"search_term": "kiwi"})
         self.assertEqual(self.ids(body), [e1])
+
+
+class SearchLMDBTests(SearchTests):
+    """The same index and queries on the LMDB backend (generic trees only)."""
+
+    backend = "lmdb"

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from conduit_tw.errors import Codes, MatrixError, not_found
-from conduit_tw.handlers.room_history import encode_token, parse_token
+from conduit_tw.handlers.room_history import encode_token, pagination_bounds, parse_token
 from conduit_tw.storage.stores.relations import Child, RelationStore, ThreadSummary, indexable
 from conduit_tw.storage.stores.timeline import StoredEvent
 
@@ -194,11 +194,7 @@ class RelationsHandler:
     ) -> JsonDict:
         """C{GET /v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]}."""
         user_id = requester.user_id
-        if direction not in ("b", "f"):
-            raise MatrixError(400, Codes.INVALID_PARAM, "dir must be 'b' or 'f'")
-        forward = direction == "f"
-        boundary = parse_token(from_token) if from_token else None
-        stop = parse_token(to_token) if to_token else None
+        forward, boundary, stop = pagination_bounds(direction, from_token, to_token)
         limit = DEFAULT_LIMIT if limit is None else max(1, min(limit, MAX_LIMIT))
         await self.check_access(user_id, room_id)
         parent = await self.events.get_event(event_id)

@@ -119,7 +119,7 @@ class SearchHandler:
         if not isinstance(term, str):
             raise _bad("room_events.search_term must be a string", Codes.MISSING_PARAM)
         keys = criteria.get("keys", list(KEYS))
-        if not isinstance(keys, list) or not keys or any(k not in KEYS for k in keys):
+        if not isinstance(keys, list) or not keys or any(not isinstance(k, str) or k not in KEYS for k in keys):
             raise _bad("keys must be a list of content.body, content.name, content.topic")
         order_by = criteria.get("order_by", "rank")
         if order_by not in ("rank", "recent"):

@@ -165,6 +165,13 @@ from conduit_tw.api.federation import timestamp as federation_timestamp_api
 from conduit_tw.federation.backfill import Backfiller
 from conduit_tw.federation.hierarchy import SpaceHierarchy
 from conduit_tw.federation.timestamp import TimestampToEvent
+# -- relations and search (handlers/{relations,search}, api/client/{relations,search})
+from conduit_tw.api.client import relations as relations_api
+from conduit_tw.api.client import search as search_api
+from conduit_tw.handlers.relations import RelationsHandler
+from conduit_tw.handlers.search import SearchHandler
+from conduit_tw.storage.stores.relations import RelationStore
+from conduit_tw.storage.stores.search import SearchStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -188,6 +195,7 @@ API_MODULES: list[Any] = [
     federation_user_keys_api,
     admin_api,
     federation_timestamp_api, federation_hierarchy_api,
+    relations_api, search_api,
 ]
 
 
@@ -590,6 +598,19 @@ class HomeServer:
         if config.allow_federation:
             self.room_history.backfill = self.backfiller.backfill
             self.room_history.remote_timestamp = self.federation_timestamps.ask_remote
+        # -- relations and search: indexes filled by persist hooks (local and
+        # federation events alike); aggregations bundled by the serializer.
+        self.relations = RelationsHandler(
+            RelationStore(db), self.event_store, self.visibility, self.serializer,
+            self.room_history.check_access,
+        )
+        self.event_store.persist_hooks.append(self.relations.event_persisted)
+        self.events.validators.append(self.relations.check_thread)
+        self.serializer.bundle = self.relations.bundle
+        self.search = SearchHandler(
+            SearchStore(db), self.event_store, self.visibility, self.serializer
+        )
+        self.event_store.persist_hooks.append(self.search.event_persisted)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
         # Requests wait until setup() has mounted the API.

@@ -148,6 +148,9 @@ from conduit_tw.handlers.remote_media import RemoteMediaFetcher
 from conduit_tw.api.federation import membership as federation_membership_api
 from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
+# -- spaces, directory, voip, openid (handlers/{voip,openid,...})
+from conduit_tw.api.client import voip as voip_api
+from conduit_tw.handlers.voip import CallProtection, TurnHandler, TurnSettings
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -168,6 +171,7 @@ API_MODULES: list[Any] = [
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
     federation_membership_api,
+    voip_api,
 ]
 
 
@@ -495,6 +499,17 @@ class HomeServer:
         self.remote_membership.resolve_alias = resolve_remote_alias
         if config.allow_federation:
             self.membership.remote = self.remote_membership
+        # -- spaces, directory, voip, openid
+        self.turn = TurnHandler(
+            TurnSettings(
+                uris=tuple(config.turn_uris), secret=config.turn_secret,
+                username=config.turn_username, password=config.turn_password,
+                ttl=config.turn_ttl, allow_guests=config.turn_allow_guests,
+            ),
+            self.clock_ms,
+        )
+        self.call_protection = CallProtection(self.directory_store.is_public)
+        self.events.validators.append(self.call_protection.check_event)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

@@ -149,7 +149,10 @@ from conduit_tw.api.federation import membership as federation_membership_api
 from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
 # -- spaces, directory, voip, openid (handlers/{voip,openid,...})
+from conduit_tw.api.client import openid as openid_api
 from conduit_tw.api.client import voip as voip_api
+from conduit_tw.handlers.openid import OpenIdHandler
+from conduit_tw.storage.stores.openid import OpenIdTokenStore
 from conduit_tw.handlers.voip import CallProtection, TurnHandler, TurnSettings
 
 log = get_logger("conduit_tw.homeserver")
@@ -171,7 +174,7 @@ API_MODULES: list[Any] = [
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
     federation_membership_api,
-    voip_api,
+    voip_api, openid_api,
 ]
 
 
@@ -510,6 +513,9 @@ class HomeServer:
         )
         self.call_protection = CallProtection(self.directory_store.is_public)
         self.events.validators.append(self.call_protection.check_event)
+        self.openid = OpenIdHandler(
+            self.server_name, OpenIdTokenStore(db), self.clock_ms, config.openid_token_ttl
+        )
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 

@@ -150,8 +150,11 @@ from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
 # -- spaces, directory, voip, openid (handlers/{voip,openid,...})
 from conduit_tw.api.client import openid as openid_api
+from conduit_tw.api.client import spaces as spaces_api
 from conduit_tw.api.client import voip as voip_api
 from conduit_tw.handlers.openid import OpenIdHandler
+from conduit_tw.handlers.room_summary import RoomSummaries
+from conduit_tw.handlers.spaces import SpaceHierarchy
 from conduit_tw.storage.stores.openid import OpenIdTokenStore
 from conduit_tw.handlers.voip import CallProtection, TurnHandler, TurnSettings
 
@@ -174,7 +177,7 @@ API_MODULES: list[Any] = [
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
     federation_membership_api,
-    voip_api, openid_api,
+    voip_api, openid_api, spaces_api,
 ]
 
 
@@ -502,7 +505,12 @@ class HomeServer:
         self.remote_membership.resolve_alias = resolve_remote_alias
         if config.allow_federation:
             self.membership.remote = self.remote_membership
-        # -- spaces, directory, voip, openid
+        # -- spaces, directory, voip, openid. Rooms of other servers in a
+        # space or a summary come from spaces.remote_hierarchy /
+        # room_summaries.remote_summary (federation /hierarchy), None
+        # until that exists: such rooms are skipped (404 for a summary).
+        self.room_summaries = RoomSummaries(self.event_store, self.directory.resolve_alias)
+        self.spaces = SpaceHierarchy(self.event_store, self.room_summaries)
         self.turn = TurnHandler(
             TurnSettings(
                 uris=tuple(config.turn_uris), secret=config.turn_secret,

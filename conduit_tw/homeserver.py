@@ -148,15 +148,19 @@ from conduit_tw.handlers.remote_media import RemoteMediaFetcher
 from conduit_tw.api.federation import membership as federation_membership_api
 from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
-# -- spaces, directory, voip, openid (handlers/{voip,openid,...})
+# -- spaces, directory, voip, openid (handlers/{spaces,room_summary,user_directory,mutual_rooms,voip,openid})
 from conduit_tw.api.client import openid as openid_api
 from conduit_tw.api.client import spaces as spaces_api
+from conduit_tw.api.client import user_directory as user_directory_api
 from conduit_tw.api.client import voip as voip_api
+from conduit_tw.handlers.mutual_rooms import MutualRooms
 from conduit_tw.handlers.openid import OpenIdHandler
 from conduit_tw.handlers.room_summary import RoomSummaries
 from conduit_tw.handlers.spaces import SpaceHierarchy
-from conduit_tw.storage.stores.openid import OpenIdTokenStore
+from conduit_tw.handlers.user_directory import UserDirectory
 from conduit_tw.handlers.voip import CallProtection, TurnHandler, TurnSettings
+from conduit_tw.storage.stores.openid import OpenIdTokenStore
+from conduit_tw.storage.stores.user_directory import UserDirectoryStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -177,7 +181,7 @@ API_MODULES: list[Any] = [
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
     federation_membership_api,
-    voip_api, openid_api, spaces_api,
+    voip_api, openid_api, spaces_api, user_directory_api,
 ]
 
 
@@ -511,6 +515,12 @@ class HomeServer:
         # until that exists: such rooms are skipped (404 for a summary).
         self.room_summaries = RoomSummaries(self.event_store, self.directory.resolve_alias)
         self.spaces = SpaceHierarchy(self.event_store, self.room_summaries)
+        self.user_directory = UserDirectory(
+            self.server_name, UserDirectoryStore(db), self.event_store, self.users
+        )
+        self.event_store.persist_hooks.append(self.user_directory.event_persisted)
+        self.profile.on_profile_changed.append(self.user_directory.profile_changed)
+        self.mutual_rooms = MutualRooms(self.event_store)
         self.turn = TurnHandler(
             TurnSettings(
                 uris=tuple(config.turn_uris), secret=config.turn_secret,

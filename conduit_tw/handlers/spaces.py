@@ -36,12 +36,10 @@ spaces"; space_hierarchy.yaml): C{GET /rooms/{roomId}/hierarchy}.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 from conduit_tw.errors import Codes, MatrixError, forbidden
+from conduit_tw.util.opaque import decode_token, encode_token
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.room_summary import RoomSummaries
@@ -100,18 +98,10 @@ def child_events(events: list["StoredEvent"]) -> list[dict[str, Any]]:
     return out
 
 
-def encode_token(root: str, max_depth: int, suggested_only: bool, skip: int) -> str:
-    raw = json.dumps({"r": root, "d": max_depth, "s": suggested_only, "n": skip}).encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_token(token: str) -> tuple[str, int, bool, int]:
-    """C{(root, max_depth, suggested_only, skip)}; 400 for anything else."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        root, depth, suggested, skip = data["r"], data["d"], data["s"], data["n"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise _invalid("Unknown pagination token") from None
+def _decode(token: str) -> tuple[str, int, bool, int]:
+    """C{(root, max_depth, suggested_only, skip)} of a C{from} token; 400 otherwise."""
+    data = decode_token(token)
+    root, depth, suggested, skip = data.get("r"), data.get("d"), data.get("s"), data.get("n")
     if not (
         isinstance(root, str) and type(depth) is int and isinstance(suggested, bool)
         and type(skip) is int and skip >= 0 and 0 <= depth <= MAX_DEPTH
@@ -160,7 +150,7 @@ class SpaceHierarchy:
         limit = min(limit or DEFAULT_LIMIT, MAX_LIMIT)
         skip = 0
         if from_token is not None:
-            root, depth, suggested, skip = decode_token(from_token)
+            root, depth, suggested, skip = _decode(from_token)
             if root != room_id:
                 raise _invalid("The pagination token is for another room")
             if (max_depth is not None and min(max_depth, MAX_DEPTH) != depth) or (
@@ -211,7 +201,9 @@ class SpaceHierarchy:
                 stack.append((None, cid, list(child["content"]["via"]), depth + 1))
         body: dict[str, Any] = {"rooms": rooms}
         if more:
-            body["next_batch"] = encode_token(room_id, max_depth, suggested_only, skip + len(rooms))
+            body["next_batch"] = encode_token(
+                {"r": room_id, "d": max_depth, "s": suggested_only, "n": skip + len(rooms)}
+            )
         return body
 
     async def _entry(

@@ -12,7 +12,9 @@ C{POST /user_directory/search}.
   user is searched by: a local user's global profile, a remote user's
   display name and avatar from their latest join event. It is written in
   the batch of each join event (an C{EventStore.persist_hooks} entry) and
-  when a local user's profile changes (C{ProfileHandler.on_profile_changed}).
+  when a local user's profile changes (C{ProfileHandler.on_profile_changed});
+  when our server's first user joins a room (a remote join), the remote
+  members of the state it came with are indexed too.
   Users who joined rooms before the index existed are found once they
   join again or change their profile.
 - **Matching.** The search term is split into words (runs of word
@@ -83,9 +85,24 @@ class UserDirectory:
             return
         if self._is_local(user_id):
             profile = _profile(await self.users.get_profile(user_id))
+            room_id = event.room_id_or_create()
+            if not any(self._is_local(u) for u in await self.store.members(room_id)):
+                # Our server's first member: the others came with the
+                # room's state (a remote join), not as live events.
+                await self._index_members(txn, event.state_after)
         else:
             profile = _profile(event.content)
         await self.index.set(user_id, profile, txn)
+
+    async def _index_members(self, txn: "StoreTxn", statehash: int) -> None:
+        """Index the remote joined members of a state that are not indexed yet."""
+        keys = [k for k in await self.store.state_ids(statehash) if k[0] == "m.room.member"]
+        for (_, user_id), ev in (await self.store.state_events(statehash, keys, txn)).items():
+            if (
+                ev.membership() == "join" and not self._is_local(user_id)
+                and await self.index.get(user_id, txn) is None
+            ):
+                await self.index.set(user_id, _profile(ev.content), txn)
 
     async def profile_changed(self, user_id: str, field: str, value: Any) -> None:
         """C{ProfileHandler.on_profile_changed}: re-index a local user's profile."""

@@ -148,6 +148,13 @@ from conduit_tw.handlers.remote_media import RemoteMediaFetcher
 from conduit_tw.api.federation import membership as federation_membership_api
 from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
+# -- admin room (handlers/admin_{room,commands,groups}, docs/admin.md)
+from conduit_tw.api.client import admin as admin_api
+from conduit_tw.handlers.admin_groups import AdminDeps, command_table
+from conduit_tw.handlers.admin_room import AdminRoom, AdminRoomDeps
+from conduit_tw.logging import configure as configure_logging
+from conduit_tw.storage.stores.admin import AdminStore
+from conduit_tw.storage.stores.registration_tokens import RegistrationTokenStore
 # -- spaces, directory, voip, openid (handlers/{spaces,room_summary,user_directory,mutual_rooms,voip,openid})
 from conduit_tw.api.client import openid as openid_api
 from conduit_tw.api.client import spaces as spaces_api
@@ -181,6 +188,7 @@ API_MODULES: list[Any] = [
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
     federation_membership_api,
+    admin_api,
     voip_api, openid_api, spaces_api, user_directory_api,
 ]
 
@@ -439,6 +447,10 @@ class HomeServer:
             typing_timeout_s=config.typing_federation_timeout_s,
             incoming_presence=config.allow_incoming_presence,
             outgoing_presence=config.allow_outgoing_presence,
+            incoming_typing=config.allow_incoming_typing,
+            outgoing_typing=config.allow_outgoing_typing,
+            incoming_receipts=config.allow_incoming_read_receipts,
+            outgoing_receipts=config.allow_outgoing_read_receipts,
         )
         self.federation_edus.register(self.transactions.edu_handlers)
         self.transactions.acl_allows = self.federation_edus.acl_allows
@@ -509,6 +521,35 @@ class HomeServer:
         self.remote_membership.resolve_alias = resolve_remote_alias
         if config.allow_federation:
             self.membership.remote = self.remote_membership
+        # -- admin room: the bot, #admins and its commands (docs/admin.md)
+        self.admin_store = AdminStore(db)
+        self.registration_tokens = RegistrationTokenStore(db)
+        self.registration.dynamic_tokens = self.registration_tokens
+        self.admin_room = AdminRoom(
+            AdminRoomDeps(
+                self.server_name, self.admin_store, self.users, self.event_store, self.events,
+                self.membership, self.room_creation, self.aliases_store, self.devices, self.passwords,
+                self.clock_ms, reactor.callLater,  # type: ignore[attr-defined]
+            ),
+            emergency_password=config.emergency_password,
+            log_guest_registrations=config.log_guest_registrations,
+        )
+        self.admin_room.commands = command_table(AdminDeps(
+            self.server_name, self.users, self.registration, self.account, self.devices,
+            self.passwords, self.event_store, self.membership, self.directory,
+            self.directory_store, self.aliases_store, self.media, lambda: self.server_keys,
+            self.admin_store, self.admin_room, config, time.time(), self.clock_ms,
+            self.media.store, self.keyring, db.backup,
+            lambda: reactor.stop(),  # type: ignore[attr-defined]
+            self.registration_tokens, self.federation_client, self.http_client, configure_logging,
+        ))
+        if config.auto_deactivate_banned_room_attempts:
+            self.admin_room.auto_deactivate = self.account.deactivate
+        self.events.validators.append(self.admin_room.check_event)
+        self.events.validators.append(self.admin_room.check_banned_room)
+        self.directory.publish_checks.append(self.admin_room.check_publish)
+        self.registration.on_registered.append(self.admin_room.user_registered)
+        self.event_store.persist_hooks.append(self.admin_room.event_persisted)
         # -- spaces, directory, voip, openid. Rooms of other servers in a
         # space or a summary come from spaces.remote_hierarchy /
         # room_summaries.remote_summary (federation /hierarchy), None
@@ -548,6 +589,8 @@ class HomeServer:
         await self.presence.start()
         await self.media.setup()
         await self.federation_sender.start()  # -- federation sender: resend what is queued
+        await self.registration_tokens.load()
+        await self.admin_room.setup()
         for module in API_MODULES:
             module.register(self.router, self)
 
@@ -562,6 +605,7 @@ class HomeServer:
         return Deferred.fromCoroutine(self._close())
 
     async def _close(self) -> None:
+        await self.admin_room.drain()
         try:
             await self.devices.flush()
         except Exception:

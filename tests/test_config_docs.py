@@ -215,7 +215,7 @@ class LoadTimeEffectTests(unittest.SynchronousTestCase):
 
 #: A boolean key declared not effective, far from being implemented (banning rooms),
 #: so that making federation keys effective leaves these tests alone.
-SAMPLE = "auto_deactivate_banned_room_attempts"
+SAMPLE = "query_over_tcp_only"  # a key still declared not effective (DNS settings)
 
 
 def _notice(key: str) -> str:

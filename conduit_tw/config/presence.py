@@ -31,16 +31,16 @@ class PresenceKeys:
         1800, "Seconds without activity before a user shows as offline.", POSITIVE
     )
     allow_incoming_read_receipts: bool = key(
-        True, "Accept read receipts from other servers.", not_effective=FEDERATION
+        True, "Accept read receipts from other servers.",
     )
     allow_outgoing_read_receipts: bool = key(
-        True, "Send read receipts to other servers.", not_effective=FEDERATION
+        True, "Send read receipts to other servers.",
     )
     allow_incoming_typing: bool = key(
-        True, "Accept typing notifications from other servers.", not_effective=FEDERATION
+        True, "Accept typing notifications from other servers.",
     )
     allow_outgoing_typing: bool = key(
-        True, "Send typing notifications to other servers.", not_effective=FEDERATION
+        True, "Send typing notifications to other servers.",
     )
     typing_federation_timeout_s: int = key(
         30,

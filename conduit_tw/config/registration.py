@@ -68,7 +68,6 @@ class RegistrationKeys:
         None,
         "Password for the server's own admin user, to regain access to the admin room. "
         "Unset it again afterwards.",
-        not_effective="there is no server admin user or admin room yet",
     )
     jwt_secret: str | None = key(
         None,

@@ -36,7 +36,6 @@ class RoomKeys:
         False,
         "Deactivate local non-admin users who try to join a banned room or a forbidden "
         "alias/server.",
-        not_effective="banning rooms is not implemented yet",
     )
     allow_public_room_directory_without_auth: bool = key(
         False, "Serve the public room directory to clients without an access token."

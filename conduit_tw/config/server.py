@@ -58,11 +58,9 @@ class StorageKeys:
     database_backup_path: str | None = key(
         None,
         "Directory for online backups of the database (admin command).",
-        not_effective=_BACKUP,
     )
     database_backups_to_keep: int = key(
         1, "How many backups to keep in `database_backup_path`.", values.NONNEG,
-        not_effective=_BACKUP,
     )
     db_cache_capacity_mb: float = key(
         256.0,

@@ -86,6 +86,10 @@ class FederationEdus:
         typing_timeout_s: float = 30,
         incoming_presence: bool = True,
         outgoing_presence: bool = True,
+        incoming_typing: bool = True,
+        outgoing_typing: bool = True,
+        incoming_receipts: bool = True,
+        outgoing_receipts: bool = True,
     ) -> None:
         self.server_name = server_name
         self.sender = sender
@@ -98,6 +102,11 @@ class FederationEdus:
         self.typing_timeout_ms = int(typing_timeout_s * 1000)
         self.incoming_presence = incoming_presence
         self.outgoing_presence = outgoing_presence
+        #: C{allow_incoming_/outgoing_typing} and C{_read_receipts}.
+        self.incoming_typing = incoming_typing
+        self.outgoing_typing = outgoing_typing
+        self.incoming_receipts = incoming_receipts
+        self.outgoing_receipts = outgoing_receipts
 
     def register(self, edu_handlers: dict[str, Callable[[str, dict[str, Any]], Awaitable[None]]]) -> None:
         """Fill an EDU dispatch table (C{TransactionHandler.edu_handlers})."""
@@ -133,9 +142,9 @@ class FederationEdus:
     # -- inbound
 
     async def on_typing(self, origin: str, content: dict[str, Any]) -> None:
-        """An C{m.typing} EDU."""
+        """An C{m.typing} EDU (C{allow_incoming_typing})."""
         room_id, user_id, typing = content.get("room_id"), content.get("user_id"), content.get("typing")
-        if not isinstance(room_id, str) or not isinstance(typing, bool):
+        if not self.incoming_typing or not isinstance(room_id, str) or not isinstance(typing, bool):
             return
         if not self._speaks_for(origin, user_id) or not await self._is_joined(user_id, room_id):
             return
@@ -144,7 +153,12 @@ class FederationEdus:
         self.typing.set_typing(room_id, user_id, typing, self.typing_timeout_ms)
 
     async def on_receipt(self, origin: str, content: dict[str, Any]) -> None:
-        """An C{m.receipt} EDU (only C{m.read} receipts are known)."""
+        """
+        An C{m.receipt} EDU (only C{m.read} receipts are known;
+        C{allow_incoming_read_receipts}).
+        """
+        if not self.incoming_receipts:
+            return
         for room_id, by_type in content.items():
             if not isinstance(by_type, dict) or not isinstance(by_type.get("m.read"), dict):
                 continue
@@ -194,6 +208,8 @@ class FederationEdus:
 
     async def local_typing(self, room_id: str, user_id: str, typing: bool) -> None:
         """C{TypingHandler.on_local_typing}: tell the room's other servers."""
+        if not self.outgoing_typing:
+            return
         servers = await self.room_servers(room_id)
         if servers:
             content = {"room_id": room_id, "user_id": user_id, "typing": typing}
@@ -201,6 +217,8 @@ class FederationEdus:
 
     async def local_receipt(self, room_id: str, receipt: "Receipt") -> None:
         """C{ReceiptsHandler.on_receipt}: send our users' public read receipts."""
+        if not self.outgoing_receipts:
+            return
         if receipt.receipt_type != "m.read" or server_of(receipt.user_id) != self.server_name:
             return
         servers = await self.room_servers(room_id)

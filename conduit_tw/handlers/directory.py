@@ -175,6 +175,9 @@ class DirectoryHandler:
         self.forbidden_alias_names = tuple(forbidden_alias_names)
         #: C{lockdown_public_room_directory}: only admins publish rooms.
         self.lockdown_public_room_directory = lockdown_public_room_directory
+        #: Checks run before a room is published (raise to refuse): the
+        #: admin room is never published.
+        self.publish_checks: list[Callable[[str], None]] = []
         #: Directory entries (without the member count) by state hash.
         self._entries: LruCache[int, _Entry] = LruCache(scaled(10_000, cache_modifier))
         #: C{alias -> {"room_id", "servers"}} for aliases of other servers
@@ -393,6 +396,9 @@ class DirectoryHandler:
             )
         if visibility == "public" and not is_admin and self.lockdown_public_room_directory:
             raise forbidden(self._lockdown_message())
+        if visibility == "public":
+            for check in list(self.publish_checks):
+                check(room_id)
         await self.published.set_public(room_id, visibility == "public")
 
     def _lockdown_message(self) -> str:

@@ -43,7 +43,7 @@ import hmac
 import re
 import secrets
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from twisted.internet.defer import Deferred, DeferredLock
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from conduit_tw.handlers.passwords import Passwords
     from conduit_tw.handlers.uia import UIA
     from conduit_tw.storage.stores.tokens import TokenStore
+    from conduit_tw.storage.stores.registration_tokens import RegistrationTokenStore
     from conduit_tw.storage.stores.users import UserStore
 
 log = get_logger("conduit_tw.registration")
@@ -140,6 +141,8 @@ class RegistrationHandler:
         self._clock_ms = clock_ms
         self._forbidden = [_pattern(p) for p in config.forbidden_usernames]
         self._token = self._load_token(config)
+        #: The admins' registration tokens (C{!admin tokens}), if wired.
+        self.dynamic_tokens: "RegistrationTokenStore | None" = None
         self._lock = DeferredLock()
         #: Callables C{user_id -> bool}: is it in an appservice's exclusive
         #: namespace? (filled by the appservice code).
@@ -164,21 +167,36 @@ class RegistrationHandler:
         """Whether users may register (C{allow_registration})."""
         return self.config.allow_registration
 
+    def set_allow_registration(self, allow: bool) -> None:
+        """Open or close registration until restart (the admin command)."""
+        self.config = replace(self.config, allow_registration=allow)
+
     def flows(self) -> list[list[str]]:
         """The UIA flows of C{/register}."""
-        if self._token is not None:
+        if self._token is not None or (self.dynamic_tokens is not None and self.dynamic_tokens.has_any()):
             return [[REGISTRATION_TOKEN, DUMMY]]
         return [[DUMMY]]
 
     def token_valid(self, token: Any) -> bool:
-        """Whether C{token} is the registration token (constant-time)."""
-        if self._token is None or not isinstance(token, str):
+        """Whether C{token} is the registration token (constant-time) or a valid admin-made one."""
+        if not isinstance(token, str):
             return False
-        return hmac.compare_digest(token.encode("utf-8"), self._token.encode("utf-8"))
+        if self._token is not None and hmac.compare_digest(
+            token.encode("utf-8"), self._token.encode("utf-8")
+        ):
+            return True
+        return self._dynamic_valid(token)
+
+    def _dynamic_valid(self, token: str) -> bool:
+        return self.dynamic_tokens is not None and self.dynamic_tokens.valid(token, self._clock_ms())
 
     async def _token_stage(self, auth: dict[str, Any], session: Session) -> None:
-        if not self.token_valid(auth.get("token")):
+        token = auth.get("token")
+        if not self.token_valid(token):
             raise StageFailed(Codes.FORBIDDEN, "Invalid registration token")
+        if self._dynamic_valid(token) and token != self._token:
+            # Counted as used once the registration completes (spec).
+            session.data["registration_token"] = token
 
     # -- usernames
 
@@ -362,6 +380,9 @@ class RegistrationHandler:
                 d.errback(failure)
             raise
         session.data["outcome"] = result
+        used = session.data.pop("registration_token", None)
+        if used is not None and self.dynamic_tokens is not None:
+            await self.dynamic_tokens.use(used)
         for d in waiters:
             d.callback(dict(result))
         return dict(result)

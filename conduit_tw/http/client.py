@@ -51,7 +51,6 @@ from conduit_tw import __version__
 from conduit_tw.http.errors import (
     DeniedDestinationError,
     InvalidURLError,
-    OutgoingRequestError,
     RequestTimeoutError,
     ResponseTooLargeError,
 )

@@ -138,7 +138,7 @@ class CreateAliasTests(AliasTestCase):
         await self.join(self.bt, self.room)
         self.assertEqual((await self.put_alias(self.bt, "#bobs:test")).code, 200)
         # A server admin need not be in the room.
-        self.assertEqual((await self.put_alias(self.admin_t, "#admins:test")).code, 200)
+        self.assertEqual((await self.put_alias(self.admin_t, "#admin-team:test")).code, 200)
 
     async def test_forbidden_names(self) -> None:
         await self.join(self.bt, self.room)

@@ -70,7 +70,8 @@ class EncryptionDisabledTests(RoomsTestCase):
         self.assertMatrixError(r, 400, "M_INVALID_ROOM_STATE")
         self.assertIn(ENCRYPTION_DISABLED, r.json["error"])
         joined = await self.request("GET", V3 + "/joined_rooms", access_token=alice)
-        self.assertEqual(joined.json["joined_rooms"], [])
+        # Only the admin room (alice is the first user, the admin).
+        self.assertEqual(joined.json["joined_rooms"], [self.hs.admin_room.room_id])
 
     async def test_state_and_send(self) -> None:
         _, alice = await self.user("alice")

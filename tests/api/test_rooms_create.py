@@ -123,7 +123,9 @@ class CreateRoomTests(RoomsTestCase):
             access_token=self.at,
         )
         self.assertMatrixError(r, 400, "M_INVALID_ROOM_STATE")
-        self.assertEqual(await self.hs.event_store.joined_room_ids(self.alice), [])
+        self.assertEqual(
+            await self.hs.event_store.joined_room_ids(self.alice), [self.hs.admin_room.room_id]
+        )
 
     async def test_trusted_private_chat(self) -> None:
         bob, _ = await self.user("bob")
@@ -178,7 +180,10 @@ class CreateRoomTests(RoomsTestCase):
             access_token=self.at,
         )
         self.assertMatrixError(r, 400, "M_UNRECOGNIZED")
-        self.assertEqual(await self.hs.event_store.joined_room_ids(self.alice), [])
+        # Only the admin room (alice is the first user).
+        self.assertEqual(
+            await self.hs.event_store.joined_room_ids(self.alice), [self.hs.admin_room.room_id]
+        )
 
     async def test_remote_invite_refused(self) -> None:
         r = await self.request(

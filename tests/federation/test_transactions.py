@@ -266,6 +266,23 @@ class NoIncomingPresenceTests(FederationTestCase):
         self.assertIsNone(await self.hs.presence.store.get(BOB))
 
 
+class NoIncomingTypingOrReceiptsTests(FederationTestCase):
+    config_overrides = dict(
+        FederationTestCase.config_overrides,
+        allow_incoming_typing=False, allow_incoming_read_receipts=False,
+    )
+
+    async def test_ignored(self) -> None:
+        event_id = await self.send_ok(self.tok, self.room)
+        since = (await self.sync(self.tok))["next_batch"]
+        await self.transaction([typing_edu(BOB, self.room), receipt_edu(BOB, self.room, event_id)])
+        self.assertEqual(self.hs.typing.typing_users(self.room), [])
+        body = await self.sync(self.tok, since=since, timeout=0)
+        room = self.joined(body, self.room) or {}
+        types = [e["type"] for e in room.get("ephemeral", {}).get("events", [])]
+        self.assertNotIn("m.receipt", types)
+
+
 class OutgoingTests(FederationTestCase):
     """Alice's typing, receipts, presence and events reach remote.example."""
 
@@ -332,6 +349,25 @@ class NoOutgoingPresenceTests(FederationTestCase):
         self.assertEqual(r.code, 200)
         await self.hs.federation_sender.wait_idle()
         self.assertEqual([e for e in self.peer.edus if e["edu_type"] == "m.presence"], [])
+
+
+class NoOutgoingTypingOrReceiptsTests(FederationTestCase):
+    config_overrides = dict(
+        FederationTestCase.config_overrides,
+        allow_outgoing_typing=False, allow_outgoing_read_receipts=False,
+    )
+
+    async def test_not_sent(self) -> None:
+        r = await self.request("PUT", f"{V3}/rooms/{q(self.room)}/typing/{q(self.alice)}",
+                               {"typing": True, "timeout": 20000}, access_token=self.tok)
+        self.assertEqual(r.code, 200, r.body)
+        event_id = await self.send_ok(self.tok, self.room)
+        await self.receipt(self.tok, self.room, event_id)
+        await self.hs.federation_sender.wait_idle()
+        sent = {e["edu_type"] for e in self.peer.edus}
+        self.assertNotIn("m.typing", sent)
+        self.assertNotIn("m.receipt", sent)
+        self.assertEqual(len(self.peer.pdus), 1)  # the message itself still goes
 
 
 class RestartTests(FederationTestCase):

@@ -4,8 +4,6 @@ process, named C{localhost:<free port>}, serving the client and federation
 APIs over TLS on 127.0.0.1 (self-signed certificate, certificate checks
 off, loopback allowed), as test federations run; and blocking client-API
 calls made in a thread, so the reactor keeps serving while they wait.
-Until the keyring is wired into HomeServer, origins' keys are fetched
-directly (L{HttpKeyRing}).
 """
 
 from __future__ import annotations
@@ -14,15 +12,10 @@ import os
 from typing import Any
 
 from argon2 import PasswordHasher
-from nacl.signing import VerifyKey
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
-from conduit_tw.events.hashes import decode_base64
-from conduit_tw.events.signing import verify_json
-from conduit_tw.federation.client import FederationClient
-from conduit_tw.federation.errors import KeyNotFound
 from conduit_tw.homeserver import HomeServer
 from conduit_tw.service import make_service
 from tests.api.accounts import OPEN
@@ -31,38 +24,11 @@ from tests.integration.synapse import SynapseProcess
 from tests.integration.test_twistd import _self_signed
 
 
-class HttpKeyRing:
-    """
-    A keyring stand-in for these tests: fetches the origin's keys directly
-    (GET /_matrix/key/v2/server over federation) and checks their
-    self-signature. The real keyring is conduit_tw/federation/keyring.py.
-    """
-
-    def __init__(self, client: FederationClient) -> None:
-        self.client = client
-        self.fetched: list[str] = []
-
-    async def get_verify_key(self, server_name: str, key_id: str, min_valid_until_ts: int = 0) -> VerifyKey:
-        self.fetched.append(server_name)
-        response = await self.client.get_json(server_name, "/_matrix/key/v2/server")
-        keys = {
-            kid: VerifyKey(decode_base64(entry["key"]))
-            for kid, entry in response["verify_keys"].items()
-        }
-        verify_json(response, server_name, keys)
-        if response["server_name"] != server_name or key_id not in keys:
-            raise KeyNotFound(server_name, key_id)
-        if response["valid_until_ts"] < min_valid_until_ts:
-            raise KeyNotFound(server_name, key_id, "expired")
-        return keys[key_id]
-
-
 async def start_homeserver(case: unittest.TestCase, **overrides: Any) -> HomeServer:
     """
     Start one of our servers for C{case} (stopped by a cleanup) with open
-    registration; C{overrides} are config values. Until the keyring is
-    wired into HomeServer, origins' keys are fetched directly
-    (L{HttpKeyRing}).
+    registration; C{overrides} are config values. Other servers' keys are
+    fetched by its real keyring.
     """
     from tests.server import make_config
 
@@ -88,8 +54,6 @@ async def start_homeserver(case: unittest.TestCase, **overrides: Any) -> HomeSer
     await service.ready
     hs = service.homeserver
     hs.passwords.hasher = PasswordHasher(time_cost=1, memory_cost=256, parallelism=1)
-    if hs.federation_auth.keyring is None:
-        hs.federation_auth.keyring = HttpKeyRing(hs.federation_client)
     return hs
 
 

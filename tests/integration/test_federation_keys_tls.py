@@ -12,17 +12,15 @@ from typing import Any
 from twisted.trial import unittest
 
 from conduit_tw.api.federation._paths import federation_route
-from tests.integration import test_federation_tls
+from tests.integration.federation import start_homeserver
 
 
 class KeyRingOverTLSTests(unittest.TestCase):
-    """Each test starts the servers it needs (see C{TwoServersTests.start})."""
-
-    start = test_federation_tls.TwoServersTests.start
+    """Each test starts the servers it needs (L{start_homeserver})."""
 
     async def test_authenticated_requests_both_ways(self) -> None:
-        a = (await self.start()).homeserver
-        b = (await self.start()).homeserver
+        a = await start_homeserver(self)
+        b = await start_homeserver(self)
         for caller, callee in [(a, b), (b, a)]:
             async def whoami(request: Any, origin: str) -> Any:
                 return {"origin": origin}
@@ -41,9 +39,9 @@ class KeyRingOverTLSTests(unittest.TestCase):
             )
 
     async def test_keys_through_a_notary(self) -> None:
-        origin = (await self.start()).homeserver
-        notary = (await self.start()).homeserver
-        asker = (await self.start()).homeserver
+        origin = await start_homeserver(self)
+        notary = await start_homeserver(self)
+        asker = await start_homeserver(self)
         asker.keyring.trusted_servers = [notary.server_name]
         key_id = origin.server_keys.key_id
         got = await asker.keyring.get_verify_key(origin.server_name, key_id, asker.clock_ms())

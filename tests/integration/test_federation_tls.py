@@ -19,7 +19,7 @@ from conduit_tw.api.federation._paths import federation_route
 from conduit_tw.events.signing import verify_json
 from conduit_tw.federation.client import FederationClient
 from conduit_tw.federation.errors import RemoteError
-from tests.integration.federation import HttpKeyRing, start_homeserver
+from tests.integration.federation import start_homeserver
 
 
 class TwoServersTests(unittest.TestCase):
@@ -46,9 +46,6 @@ class TwoServersTests(unittest.TestCase):
     async def test_authenticated_request_both_ways(self) -> None:
         """Each side verifies the other's X-Matrix signature with a key fetched over TLS."""
         for caller, callee in [(self.a, self.b), (self.b, self.a)]:
-            keyring = HttpKeyRing(callee.federation_client)
-            callee.federation_auth.keyring = keyring
-
             async def whoami(request: Any, origin: str) -> Any:
                 return {"origin": origin, "body": request.json_body()}
 
@@ -60,10 +57,11 @@ class TwoServersTests(unittest.TestCase):
                 callee.server_name, "/_matrix/federation/v1/_test/whoami", {"hello": "world"}
             )
             self.assertEqual(result, {"origin": caller.server_name, "body": {"hello": "world"}})
-            self.assertEqual(keyring.fetched, [caller.server_name])
+            # The callee's keyring fetched the caller's key over TLS and kept it.
+            stored = await callee.server_key_store.get_keys(caller.server_name)
+            self.assertIn(caller.server_keys.key_id, stored)
 
     async def test_forged_signature_refused(self) -> None:
-        self.b.federation_auth.keyring = HttpKeyRing(self.b.federation_client)
 
         async def whoami(request: Any, origin: str) -> Any:
             return {"origin": origin}
@@ -85,7 +83,6 @@ class TwoServersTests(unittest.TestCase):
 
     async def test_transaction_over_tls(self) -> None:
         """A's sender delivers a transaction to B's /send: signed, verified, answered 200."""
-        self.b.federation_auth.keyring = HttpKeyRing(self.b.federation_client)
         got = []
 
         async def record(origin: str, content: dict[str, Any]) -> None:

@@ -96,7 +96,8 @@ class SynapseInteropTests(unittest.TestCase):
         # Synapse signs a query/profile to us; we fetch its key over TLS.
         code, body = await self.synapse_api("GET", f"{V3}/profile/{q(bob)}")
         self.assertEqual((code, body.get("displayname")), (200, "Bob C"), body)
-        self.assertIn(self.synapse.server_name, self.hs.federation_auth.keyring.fetched)
+        # Our keyring fetched and stored Synapse's key to check that request.
+        self.assertTrue(await self.hs.server_key_store.get_keys(self.synapse.server_name))
         code, body = await self.synapse_api("GET", f"{V3}/profile/{q('@nobody:' + self.hs.server_name)}")
         self.assertEqual((code, body.get("errcode")), (404, "M_NOT_FOUND"), body)
         code, body = await self.ours("POST", f"{V3}/createRoom", {"room_alias_name": "ours"}, token)

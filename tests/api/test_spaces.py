@@ -55,8 +55,8 @@ class HierarchyTests(SpaceTestCase):
         await self.add_child(at, self.space_id, self.private, order="c")
         await self.add_child(at, self.space_id, self.restricted, suggested=True)
         await self.add_child(at, self.space_id, self.sub, order="a", suggested=True)
-        await self.add_child(at, self.sub, self.deep)
-        await self.add_child(at, self.sub, self.space_id)  # a loop
+        await self.add_child(at, self.sub, self.deep, order="a")
+        await self.add_child(at, self.sub, self.space_id, order="b")  # a loop
         await self.join(self.bt, self.space_id)
 
     def ids(self, r: Any) -> list[str]:

@@ -163,7 +163,7 @@ from conduit_tw.storage.stores.registration_tokens import RegistrationTokenStore
 from conduit_tw.api.federation import hierarchy as federation_hierarchy_api
 from conduit_tw.api.federation import timestamp as federation_timestamp_api
 from conduit_tw.federation.backfill import Backfiller
-from conduit_tw.federation.hierarchy import SpaceHierarchy
+from conduit_tw.federation.hierarchy import SpaceHierarchy as FederationHierarchy
 from conduit_tw.federation.timestamp import TimestampToEvent
 # -- relations and search (handlers/{relations,search}, api/client/{relations,search})
 from conduit_tw.api.client import relations as relations_api
@@ -172,6 +172,19 @@ from conduit_tw.handlers.relations import RelationsHandler
 from conduit_tw.handlers.search import SearchHandler
 from conduit_tw.storage.stores.relations import RelationStore
 from conduit_tw.storage.stores.search import SearchStore
+# -- spaces, directory, voip, openid (handlers/{spaces,room_summary,user_directory,mutual_rooms,voip,openid})
+from conduit_tw.api.client import openid as openid_api
+from conduit_tw.api.client import spaces as spaces_api
+from conduit_tw.api.client import user_directory as user_directory_api
+from conduit_tw.api.client import voip as voip_api
+from conduit_tw.handlers.mutual_rooms import MutualRooms
+from conduit_tw.handlers.openid import OpenIdHandler
+from conduit_tw.handlers.room_summary import RoomSummaries
+from conduit_tw.handlers.spaces import SpaceHierarchy
+from conduit_tw.handlers.user_directory import UserDirectory
+from conduit_tw.handlers.voip import CallProtection, TurnHandler, TurnSettings
+from conduit_tw.storage.stores.openid import OpenIdTokenStore
+from conduit_tw.storage.stores.user_directory import UserDirectoryStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -196,6 +209,7 @@ API_MODULES: list[Any] = [
     admin_api,
     federation_timestamp_api, federation_hierarchy_api,
     relations_api, search_api,
+    voip_api, openid_api, spaces_api, user_directory_api,
 ]
 
 
@@ -592,7 +606,7 @@ class HomeServer:
             self.room_history.find_by_timestamp, lambda: self.federation_client,
         )
         # Spaces: /hierarchy served; fetch_remote is for the client /hierarchy.
-        self.federation_hierarchy = SpaceHierarchy(
+        self.federation_hierarchy = FederationHierarchy(
             self.server_name, self.event_store, lambda: self.federation_client
         )
         if config.allow_federation:
@@ -611,6 +625,34 @@ class HomeServer:
             SearchStore(db), self.event_store, self.visibility, self.serializer
         )
         self.event_store.persist_hooks.append(self.search.event_persisted)
+        # -- spaces, directory, voip, openid. Rooms of other servers in a
+        # space or a summary come from spaces.remote_hierarchy /
+        # room_summaries.remote_summary (federation /hierarchy) when
+        # federation is on; otherwise they are skipped (404 for a summary).
+        self.room_summaries = RoomSummaries(self.event_store, self.directory.resolve_alias)
+        self.spaces = SpaceHierarchy(self.event_store, self.room_summaries)
+        self.user_directory = UserDirectory(
+            self.server_name, UserDirectoryStore(db), self.event_store, self.users
+        )
+        self.event_store.persist_hooks.append(self.user_directory.event_persisted)
+        self.profile.on_profile_changed.append(self.user_directory.profile_changed)
+        self.mutual_rooms = MutualRooms(self.event_store)
+        self.turn = TurnHandler(
+            TurnSettings(
+                uris=tuple(config.turn_uris), secret=config.turn_secret,
+                username=config.turn_username, password=config.turn_password,
+                ttl=config.turn_ttl, allow_guests=config.turn_allow_guests,
+            ),
+            self.clock_ms,
+        )
+        self.call_protection = CallProtection(self.directory_store.is_public)
+        self.events.validators.append(self.call_protection.check_event)
+        self.openid = OpenIdHandler(
+            self.server_name, OpenIdTokenStore(db), self.clock_ms, config.openid_token_ttl
+        )
+        if config.allow_federation:
+            self.spaces.remote_hierarchy = self.federation_hierarchy.fetch_remote
+            self.room_summaries.remote_summary = self.federation_hierarchy.fetch_summary
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
         # Requests wait until setup() has mounted the API.

@@ -101,7 +101,6 @@ class RegistrationKeys:
         3600,
         "Lifetime, in seconds, of OpenID tokens given to integrations.",
         values.POSITIVE,
-        not_effective="OpenID tokens are not implemented yet",
     )
 
 

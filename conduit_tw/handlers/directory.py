@@ -67,6 +67,7 @@ from conduit_tw.events.auth_rules import (
     get_user_power_level,
     split_identifier,
 )
+from conduit_tw.handlers.room_summary import SUMMARY_KEYS, public_chunk
 from conduit_tw.handlers.rooms import alias_forbidden
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.directory import DirectoryStore
@@ -90,19 +91,6 @@ _FEDERATION = "federation, which this server does not support yet"
 #: C{/publicRooms} without a C{limit}, and the most one page holds.
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
-
-#: The state a directory entry is built from.
-_SUMMARY_KEYS = [
-    CREATE_KEY,
-    ("m.room.name", ""),
-    ("m.room.topic", ""),
-    ("m.room.avatar", ""),
-    (CANONICAL_ALIAS, ""),
-    ("m.room.join_rules", ""),
-    ("m.room.history_visibility", ""),
-    ("m.room.guest_access", ""),
-]
-
 
 def is_valid_alias(alias: Any) -> bool:
     """
@@ -139,26 +127,6 @@ def _decode_token(token: str) -> tuple[bool, tuple[int, str]]:
         return direction == "f", (-int(joined), room_id)
     except (ValueError, IndexError, binascii.Error, UnicodeDecodeError):
         raise MatrixError(400, Codes.INVALID_PARAM, "Invalid since token") from None
-
-
-def _plain_topic(content: dict[str, Any]) -> str | None:
-    """The plain-text topic: C{topic}, else the text/plain entry of C{m.topic}."""
-    topic = content.get("topic")
-    if isinstance(topic, str) and topic:
-        return topic
-    block = content.get("m.topic")
-    if isinstance(block, dict):
-        block = block.get("m.text")
-    if isinstance(block, list):
-        for rep in block:
-            if (
-                isinstance(rep, dict)
-                and rep.get("mimetype", "text/plain") == "text/plain"
-                and isinstance(rep.get("body"), str)
-                and rep["body"]
-            ):
-                return rep["body"]
-    return None
 
 
 class _Entry:
@@ -466,30 +434,8 @@ class DirectoryHandler:
         entry = self._entries.get(statehash)
         if entry is not None and entry.chunk["room_id"] == room_id:
             return entry
-        state = await self.store.state_events(statehash, _SUMMARY_KEYS)
-
-        def content(etype: str) -> dict[str, Any]:
-            ev = state.get((etype, ""))
-            return ev.content if ev is not None else {}
-
-        chunk: dict[str, Any] = {"room_id": room_id}
-        for key, etype, field in (
-            ("name", "m.room.name", "name"),
-            ("avatar_url", "m.room.avatar", "url"),
-            ("canonical_alias", CANONICAL_ALIAS, "alias"),
-            ("join_rule", "m.room.join_rules", "join_rule"),
-            ("room_type", "m.room.create", "type"),
-        ):
-            value = content(etype).get(field)
-            if isinstance(value, str) and value:
-                chunk[key] = value
-        topic = _plain_topic(content("m.room.topic"))
-        if topic is not None:
-            chunk["topic"] = topic
-        chunk["world_readable"] = (
-            content("m.room.history_visibility").get("history_visibility") == "world_readable"
-        )
-        chunk["guest_can_join"] = content("m.room.guest_access").get("guest_access") == "can_join"
+        state = await self.store.state_events(statehash, SUMMARY_KEYS)
+        chunk = public_chunk(room_id, state)
         entry = _Entry(chunk)
         self._entries.set(statehash, entry)
         return entry

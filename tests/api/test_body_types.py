@@ -348,6 +348,13 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     "PUT /_matrix/client/v3/directory/list/room/{room_id}": [(
         "/directory/list/room/{room}", {"visibility": "public"}, {"visibility": k("string")},
     )],
+    "POST /_matrix/client/v3/user/{user_id}/openid/request_token": [
+        ("/user/{alice}/openid/request_token", {}, {}),
+    ],
+    "POST /_matrix/client/v3/user_directory/search": [(
+        "/user_directory/search", {"search_term": "a"},
+        {"search_term": k("string", True), "limit": k("integer")},
+    )],
     "POST /_matrix/client/v3/publicRooms": [(
         "/publicRooms", {},
         {

@@ -148,6 +148,9 @@ from conduit_tw.handlers.remote_media import RemoteMediaFetcher
 from conduit_tw.api.federation import membership as federation_membership_api
 from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
+# -- appservices (appservice/, handlers/appservices.py, api/client/appservice.py)
+from conduit_tw.handlers.appservices import AppserviceHandler
+from conduit_tw.storage.stores.appservices import AppserviceStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -495,6 +498,22 @@ class HomeServer:
         self.remote_membership.resolve_alias = resolve_remote_alias
         if config.allow_federation:
             self.membership.remote = self.remote_membership
+        # -- appservices: the registry (admin room and app_service_config_files,
+        # loaded in setup), as_token identity assertion, appservice login and
+        # registration, exclusive namespaces, rate_limited.
+        self.appservice_store = AppserviceStore(db)
+        self.appservices = AppserviceHandler(
+            self.server_name, self.appservice_store, self.users, self.device_store,
+            self.registration.create_user, self.auth.token_of,
+            config_files=config.app_service_config_files,
+        )
+        self.auth.appservice_requester = self.appservices.requester
+        self.login.appservice_login = self.appservices.login_check
+        self.registration.appservice_check = self.appservices.registration_check
+        self.registration.exclusive_checks.append(self.appservices.user_is_exclusive)
+        self.directory.alias_checks.append(self.appservices.check_alias)
+        self.room_creation.before_room_created.append(self.appservices.check_create_alias)
+        self.ratelimit.appservice_rate_limited = self.appservices.is_rate_limited
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 
@@ -509,6 +528,7 @@ class HomeServer:
         await self.presence.start()
         await self.media.setup()
         await self.federation_sender.start()  # -- federation sender: resend what is queued
+        await self.appservices.load()  # -- appservices: registrations
         for module in API_MODULES:
             module.register(self.router, self)
 

@@ -215,6 +215,10 @@ class DirectoryHandler:
         #: C{(server, **public_rooms arguments) -> listing} of another
         #: server's directory (federation queries, installed by HomeServer).
         self.remote_public_rooms: Callable[..., Awaitable[dict[str, Any]]] | None = None
+        #: C{(alias, requester) -> None}, raising 400 M_EXCLUSIVE for an
+        #: alias in another's exclusive appservice namespace (installed by
+        #: HomeServer from the appservice registry).
+        self.alias_checks: list[Callable[[str, "Requester"], None]] = []
 
     # ------------------------------------------------------------------
     # Permissions
@@ -254,6 +258,8 @@ class DirectoryHandler:
         if not isinstance(room_id, str):
             raise MatrixError(400, Codes.BAD_JSON, "room_id must be a string")
         await self._local_room_or_404(room_id)
+        for check in self.alias_checks:
+            check(alias, requester)
         is_admin = await self._is_admin(requester)
         if not is_admin:
             if alias_forbidden(alias, self.forbidden_alias_names):

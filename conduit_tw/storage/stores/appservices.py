@@ -1,0 +1,163 @@
+"""
+Application service registrations and their outgoing transaction queues
+(application-service-api "Registration", "Pushing events").
+
+Layout (u64 is 8 big-endian bytes; C{·} is 0xFF)::
+
+    appservice_registration  id                -> the registration YAML, as given (UTF-8)
+    appservice_queue         id·u64(seq)       -> b"p" + event_id           (a room event)
+                                                | b"e" + compact JSON       (an ephemeral event)
+                                                | b"d" + compact JSON       (a to-device message)
+    appservice_txn           id                -> u64 last transaction ID handed out
+
+- Registrations made from the admin room live here; those of
+  C{app_service_config_files} are read from their files at each start and
+  never stored.
+- A queue is its appservice's key prefix, in the order things were queued
+  (C{seq} grows for the process and starts above the largest stored one).
+  Items leave only once the appservice answered 200 to the transaction
+  carrying them, so a restart resends them.
+- Transaction IDs only grow: the next is C{last + 1}, written in the same
+  batch that hands it out, so an appservice never sees an ID twice with
+  different content.
+- Unregistering deletes the registration, its queue and its counter in one
+  batch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from conduit_tw.storage.interfaces import IKeyValueDatabase
+from conduit_tw.storage.keys import SEP, from_u64, u64
+
+REGISTRATIONS = "appservice_registration"
+QUEUE = "appservice_queue"
+TXN_IDS = "appservice_txn"
+
+_EVENT, _EPHEMERAL, _TO_DEVICE = b"p", b"e", b"d"
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _prefix(appservice_id: str) -> bytes:
+    return appservice_id.encode("utf-8") + SEP
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedItem:
+    """One queued item: a room event by C{event_id}, an C{ephemeral} event or a C{to_device} message."""
+
+    key: bytes
+    event_id: str | None = None
+    ephemeral: dict[str, Any] | None = None
+    to_device: dict[str, Any] | None = None
+
+
+class AppserviceStore:
+    """See the module docstring."""
+
+    def __init__(self, db: IKeyValueDatabase) -> None:
+        self.db = db
+        self.registrations = db.open_tree(REGISTRATIONS)
+        self.queue = db.open_tree(QUEUE)
+        self.txn_ids = db.open_tree(TXN_IDS)
+        self._seq = 0
+
+    # -- registrations
+
+    async def all_registrations(self) -> list[tuple[str, str]]:
+        """Every stored registration as C{(id, yaml_text)}."""
+        rows = await self.registrations.iter_from(b"")
+        return [(k.decode("utf-8"), v.decode("utf-8")) for k, v in rows]
+
+    async def put_registration(self, appservice_id: str, yaml_text: str) -> None:
+        """Store (or replace) a registration."""
+        await self.registrations.insert(appservice_id.encode("utf-8"), yaml_text.encode("utf-8"))
+
+    async def delete_registration(self, appservice_id: str) -> None:
+        """Forget a registration with its queue and transaction counter, atomically."""
+        batch = self.db.batch()
+        batch.delete(REGISTRATIONS, appservice_id.encode("utf-8"))
+        batch.delete(TXN_IDS, appservice_id.encode("utf-8"))
+        for key, _ in await self.queue.scan_prefix(_prefix(appservice_id)):
+            batch.delete(QUEUE, key)
+        await self.db.write(batch)
+
+    # -- queues
+
+    async def load_queues(self) -> list[str]:
+        """
+        The appservices with something queued; moves the sequence past the
+        largest stored one. Call once at start-up, before queueing.
+        """
+        ids: list[str] = []
+        for key, _ in await self.queue.iter_from(b""):
+            owner, _, seq = key.rpartition(SEP)
+            self._seq = max(self._seq, from_u64(seq))
+            name = owner.decode("utf-8")
+            if not ids or ids[-1] != name:
+                ids.append(name)
+        return ids
+
+    def _next_key(self, appservice_id: str) -> bytes:
+        self._seq += 1
+        return _prefix(appservice_id) + u64(self._seq)
+
+    async def enqueue(
+        self, items: list[tuple[str, str, Any]]
+    ) -> None:
+        """
+        Queue C{(appservice_id, kind, value)} items in one batch: kind
+        C{"event"} with an event ID, C{"ephemeral"} or C{"to_device"} with
+        a JSON object.
+        """
+        if not items:
+            return
+        batch = self.db.batch()
+        for appservice_id, kind, value in items:
+            if kind == "event":
+                raw = _EVENT + value.encode("utf-8")
+            elif kind == "ephemeral":
+                raw = _EPHEMERAL + _json(value)
+            elif kind == "to_device":
+                raw = _TO_DEVICE + _json(value)
+            else:
+                raise ValueError(f"unknown queue item kind {kind!r}")
+            batch.put(QUEUE, self._next_key(appservice_id), raw)
+        await self.db.write(batch)
+
+    async def head(self, appservice_id: str, limit: int) -> list[QueuedItem]:
+        """The oldest C{limit} items queued for an appservice."""
+        rows = await self.queue.scan_prefix(_prefix(appservice_id), limit=limit)
+        out = []
+        for key, raw in rows:
+            kind, body = raw[:1], raw[1:]
+            if kind == _EVENT:
+                out.append(QueuedItem(key, event_id=body.decode("utf-8")))
+            elif kind == _EPHEMERAL:
+                out.append(QueuedItem(key, ephemeral=json.loads(body)))
+            else:
+                out.append(QueuedItem(key, to_device=json.loads(body)))
+        return out
+
+    async def next_txn_id(self, appservice_id: str) -> int:
+        """Hand out the appservice's next transaction ID (stored before use)."""
+        key = appservice_id.encode("utf-8")
+        raw = await self.txn_ids.get(key)
+        txn_id = (from_u64(raw) if raw is not None else 0) + 1
+        await self.txn_ids.insert(key, u64(txn_id))
+        return txn_id
+
+    async def remove(self, keys: list[bytes]) -> None:
+        """Drop delivered items, in one batch."""
+        if not keys:
+            return
+        batch = self.db.batch()
+        for key in keys:
+            batch.delete(QUEUE, key)
+        await self.db.write(batch)

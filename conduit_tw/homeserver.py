@@ -149,6 +149,9 @@ from conduit_tw.api.federation import membership as federation_membership_api
 from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
 # -- appservices (appservice/, handlers/appservices.py, api/client/appservice.py)
+from conduit_tw.api.client import appservice as appservice_api
+from conduit_tw.appservice.client import AppserviceClient
+from conduit_tw.appservice.sender import AppserviceSender
 from conduit_tw.handlers.appservices import AppserviceHandler
 from conduit_tw.storage.stores.appservices import AppserviceStore
 
@@ -171,6 +174,7 @@ API_MODULES: list[Any] = [
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
     federation_membership_api,
+    appservice_api,
 ]
 
 
@@ -501,11 +505,20 @@ class HomeServer:
         # -- appservices: the registry (admin room and app_service_config_files,
         # loaded in setup), as_token identity assertion, appservice login and
         # registration, exclusive namespaces, rate_limited.
+        # Requests to appservices: the same client class as every outgoing
+        # request (ip_range_denylist, TLS policy, caps), its own pool for
+        # appservice_idle_timeout, appservice_timeout per request.
+        self.appservice_http_client = LazyOutgoingHTTPClient(
+            reactor, config, idle_timeout=config.appservice_idle_timeout
+        )
+        self.appservice_client = AppserviceClient(
+            self.appservice_http_client, config.appservice_timeout
+        )
         self.appservice_store = AppserviceStore(db)
         self.appservices = AppserviceHandler(
             self.server_name, self.appservice_store, self.users, self.device_store,
-            self.registration.create_user, self.auth.token_of,
-            config_files=config.app_service_config_files,
+            self.registration.create_user, self.auth.token_of, self.appservice_client,
+            self.clock_ms, config_files=config.app_service_config_files,
         )
         self.auth.appservice_requester = self.appservices.requester
         self.login.appservice_login = self.appservices.login_check
@@ -514,6 +527,27 @@ class HomeServer:
         self.directory.alias_checks.append(self.appservices.check_alias)
         self.room_creation.before_room_created.append(self.appservices.check_create_alias)
         self.ratelimit.appservice_rate_limited = self.appservices.is_rate_limited
+        self.profile.unknown_user = self.appservices.query_user
+        self.directory.unknown_alias = self.appservices.query_alias
+        # Pushing: events queued with the event (persist hook), ephemeral
+        # data and to-device messages from their handlers' hooks.
+
+        async def appservice_events(event_ids: list[str]) -> list[dict[str, Any]]:
+            found = await self.event_store.get_events(event_ids)
+            return await self.serializer.serialize_events(
+                [found[e] for e in event_ids if e in found]
+            )
+
+        self.appservice_sender = AppserviceSender(
+            self.appservice_store, self.event_store, self.aliases_store, self.appservices.list,
+            self.appservice_client.push, appservice_events, reactor,
+        )
+        self.appservices.on_unregistered.append(self.appservice_sender.forget)
+        self.event_store.persist_hooks.append(self.appservice_sender.event_persisted)
+        self.typing.on_local_typing.append(self.appservice_sender.typing)
+        self.receipts.on_receipt.append(self.appservice_sender.receipt)
+        self.presence.on_local_change.append(self.appservice_sender.presence)
+        self.to_device.on_local_delivered.append(self.appservice_sender.to_device)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
 
@@ -528,7 +562,8 @@ class HomeServer:
         await self.presence.start()
         await self.media.setup()
         await self.federation_sender.start()  # -- federation sender: resend what is queued
-        await self.appservices.load()  # -- appservices: registrations
+        await self.appservices.load()  # -- appservices: registrations, then resend queues
+        await self.appservice_sender.start()
         for module in API_MODULES:
             module.register(self.router, self)
 
@@ -553,6 +588,10 @@ class HomeServer:
         except Exception:
             log.failure("Stopping the federation sender failed")
         self.typing.stop()
+        try:
+            await self.appservice_sender.stop()  # -- appservices
+        except Exception:
+            log.failure("Stopping the appservice sender failed")
         # Pushes: the scheduled ones are dropped, the started ones finish
         # handing over, then the deliveries in flight (requests, retry
         # backoffs) are cancelled and awaited, before the client and the
@@ -562,7 +601,7 @@ class HomeServer:
             await self.pushers.stop()
         except Exception:
             log.failure("Stopping the pushers failed")
-        for client in (self.http_client, self.federation_client):
+        for client in (self.http_client, self.federation_client, self.appservice_http_client):
             try:
                 await client.close()
             except Exception:

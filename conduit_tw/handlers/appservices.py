@@ -23,8 +23,10 @@ It answers:
 from __future__ import annotations
 
 import hmac
+import json
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
+from conduit_tw.appservice.client import AppserviceUnavailable
 from conduit_tw.appservice.registration import Registration, RegistrationError, parse_registration
 from conduit_tw.errors import Codes, MatrixError, forbidden
 from conduit_tw.handlers.auth import Requester
@@ -32,6 +34,7 @@ from conduit_tw.logging import get_logger
 from conduit_tw.util.hooks import run_hooks
 
 if TYPE_CHECKING:
+    from conduit_tw.appservice.client import AppserviceClient
     from conduit_tw.storage.stores.appservices import AppserviceStore
     from conduit_tw.storage.stores.devices import DeviceStore
     from conduit_tw.storage.stores.users import UserStore
@@ -67,6 +70,8 @@ class AppserviceHandler:
         devices: "DeviceStore",
         create_user: CreateUser,
         token_of: Callable[[Any], str | None],
+        client: "AppserviceClient",
+        clock_ms: Callable[[], int],
         config_files: Iterable[str] = (),
     ) -> None:
         self.server_name = server_name
@@ -75,6 +80,9 @@ class AppserviceHandler:
         self.devices = devices
         self._create_user = create_user
         self._token_of = token_of
+        #: Requests to appservices (queries, ping, third-party lookups).
+        self.client = client
+        self._clock_ms = clock_ms
         self.config_files = tuple(config_files)
         self._by_id: dict[str, Registration] = {}
         self._by_token: dict[str, Registration] = {}
@@ -270,3 +278,119 @@ class AppserviceHandler:
         """Whether requests of this appservice are rate-limited (C{rate_limited}, default true)."""
         reg = self._by_id.get(appservice_id) if appservice_id is not None else None
         return reg.rate_limited if reg is not None else True
+
+    # -- asking appservices (application-service-api "Querying")
+
+    async def query_user(self, user_id: str) -> bool:
+        """
+        Ask the appservices whose user namespaces hold an unknown
+        C{user_id} whether they have it (they create it on the way); True
+        once the user exists.
+        """
+        for reg in self.list():
+            if reg.url is not None and reg.is_user_in_namespace(user_id):
+                if await self.client.query_user(reg, user_id) and await self.users.exists(user_id):
+                    return True
+        return False
+
+    async def query_alias(self, alias: str) -> bool:
+        """Like L{query_user} for an unknown alias (the appservice creates it)."""
+        for reg in self.list():
+            if reg.url is not None and reg.is_alias_in_namespace(alias):
+                if await self.client.query_alias(reg, alias):
+                    return True
+        return False
+
+    def _own(self, requester: Requester, appservice_id: str) -> Registration:
+        """The caller's registration, which must be C{appservice_id} (403 otherwise)."""
+        reg = self._by_id.get(requester.appservice_id or "")
+        if reg is None or requester.access_token != reg.as_token:
+            raise forbidden("This endpoint needs an application service's as_token")
+        if reg.id != appservice_id:
+            raise forbidden("Provided access token is not the appservice's as_token")
+        return reg
+
+    def caller(self, requester: Requester) -> Registration:
+        """The registration of an C{as_token} caller (403 for anyone else)."""
+        return self._own(requester, requester.appservice_id or "")
+
+    async def ping(self, requester: Requester, appservice_id: str, transaction_id: Any) -> dict[str, Any]:
+        """
+        C{POST /appservice/{appserviceId}/ping} (client-server-api
+        "Pinging"): ask the appservice's C{/_matrix/app/v1/ping}.
+        """
+        reg = self._own(requester, appservice_id)
+        if transaction_id is not None and not isinstance(transaction_id, str):
+            raise MatrixError(400, Codes.BAD_JSON, "transaction_id must be a string")
+        if reg.url is None:
+            raise MatrixError(400, "M_URL_NOT_SET", "Application service doesn't have a URL configured")
+        start = self._clock_ms()
+        try:
+            status, answer = await self.client.ping(reg, transaction_id)
+        except AppserviceUnavailable as e:
+            if "Timeout" in str(e):
+                raise MatrixError(504, "M_CONNECTION_TIMEOUT", "Connection to the application service timed out") from None
+            raise MatrixError(502, "M_CONNECTION_FAILED", f"Connection to the application service failed: {e}") from None
+        if not 200 <= status < 300:
+            raise MatrixError(
+                502, "M_BAD_STATUS", f"Ping returned status {status}", status=status,
+                body=json.dumps(answer) if answer is not None else "",
+            )
+        return {"duration_ms": max(0, self._clock_ms() - start)}
+
+    # -- third-party networks (client-server-api "Third-party Networks")
+
+    def _with_protocol(self, protocol: str | None) -> list[Registration]:
+        return [
+            r for r in self.list()
+            if r.url is not None and (protocol is None or protocol in r.protocols)
+        ]
+
+    async def _ask(self, reg: Registration, kind: str, protocol: str | None, query: dict[str, Any]) -> Any:
+        try:
+            status, answer = await self.client.thirdparty(reg, kind, protocol, query)
+        except AppserviceUnavailable as e:
+            log.info("Third-party lookup at {id} failed: {e}", id=reg.id, e=e)
+            return None
+        return answer if 200 <= status < 300 else None
+
+    async def protocols(self) -> dict[str, Any]:
+        """C{GET /thirdparty/protocols}: every registered protocol's metadata, instances tagged."""
+        out: dict[str, Any] = {}
+        for reg in self._with_protocol(None):
+            for protocol in reg.protocols:
+                answer = await self._ask(reg, "protocol", protocol, {})
+                if not isinstance(answer, dict):
+                    continue
+                instances = []
+                for inst in answer.get("instances") or []:
+                    if isinstance(inst, dict) and isinstance(inst.get("network_id"), str):
+                        inst = {**inst, "instance_id": f"{reg.id}|{inst['network_id']}"}
+                        instances.append(inst)
+                merged = out.get(protocol)
+                if merged is None:
+                    out[protocol] = {**answer, "instances": instances}
+                else:
+                    merged["instances"].extend(instances)
+        return out
+
+    async def protocol(self, protocol: str) -> dict[str, Any]:
+        """C{GET /thirdparty/protocol/{protocol}} (404 when no appservice has it)."""
+        found = (await self.protocols()).get(protocol)
+        if found is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown protocol")
+        return found
+
+    async def lookup(self, kind: str, protocol: str | None, query: dict[str, Any]) -> list[Any]:
+        """
+        C{GET /thirdparty/{location,user}[/{protocol}]}: the answers of
+        every appservice with the protocol (all, without one), concatenated.
+        """
+        if protocol is not None and not self._with_protocol(protocol):
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown protocol")
+        out: list[Any] = []
+        for reg in self._with_protocol(protocol):
+            answer = await self._ask(reg, kind, protocol, query)
+            if isinstance(answer, list):
+                out.extend(a for a in answer if isinstance(a, dict))
+        return out

@@ -219,6 +219,9 @@ class DirectoryHandler:
         #: alias in another's exclusive appservice namespace (installed by
         #: HomeServer from the appservice registry).
         self.alias_checks: list[Callable[[str, "Requester"], None]] = []
+        #: C{alias -> bool}: asks the appservices whose namespaces hold an
+        #: unknown local alias (application-service-api "Query Room Alias").
+        self.unknown_alias: Callable[[str], Awaitable[bool]] | None = None
 
     # ------------------------------------------------------------------
     # Permissions
@@ -291,6 +294,8 @@ class DirectoryHandler:
         room_id = None
         if alias.partition(":")[2] == self.server_name:
             room_id = await self.aliases.get_room_for_alias(alias)
+            if room_id is None and self.unknown_alias is not None and await self.unknown_alias(alias):
+                room_id = await self.aliases.get_room_for_alias(alias)
         if room_id is None:
             raise not_found("Room alias %s not found." % (alias,))
         return {"room_id": room_id, "servers": await self.servers_in_room(room_id)}

@@ -9,6 +9,7 @@ Layout (u64 is 8 big-endian bytes; C{·} is 0xFF)::
                                                 | b"e" + compact JSON       (an ephemeral event)
                                                 | b"d" + compact JSON       (a to-device message)
     appservice_txn           id                -> u64 last transaction ID handed out
+                             id·b"pending"     -> u64(txn ID) + key of its last item
 
 - Registrations made from the admin room live here; those of
   C{app_service_config_files} are read from their files at each start and
@@ -17,9 +18,11 @@ Layout (u64 is 8 big-endian bytes; C{·} is 0xFF)::
   (C{seq} grows for the process and starts above the largest stored one).
   Items leave only once the appservice answered 200 to the transaction
   carrying them, so a restart resends them.
-- Transaction IDs only grow: the next is C{last + 1}, written in the same
-  batch that hands it out, so an appservice never sees an ID twice with
-  different content.
+- Transaction IDs only grow: the next is C{last + 1}. The transaction
+  being sent is recorded (its ID and its last item) when its ID is handed
+  out and forgotten with its items once delivered, so after a restart
+  the same transaction (same ID, same items) is sent again: an appservice
+  never sees an ID twice with different content.
 - Unregistering deletes the registration, its queue and its counter in one
   batch.
 """
@@ -32,12 +35,14 @@ from typing import Any
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import SEP, from_u64, u64
+from conduit_tw.storage.txn import StoreTxn
 
 REGISTRATIONS = "appservice_registration"
 QUEUE = "appservice_queue"
 TXN_IDS = "appservice_txn"
 
 _EVENT, _EPHEMERAL, _TO_DEVICE = b"p", b"e", b"d"
+_PENDING = b"pending"
 
 
 def _json(value: Any) -> bytes:
@@ -84,6 +89,7 @@ class AppserviceStore:
         batch = self.db.batch()
         batch.delete(REGISTRATIONS, appservice_id.encode("utf-8"))
         batch.delete(TXN_IDS, appservice_id.encode("utf-8"))
+        batch.delete(TXN_IDS, _prefix(appservice_id) + _PENDING)
         for key, _ in await self.queue.scan_prefix(_prefix(appservice_id)):
             batch.delete(QUEUE, key)
         await self.db.write(batch)
@@ -108,9 +114,22 @@ class AppserviceStore:
         self._seq += 1
         return _prefix(appservice_id) + u64(self._seq)
 
-    async def enqueue(
-        self, items: list[tuple[str, str, Any]]
-    ) -> None:
+    @staticmethod
+    def _item(kind: str, value: Any) -> bytes:
+        if kind == "event":
+            return _EVENT + value.encode("utf-8")
+        if kind == "ephemeral":
+            return _EPHEMERAL + _json(value)
+        if kind == "to_device":
+            return _TO_DEVICE + _json(value)
+        raise ValueError(f"unknown queue item kind {kind!r}")
+
+    def queue_event(self, txn: StoreTxn, appservice_ids: list[str], event_id: str) -> None:
+        """Queue a room event for these appservices in the event's own C{txn}."""
+        for appservice_id in appservice_ids:
+            txn.batch.put(QUEUE, self._next_key(appservice_id), self._item("event", event_id))
+
+    async def enqueue(self, items: list[tuple[str, str, Any]]) -> None:
         """
         Queue C{(appservice_id, kind, value)} items in one batch: kind
         C{"event"} with an event ID, C{"ephemeral"} or C{"to_device"} with
@@ -120,22 +139,18 @@ class AppserviceStore:
             return
         batch = self.db.batch()
         for appservice_id, kind, value in items:
-            if kind == "event":
-                raw = _EVENT + value.encode("utf-8")
-            elif kind == "ephemeral":
-                raw = _EPHEMERAL + _json(value)
-            elif kind == "to_device":
-                raw = _TO_DEVICE + _json(value)
-            else:
-                raise ValueError(f"unknown queue item kind {kind!r}")
-            batch.put(QUEUE, self._next_key(appservice_id), raw)
+            batch.put(QUEUE, self._next_key(appservice_id), self._item(kind, value))
         await self.db.write(batch)
 
-    async def head(self, appservice_id: str, limit: int) -> list[QueuedItem]:
-        """The oldest C{limit} items queued for an appservice."""
+    async def head(
+        self, appservice_id: str, limit: int, up_to: bytes | None = None
+    ) -> list[QueuedItem]:
+        """The oldest C{limit} items queued for an appservice (none after key C{up_to})."""
         rows = await self.queue.scan_prefix(_prefix(appservice_id), limit=limit)
         out = []
         for key, raw in rows:
+            if up_to is not None and key > up_to:
+                break
             kind, body = raw[:1], raw[1:]
             if kind == _EVENT:
                 out.append(QueuedItem(key, event_id=body.decode("utf-8")))
@@ -145,19 +160,28 @@ class AppserviceStore:
                 out.append(QueuedItem(key, to_device=json.loads(body)))
         return out
 
-    async def next_txn_id(self, appservice_id: str) -> int:
-        """Hand out the appservice's next transaction ID (stored before use)."""
+    async def pending(self, appservice_id: str) -> tuple[int, bytes] | None:
+        """The transaction handed out and not yet delivered: C{(txn ID, key of its last item)}."""
+        raw = await self.txn_ids.get(_prefix(appservice_id) + _PENDING)
+        return (from_u64(raw[:8]), raw[8:]) if raw is not None else None
+
+    async def start_transaction(self, appservice_id: str, last_key: bytes) -> int:
+        """Hand out the next transaction ID for the items up to C{last_key}, recorded as pending."""
         key = appservice_id.encode("utf-8")
         raw = await self.txn_ids.get(key)
         txn_id = (from_u64(raw) if raw is not None else 0) + 1
-        await self.txn_ids.insert(key, u64(txn_id))
+        batch = self.db.batch()
+        batch.put(TXN_IDS, key, u64(txn_id))
+        batch.put(TXN_IDS, _prefix(appservice_id) + _PENDING, u64(txn_id) + last_key)
+        await self.db.write(batch)
         return txn_id
 
-    async def remove(self, keys: list[bytes]) -> None:
-        """Drop delivered items, in one batch."""
-        if not keys:
-            return
+    async def remove(self, appservice_id: str, keys: list[bytes], delivered: bool = True) -> None:
+        """Drop items (delivered, or vanished) and, if C{delivered}, the pending record, in one batch."""
         batch = self.db.batch()
         for key in keys:
             batch.delete(QUEUE, key)
-        await self.db.write(batch)
+        if delivered:
+            batch.delete(TXN_IDS, _prefix(appservice_id) + _PENDING)
+        if len(batch):
+            await self.db.write(batch)

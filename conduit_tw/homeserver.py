@@ -529,6 +529,7 @@ class HomeServer:
         self.ratelimit.appservice_rate_limited = self.appservices.is_rate_limited
         self.profile.unknown_user = self.appservices.query_user
         self.directory.unknown_alias = self.appservices.query_alias
+        self.directory.network_rooms = self.appservices.network_rooms
         # Pushing: events queued with the event (persist hook), ephemeral
         # data and to-device messages from their handlers' hooks.
 

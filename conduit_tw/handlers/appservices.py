@@ -394,3 +394,32 @@ class AppserviceHandler:
             if isinstance(answer, list):
                 out.extend(a for a in answer if isinstance(a, dict))
         return out
+
+    # -- published room directories per network (application-service-api
+    # "Published room directories"); instance IDs are "<appservice id>|<network id>"
+
+    async def set_network_visibility(
+        self, requester: Requester, network_id: str, room_id: str, body: dict[str, Any]
+    ) -> None:
+        """C{PUT /directory/list/appservice/{networkId}/{roomId}}: only with an C{as_token}."""
+        reg = self.caller(requester)
+        visibility = body.get("visibility")
+        if visibility not in ("public", "private"):
+            raise MatrixError(400, Codes.INVALID_PARAM, "visibility must be 'public' or 'private'")
+        if not room_id.startswith("!"):
+            raise MatrixError(400, Codes.INVALID_PARAM, "Not a room ID")
+        await self.store.set_network_room(reg.id, network_id, room_id, visibility == "public")
+
+    async def network_rooms(self, instance_id: str | None) -> list[str]:
+        """
+        The rooms of one network's directory (C{third_party_instance_id}),
+        or of every network (None, for C{include_all_networks}).
+        """
+        if instance_id is None:
+            rows = await self.store.network_rooms()
+        else:
+            appservice_id, sep, network_id = instance_id.partition("|")
+            if not sep or appservice_id not in self._by_id:
+                return []
+            rows = await self.store.network_rooms(appservice_id, network_id)
+        return [room_id for appservice_id, _, room_id in rows if appservice_id in self._by_id]

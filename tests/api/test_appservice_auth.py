@@ -219,3 +219,37 @@ class ConfigFileTests(RoomsTestCase):
         self.assertIn(self.path, message)
         self.assertIn("namespaces.users[0].regex", message)
         self.assertNotIn("\n", message)
+
+
+class NetworkDirectoryTests(RoomsTestCase):
+    """C{PUT /directory/list/appservice/{networkId}/{roomId}} and C{/publicRooms} per network."""
+
+    async def test_network_directory(self) -> None:
+        await self.hs.appservices.register(registration(extra="protocols: [irc]\n"))
+        _, token = await self.user("alice")
+        main = await self.create_room(token, visibility="public", name="main")
+        bridged = await self.create_room(token, preset="public_chat", name="bridged")
+        path = f"{V3}/directory/list/appservice/freenode/{q(bridged)}"
+        r = await self.request("PUT", path, {"visibility": "public"}, access_token=token)
+        self.assertMatrixError(r, 403, "M_FORBIDDEN")
+        r = await self.request("PUT", path, {"visibility": "maybe"}, access_token=AS_TOKEN)
+        self.assertMatrixError(r, 400, "M_INVALID_PARAM")
+        r = await self.request("PUT", path, {"visibility": "public"}, access_token=AS_TOKEN)
+        self.assertEqual((r.code, r.json), (200, {}), r.body)
+
+        async def listed(**body: Any) -> list[str]:
+            r = await self.request("POST", V3 + "/publicRooms", body, access_token=token)
+            self.assertEqual(r.code, 200, r.body)
+            return sorted(c["room_id"] for c in r.json["chunk"])
+
+        self.assertEqual(await listed(), [main])
+        self.assertEqual(await listed(third_party_instance_id="irc|freenode"), [bridged])
+        self.assertEqual(await listed(third_party_instance_id="irc|other"), [])
+        self.assertEqual(await listed(third_party_instance_id="nope"), [])
+        self.assertEqual(await listed(include_all_networks=True), sorted([main, bridged]))
+        r = await self.request("PUT", path, {"visibility": "private"}, access_token=AS_TOKEN)
+        self.assertEqual(await listed(third_party_instance_id="irc|freenode"), [])
+        # Unregistering takes the network's rooms with it.
+        await self.request("PUT", path, {"visibility": "public"}, access_token=AS_TOKEN)
+        await self.hs.appservices.unregister("irc")
+        self.assertEqual(await listed(include_all_networks=True), [main])

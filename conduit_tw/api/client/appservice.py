@@ -58,7 +58,13 @@ def register(router: Router, hs: "HomeServer") -> None:
 
         return handler
 
+    async def network_visibility(request: MatrixRequest, networkId: str, roomId: str):
+        requester = await hs.auth.get_requester(request)
+        await appservices.set_network_visibility(requester, networkId, roomId, request.json_object())
+        return {}
+
     router.add("POST", "/_matrix/client/v1/appservice/{appserviceId}/ping", ping)
+    client_route(router, "PUT", "/directory/list/appservice/{networkId}/{roomId}", network_visibility)
     client_route(router, "GET", "/thirdparty/protocols", protocols)
     client_route(router, "GET", "/thirdparty/protocol/{protocol}", protocol)
     for kind in ("location", "user"):

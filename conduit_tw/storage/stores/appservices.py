@@ -8,6 +8,7 @@ Layout (u64 is 8 big-endian bytes; C{·} is 0xFF)::
     appservice_queue         id·u64(seq)       -> b"p" + event_id           (a room event)
                                                 | b"e" + compact JSON       (an ephemeral event)
                                                 | b"d" + compact JSON       (a to-device message)
+    appservice_directory     id·network_id·room_id -> b""  (published in that network's directory)
     appservice_txn           id                -> u64 last transaction ID handed out
                              id·b"pending"     -> u64(txn ID) + key of its last item
 
@@ -34,11 +35,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
-from conduit_tw.storage.keys import SEP, from_u64, u64
+from conduit_tw.storage.keys import SEP, from_u64, join, split, u64
 from conduit_tw.storage.txn import StoreTxn
 
 REGISTRATIONS = "appservice_registration"
 QUEUE = "appservice_queue"
+DIRECTORY = "appservice_directory"
 TXN_IDS = "appservice_txn"
 
 _EVENT, _EPHEMERAL, _TO_DEVICE = b"p", b"e", b"d"
@@ -71,6 +73,7 @@ class AppserviceStore:
         self.registrations = db.open_tree(REGISTRATIONS)
         self.queue = db.open_tree(QUEUE)
         self.txn_ids = db.open_tree(TXN_IDS)
+        self.directory = db.open_tree(DIRECTORY)
         self._seq = 0
 
     # -- registrations
@@ -92,7 +95,39 @@ class AppserviceStore:
         batch.delete(TXN_IDS, _prefix(appservice_id) + _PENDING)
         for key, _ in await self.queue.scan_prefix(_prefix(appservice_id)):
             batch.delete(QUEUE, key)
+        for key, _ in await self.directory.scan_prefix(_prefix(appservice_id)):
+            batch.delete(DIRECTORY, key)
         await self.db.write(batch)
+
+    # -- published room directories per network
+
+    async def set_network_room(
+        self, appservice_id: str, network_id: str, room_id: str, public: bool
+    ) -> None:
+        """Publish (or hide) a room in the appservice's directory of C{network_id}."""
+        key = join(appservice_id, network_id, room_id)
+        if public:
+            await self.directory.insert(key, b"")
+        else:
+            await self.directory.remove(key)
+
+    async def network_rooms(
+        self, appservice_id: str | None = None, network_id: str | None = None
+    ) -> list[tuple[str, str, str]]:
+        """C{(appservice_id, network_id, room_id)} published, for one appservice (and network) or all."""
+        prefix = b""
+        if appservice_id is not None:
+            prefix = _prefix(appservice_id)
+            if network_id is not None:
+                prefix += network_id.encode("utf-8") + SEP
+        rows = await self.directory.scan_prefix(prefix)
+        out = []
+        for key, _ in rows:
+            parts = split(key)
+            if len(parts) == 3:
+                a, n, r = (p.decode("utf-8") for p in parts)
+                out.append((a, n, r))
+        return out
 
     # -- queues
 

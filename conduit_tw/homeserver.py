@@ -150,6 +150,8 @@ from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
 # -- appservices (appservice/, handlers/appservices.py, api/client/appservice.py)
 from conduit_tw.api.client import appservice as appservice_api
+from conduit_tw.appservice.bridge import BridgeAPI
+from conduit_tw.appservice.bridge_host import BridgeHost
 from conduit_tw.appservice.client import AppserviceClient
 from conduit_tw.appservice.sender import AppserviceSender
 from conduit_tw.handlers.appservices import AppserviceHandler
@@ -539,10 +541,25 @@ class HomeServer:
                 [found[e] for e in event_ids if e in found]
             )
 
+        # In-process bridges (plugins enabled by appservice_bridges) get
+        # their transactions by method call and act through a BridgeAPI.
+
+        def bridge_api(reg: Any) -> BridgeAPI:
+            return BridgeAPI(
+                reg, self.appservices.masquerade, self.registration.create_user, self.users.exists,
+                self.membership, self.events, self.room_creation,
+                self.appservice_store.get_bridge_data, self.appservice_store.put_bridge_data,
+            )
+
+        self.appservice_bridges = BridgeHost(
+            config.appservice_bridges, self.appservices, bridge_api, self.appservice_client.push,
+            lambda method, path, handler: self.router.add(method, path, handler), set(),
+        )
         self.appservice_sender = AppserviceSender(
             self.appservice_store, self.event_store, self.aliases_store, self.appservices.list,
-            self.appservice_client.push, appservice_events, reactor,
+            self.appservice_bridges.deliver, appservice_events, reactor,
         )
+        self.appservice_sender.local_ids = self.appservice_bridges.local_ids
         self.appservices.on_unregistered.append(self.appservice_sender.forget)
         self.event_store.persist_hooks.append(self.appservice_sender.event_persisted)
         self.typing.on_local_typing.append(self.appservice_sender.typing)
@@ -563,7 +580,8 @@ class HomeServer:
         await self.presence.start()
         await self.media.setup()
         await self.federation_sender.start()  # -- federation sender: resend what is queued
-        await self.appservices.load()  # -- appservices: registrations, then resend queues
+        await self.appservices.load()  # -- appservices: registrations, bridges, queues
+        await self.appservice_bridges.start()
         await self.appservice_sender.start()
         for module in API_MODULES:
             module.register(self.router, self)
@@ -591,6 +609,7 @@ class HomeServer:
         self.typing.stop()
         try:
             await self.appservice_sender.stop()  # -- appservices
+            await self.appservice_bridges.stop()
         except Exception:
             log.failure("Stopping the appservice sender failed")
         # Pushes: the scheduled ones are dropped, the started ones finish

@@ -234,17 +234,26 @@ class AppserviceHandler:
         reg = self.by_as_token(token)
         if reg is None:
             return None
-        user_id = _arg(request, "user_id") or reg.sender
+        device_id = _arg(request, "device_id") or _arg(request, "org.matrix.msc3202.device_id")
+        return await self.masquerade(reg, _arg(request, "user_id"), device_id)
+
+    async def masquerade(
+        self, reg: Registration, user_id: str | None, device_id: str | None = None
+    ) -> Requester:
+        """
+        The L{Requester} of C{reg} acting as C{user_id} (default: its
+        sender) on C{device_id}: the checks of "Identity assertion".
+        """
+        user_id = user_id or reg.sender
         if user_id != reg.sender:
             if not reg.is_user_in_namespace(user_id):
                 raise forbidden("Application service cannot masquerade as this user (%s)" % user_id)
             if not await self.users.exists(user_id):
                 raise forbidden("Application service has not registered this user (%s)" % user_id)
-        device_id = _arg(request, "device_id") or _arg(request, "org.matrix.msc3202.device_id")
         if device_id is not None and not await self.devices.exists(user_id, device_id):
             raise MatrixError(400, "M_UNKNOWN_DEVICE", "Device %s is not a device of %s" % (device_id, user_id))
         return Requester(
-            user_id=user_id, device_id=device_id, appservice_id=reg.id, access_token=token
+            user_id=user_id, device_id=device_id, appservice_id=reg.id, access_token=reg.as_token
         )
 
     def _token_registration(self, request: Any) -> Registration:

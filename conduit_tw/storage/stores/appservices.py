@@ -9,6 +9,7 @@ Layout (u64 is 8 big-endian bytes; C{·} is 0xFF)::
                                                 | b"e" + compact JSON       (an ephemeral event)
                                                 | b"d" + compact JSON       (a to-device message)
     appservice_directory     id·network_id·room_id -> b""  (published in that network's directory)
+    appservice_bridge_data   id·key            -> bytes (an in-process bridge's own data)
     appservice_txn           id                -> u64 last transaction ID handed out
                              id·b"pending"     -> u64(txn ID) + key of its last item
 
@@ -41,6 +42,7 @@ from conduit_tw.storage.txn import StoreTxn
 REGISTRATIONS = "appservice_registration"
 QUEUE = "appservice_queue"
 DIRECTORY = "appservice_directory"
+BRIDGE_DATA = "appservice_bridge_data"
 TXN_IDS = "appservice_txn"
 
 _EVENT, _EPHEMERAL, _TO_DEVICE = b"p", b"e", b"d"
@@ -74,6 +76,7 @@ class AppserviceStore:
         self.queue = db.open_tree(QUEUE)
         self.txn_ids = db.open_tree(TXN_IDS)
         self.directory = db.open_tree(DIRECTORY)
+        self.bridge_data = db.open_tree(BRIDGE_DATA)
         self._seq = 0
 
     # -- registrations
@@ -97,7 +100,22 @@ class AppserviceStore:
             batch.delete(QUEUE, key)
         for key, _ in await self.directory.scan_prefix(_prefix(appservice_id)):
             batch.delete(DIRECTORY, key)
+        for key, _ in await self.bridge_data.scan_prefix(_prefix(appservice_id)):
+            batch.delete(BRIDGE_DATA, key)
         await self.db.write(batch)
+
+    # -- in-process bridges' own data
+
+    async def get_bridge_data(self, appservice_id: str, key: str) -> bytes | None:
+        """A value a bridge stored."""
+        return await self.bridge_data.get(join(appservice_id, key))
+
+    async def put_bridge_data(self, appservice_id: str, key: str, value: bytes | None) -> None:
+        """Store (or, with None, delete) a bridge's value."""
+        if value is None:
+            await self.bridge_data.remove(join(appservice_id, key))
+        else:
+            await self.bridge_data.insert(join(appservice_id, key), value)
 
     # -- published room directories per network
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from zope.interface import Attribute, Interface
 
 from conduit_tw.appservice.registration import Registration
+from conduit_tw.handlers.auth import txn_scope
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
@@ -146,7 +147,7 @@ class BridgeAPI:
         requester = await self.requester(user_id)
         stored = await self._events.send(
             room_id, requester.user_id, event_type, content,
-            device_id=requester.access_token, txn_id=txn_id,
+            device_id=txn_scope(requester), txn_id=txn_id,
         )
         return stored.event_id
 

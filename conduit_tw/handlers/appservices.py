@@ -283,6 +283,17 @@ class AppserviceHandler:
             raise MatrixError(400, Codes.EXCLUSIVE, "User is not in the application service's namespace")
         return reg.id
 
+    def unlimited_registration(self, request: Any, body: dict[str, Any]) -> bool:
+        """Whether a C{/register} request is an appservice's with C{rate_limited: false}."""
+        auth = body.get("auth")
+        if body.get("type") != "m.login.application_service" and not (
+            isinstance(auth, dict) and auth.get("type") == "m.login.application_service"
+        ):
+            return False
+        token = self._token_of(request)
+        reg = self.by_as_token(token) if token is not None else None
+        return reg is not None and not reg.rate_limited
+
     def is_rate_limited(self, appservice_id: str | None) -> bool:
         """Whether requests of this appservice are rate-limited (C{rate_limited}, default true)."""
         reg = self._by_id.get(appservice_id) if appservice_id is not None else None

@@ -30,6 +30,19 @@ class Requester:
     access_token: str | None = None
 
 
+def txn_scope(requester: Requester) -> str | None:
+    """
+    What a client transaction ID is scoped to: the device, else for an
+    appservice acting without one its ID (never its as_token, which would
+    end up stored with the event), else the token.
+    """
+    if requester.device_id:
+        return requester.device_id
+    if requester.appservice_id is not None:
+        return "appservice:" + requester.appservice_id
+    return requester.access_token
+
+
 def bearer_token(request) -> str | None:
     """The token of an C{Authorization: Bearer} header, if present."""
     raw = request.getHeader(b"authorization")

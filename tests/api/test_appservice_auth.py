@@ -253,3 +253,36 @@ class NetworkDirectoryTests(RoomsTestCase):
         await self.request("PUT", path, {"visibility": "public"}, access_token=AS_TOKEN)
         await self.hs.appservices.unregister("irc")
         self.assertEqual(await listed(include_all_networks=True), [main])
+
+
+class TransactionScopeTests(RoomsTestCase):
+    """An appservice's transaction IDs: idempotent, scoped without storing its token."""
+
+    async def test_txn_ids(self) -> None:
+        await self.hs.appservices.register(registration())
+        _, token = await self.user("alice")
+        room = await self.create_room(token, preset="public_chat")
+        r = await self.request("POST", f"{V3}/join/{q(room)}", {}, access_token=AS_TOKEN)
+        self.assertEqual(r.code, 200, r.body)
+        first = await self.send(AS_TOKEN, room, txn="same")
+        again = await self.send(AS_TOKEN, room, txn="same")
+        self.assertEqual(first.json["event_id"], again.json["event_id"])
+        stored = await self.hs.event_store.get_event(first.json["event_id"])
+        self.assertNotIn(AS_TOKEN, repr(stored.extras))
+
+
+class RegistrationRateLimitTests(RoomsTestCase):
+    """Appservices with rate_limited false register users without the per-address limit."""
+
+    config_overrides = {**RoomsTestCase.config_overrides, "rc_registration_per_second": 0.001,
+                        "rc_registration_burst_count": 1}
+
+    async def test_unlimited(self) -> None:
+        await self.hs.appservices.register(registration(extra="rate_limited: false\n"))
+        for i in range(4):
+            r = await self.request(
+                "POST", V3 + "/register",
+                {"type": "m.login.application_service", "username": f"_irc_{i}", "inhibit_login": True},
+                access_token=AS_TOKEN,
+            )
+            self.assertEqual(r.code, 200, r.body)

@@ -51,7 +51,7 @@ def register(router: Router, hs: "HomeServer") -> None:
         await hs.auth.get_requester(request)
         return await appservices.protocol(protocol)
 
-    def lookup(kind: str, with_protocol: bool):
+    def lookup(kind: str):
         async def handler(request: MatrixRequest, protocol: str | None = None):
             await hs.auth.get_requester(request)
             return (200, await appservices.lookup(kind, protocol, _query(request)))
@@ -68,5 +68,5 @@ def register(router: Router, hs: "HomeServer") -> None:
     client_route(router, "GET", "/thirdparty/protocols", protocols)
     client_route(router, "GET", "/thirdparty/protocol/{protocol}", protocol)
     for kind in ("location", "user"):
-        client_route(router, "GET", f"/thirdparty/{kind}/{{protocol}}", lookup(kind, True))
-        client_route(router, "GET", f"/thirdparty/{kind}", lookup(kind, False))
+        client_route(router, "GET", f"/thirdparty/{kind}/{{protocol}}", lookup(kind))
+        client_route(router, "GET", f"/thirdparty/{kind}", lookup(kind))

@@ -185,6 +185,14 @@ from conduit_tw.handlers.user_directory import UserDirectory
 from conduit_tw.handlers.voip import CallProtection, TurnHandler, TurnSettings
 from conduit_tw.storage.stores.openid import OpenIdTokenStore
 from conduit_tw.storage.stores.user_directory import UserDirectoryStore
+# -- appservices (appservice/, handlers/appservices.py, api/client/appservice.py)
+from conduit_tw.api.client import appservice as appservice_api
+from conduit_tw.appservice.bridge import BridgeAPI
+from conduit_tw.appservice.bridge_host import BridgeHost
+from conduit_tw.appservice.client import AppserviceClient
+from conduit_tw.appservice.sender import AppserviceSender
+from conduit_tw.handlers.appservices import AppserviceHandler
+from conduit_tw.storage.stores.appservices import AppserviceStore
 
 log = get_logger("conduit_tw.homeserver")
 
@@ -210,6 +218,7 @@ API_MODULES: list[Any] = [
     federation_timestamp_api, federation_hierarchy_api,
     relations_api, search_api,
     voip_api, openid_api, spaces_api, user_directory_api,
+    appservice_api,
 ]
 
 
@@ -586,6 +595,7 @@ class HomeServer:
             self.media.store, self.keyring, db.backup,
             lambda: reactor.stop(),  # type: ignore[attr-defined]
             self.registration_tokens, self.federation_client, self.http_client, configure_logging,
+            lambda: self.appservices,
         ))
         if config.auto_deactivate_banned_room_attempts:
             self.admin_room.auto_deactivate = self.account.deactivate
@@ -653,6 +663,68 @@ class HomeServer:
         if config.allow_federation:
             self.spaces.remote_hierarchy = self.federation_hierarchy.fetch_remote
             self.room_summaries.remote_summary = self.federation_hierarchy.fetch_summary
+        # -- appservices: the registry (admin room and app_service_config_files,
+        # loaded in setup), as_token identity assertion, appservice login and
+        # registration, exclusive namespaces, rate_limited.
+        # Requests to appservices: the same client class as every outgoing
+        # request (ip_range_denylist, TLS policy, caps), its own pool for
+        # appservice_idle_timeout, appservice_timeout per request.
+        self.appservice_http_client = LazyOutgoingHTTPClient(
+            reactor, config, idle_timeout=config.appservice_idle_timeout
+        )
+        self.appservice_client = AppserviceClient(
+            self.appservice_http_client, config.appservice_timeout
+        )
+        self.appservice_store = AppserviceStore(db)
+        self.appservices = AppserviceHandler(
+            self.server_name, self.appservice_store, self.users, self.device_store,
+            self.registration.create_user, self.auth.token_of, self.appservice_client,
+            self.clock_ms, config_files=config.app_service_config_files,
+        )
+        self.auth.appservice_requester = self.appservices.requester
+        self.login.appservice_login = self.appservices.login_check
+        self.registration.appservice_check = self.appservices.registration_check
+        self.registration.exclusive_checks.append(self.appservices.user_is_exclusive)
+        self.directory.alias_checks.append(self.appservices.check_alias)
+        self.room_creation.before_room_created.append(self.appservices.check_create_alias)
+        self.ratelimit.appservice_rate_limited = self.appservices.is_rate_limited
+        self.profile.unknown_user = self.appservices.query_user
+        self.directory.unknown_alias = self.appservices.query_alias
+        self.directory.network_rooms = self.appservices.network_rooms
+        # Pushing: events queued with the event (persist hook), ephemeral
+        # data and to-device messages from their handlers' hooks.
+
+        async def appservice_events(event_ids: list[str]) -> list[dict[str, Any]]:
+            found = await self.event_store.get_events(event_ids)
+            return await self.serializer.serialize_events(
+                [found[e] for e in event_ids if e in found]
+            )
+
+        # In-process bridges (plugins enabled by appservice_bridges) get
+        # their transactions by method call and act through a BridgeAPI.
+
+        def bridge_api(reg: Any) -> BridgeAPI:
+            return BridgeAPI(
+                reg, self.appservices.masquerade, self.registration.create_user, self.users.exists,
+                self.membership, self.events, self.room_creation,
+                self.appservice_store.get_bridge_data, self.appservice_store.put_bridge_data,
+            )
+
+        self.appservice_bridges = BridgeHost(
+            config.appservice_bridges, self.appservices, bridge_api, self.appservice_client.push,
+            lambda method, path, handler: self.router.add(method, path, handler), set(),
+        )
+        self.appservice_sender = AppserviceSender(
+            self.appservice_store, self.event_store, self.aliases_store, self.appservices.list,
+            self.appservice_bridges.deliver, appservice_events, reactor,
+        )
+        self.appservice_sender.local_ids = self.appservice_bridges.local_ids
+        self.appservices.on_unregistered.append(self.appservice_sender.forget)
+        self.event_store.persist_hooks.append(self.appservice_sender.event_persisted)
+        self.typing.on_local_typing.append(self.appservice_sender.typing)
+        self.receipts.on_receipt.append(self.appservice_sender.receipt)
+        self.presence.on_local_change.append(self.appservice_sender.presence)
+        self.to_device.on_local_delivered.append(self.appservice_sender.to_device)
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
         # Requests wait until setup() has mounted the API.
@@ -672,6 +744,9 @@ class HomeServer:
         await self.federation_sender.start()  # -- federation sender: resend what is queued
         await self.registration_tokens.load()
         await self.admin_room.setup()
+        await self.appservices.load()  # -- appservices: registrations, bridges, queues
+        await self.appservice_bridges.start()
+        await self.appservice_sender.start()
         for module in API_MODULES:
             module.register(self.router, self)
         self.resource.release()
@@ -698,6 +773,11 @@ class HomeServer:
         except Exception:
             log.failure("Stopping the federation sender failed")
         self.typing.stop()
+        try:
+            await self.appservice_sender.stop()  # -- appservices
+            await self.appservice_bridges.stop()
+        except Exception:
+            log.failure("Stopping the appservice sender failed")
         # Pushes: the scheduled ones are dropped, the started ones finish
         # handing over, then the deliveries in flight (requests, retry
         # backoffs) are cancelled and awaited, before the client and the
@@ -707,7 +787,7 @@ class HomeServer:
             await self.pushers.stop()
         except Exception:
             log.failure("Stopping the pushers failed")
-        for client in (self.http_client, self.federation_client):
+        for client in (self.http_client, self.federation_client, self.appservice_http_client):
             try:
                 await client.close()
             except Exception:

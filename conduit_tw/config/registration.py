@@ -50,6 +50,17 @@ class RegistrationKeys:
         "registration still succeeds.",
         values.list_of(values.ROOM_REF, "room IDs", "list of room IDs or aliases"),
     )
+    app_service_config_files: list[str] = key(
+        [],
+        "Appservice registration YAML files loaded at start (Synapse's key). A file that "
+        "cannot be read or is invalid stops start-up. Registrations can also be added "
+        "without a restart from the admin room (`appservices register`).",
+    )
+    appservice_bridges: list[str] = key(
+        [],
+        "In-process bridges to run, by plugin name (docs/plugins/bridges.md); e.g. "
+        "`[\"webhook\"]` for the incoming-webhook bridge. An unknown name stops start-up.",
+    )
     forbidden_usernames: list[str] = key(
         [],
         "Regular expressions (as in conduwuit); a username in which any of them is found "

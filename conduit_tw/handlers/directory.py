@@ -186,6 +186,16 @@ class DirectoryHandler:
         #: C{(server, **public_rooms arguments) -> listing} of another
         #: server's directory (federation queries, installed by HomeServer).
         self.remote_public_rooms: Callable[..., Awaitable[dict[str, Any]]] | None = None
+        #: C{(alias, requester) -> None}, raising 400 M_EXCLUSIVE for an
+        #: alias in another's exclusive appservice namespace (installed by
+        #: HomeServer from the appservice registry).
+        self.alias_checks: list[Callable[[str, "Requester"], None]] = []
+        #: C{alias -> bool}: asks the appservices whose namespaces hold an
+        #: unknown local alias (application-service-api "Query Room Alias").
+        self.unknown_alias: Callable[[str], Awaitable[bool]] | None = None
+        #: C{instance_id or None -> room IDs}: the rooms appservices
+        #: published for one third-party network (None: for every one).
+        self.network_rooms: Callable[[str | None], Awaitable[list[str]]] | None = None
 
     # ------------------------------------------------------------------
     # Permissions
@@ -225,6 +235,8 @@ class DirectoryHandler:
         if not isinstance(room_id, str):
             raise MatrixError(400, Codes.BAD_JSON, "room_id must be a string")
         await self._local_room_or_404(room_id)
+        for check in self.alias_checks:
+            check(alias, requester)
         is_admin = await self._is_admin(requester)
         if not is_admin:
             if alias_forbidden(alias, self.forbidden_alias_names):
@@ -256,6 +268,8 @@ class DirectoryHandler:
         room_id = None
         if alias.partition(":")[2] == self.server_name:
             room_id = await self.aliases.get_room_for_alias(alias)
+            if room_id is None and self.unknown_alias is not None and await self.unknown_alias(alias):
+                room_id = await self.aliases.get_room_for_alias(alias)
         if room_id is None:
             raise not_found("Room alias %s not found." % (alias,))
         return {"room_id": room_id, "servers": await self.servers_in_room(room_id)}
@@ -440,10 +454,21 @@ class DirectoryHandler:
         self._entries.set(statehash, entry)
         return entry
 
-    async def _listed(self) -> list[tuple[tuple[int, str], int, int]]:
-        """Published rooms with joined members: C{((-joined, room_id), joined, statehash)}, sorted."""
+    async def _listed(
+        self, network: str | None = None, all_networks: bool = False
+    ) -> list[tuple[tuple[int, str], int, int]]:
+        """
+        Published rooms with joined members: C{((-joined, room_id), joined,
+        statehash)}, sorted. The server's own list, or that of the
+        third-party C{network} (an instance ID), or both with C{all_networks}.
+        """
         rows = []
-        for room_id in await self.published.public_room_ids():
+        room_ids: set[str] = set()
+        if network is None:
+            room_ids |= await self.published.public_room_ids()
+        if (network is not None or all_networks) and self.network_rooms is not None:
+            room_ids |= set(await self.network_rooms(network))
+        for room_id in sorted(room_ids):
             room = await self.store.get_room(room_id)
             if room is None:
                 continue
@@ -486,10 +511,9 @@ class DirectoryHandler:
         forward, after = True, None
         if since is not None:
             forward, after = _decode_token(since)
-        rows = await self._listed()
+        rows = await self._listed(third_party_instance_id, include_all_networks)
         body: dict[str, Any] = {"chunk": [], "total_room_count_estimate": len(rows)}
-        if third_party_instance_id is not None or limit <= 0:
-            # No third-party networks exist here, so none has rooms.
+        if limit <= 0:
             return body
         term = search_term.casefold() if search_term else None
         types = set(room_types) if room_types else None

@@ -5,7 +5,8 @@ Each limiter has a bucket per key (a user ID, or the client IP for
 unauthenticated requests) holding at most C{burst} tokens and refilled at
 C{per_second}; a request takes one token or is refused with 429
 C{M_LIMIT_EXCEEDED}, C{retry_after_ms} and a C{Retry-After} header.
-Appservices and server admins are exempt. A rate of 0 disables a limiter.
+Server admins and appservices registered with C{rate_limited: false}
+(and the users they act as) are exempt. A rate of 0 disables a limiter.
 
 Config keys (docs/configuration.md, "Rate limiting"):
 C{rc_registration_per_second}/C{rc_registration_burst_count} for
@@ -179,10 +180,18 @@ class RateLimits:
         self.keys = RateLimiter(config.rc_keys_per_second, config.rc_keys_burst_count, clock_ms)
         #: Largest stored user JSON (account data, tag set, filter, pusher).
         self.max_json_size = config.max_account_data_size
+        #: C{appservice_id -> bool}: the registration's C{rate_limited}
+        #: (set by the appservice code; without it appservices pass).
+        self.appservice_rate_limited: Callable[[str], bool] | None = None
 
     async def check_requester(self, limiter: RateLimiter, requester: "Requester") -> None:
-        """Rate-limit an authenticated request by user; appservices and admins pass."""
-        if not limiter.enabled or requester.appservice_id is not None:
+        """Rate-limit an authenticated request by user; admins and unlimited appservices pass."""
+        if not limiter.enabled:
+            return
+        if requester.appservice_id is not None and (
+            self.appservice_rate_limited is None
+            or not self.appservice_rate_limited(requester.appservice_id)
+        ):
             return
         if await self._users.is_admin(requester.user_id):
             return

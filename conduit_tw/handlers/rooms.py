@@ -146,7 +146,11 @@ class RoomCreationHandler:
         """
         fixed_room_id = room_id
         creator = requester.user_id
-        if not self.config.allow_room_creation and not await self.users.is_admin(creator):
+        if (
+            not self.config.allow_room_creation
+            and requester.appservice_id is None
+            and not await self.users.is_admin(creator)
+        ):
             raise forbidden("Room creation has been disabled on this server")
         if requester.is_guest:
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guests cannot create rooms")

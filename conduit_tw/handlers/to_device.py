@@ -53,6 +53,9 @@ class ToDeviceHandler:
         self.is_local = is_local
         #: Hand-off of messages for remote users (see the module docstring).
         self.remote_senders: list[RemoteSender] = []
+        #: C{(sender, event_type, [(user, device, content)])} run after
+        #: messages for local devices are stored (appservices, MSC2409).
+        self.on_local_delivered: list[Callable[[str, str, list[tuple[str, str, Any]]], Any]] = []
         self._lock = Linearizer("to_device")
 
     async def send(
@@ -84,6 +87,7 @@ class ToDeviceHandler:
             await self.store.put(sender, device_key, txn_id, event_type, position, local)
         if local:
             self.notifier.notify(position, users={user for user, _, _ in local})
+            await run_hooks(self.on_local_delivered, sender, event_type, local, what="on_local_delivered")
         for destination, users in remote.items():
             await self._send_remote(destination, sender, event_type, users)
 

@@ -345,6 +345,13 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     "PUT /_matrix/client/v3/directory/room/{room_alias}": [(
         "/directory/room/{alias}", {"room_id": "{room}"}, {"room_id": k("string", True)},
     )],
+    "PUT /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}": [(
+        "/directory/list/appservice/irc/{room}", {"visibility": "public"},
+        {"visibility": k("string", True)},
+    )],
+    "POST /_matrix/client/v1/appservice/{appserviceId}/ping": [(
+        "/../v1/appservice/irc/ping", {}, {"transaction_id": k("string")},
+    )],
     "PUT /_matrix/client/v3/directory/list/room/{room_id}": [(
         "/directory/list/room/{room}", {"visibility": "public"}, {"visibility": k("string")},
     )],

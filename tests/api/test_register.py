@@ -144,11 +144,11 @@ class OpenRegistrationTests(AccountsTestCase):
         r = await self.request("GET", AVAILABLE + "?username=irc_bob")
         self.assertMatrixError(r, 400, "M_EXCLUSIVE")
 
-    async def test_appservice_registration_not_yet(self) -> None:
+    async def test_appservice_registration_without_token(self) -> None:
         r = await self.request(
             "POST", REGISTER, {"username": "x", "auth": {"type": "m.login.application_service"}}
         )
-        self.assertMatrixError(r, 400, "M_UNKNOWN")
+        self.assertMatrixError(r, 401, "M_MISSING_TOKEN")
 
     async def test_bad_kind(self) -> None:
         r = await self.request("POST", REGISTER + "?kind=robot", {"username": "x"})

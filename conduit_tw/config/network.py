@@ -5,7 +5,6 @@ from __future__ import annotations
 from conduit_tw.config.declare import key, section
 from conduit_tw.config.values import NONNEG, POSITIVE, integer
 
-_APPSERVICES = "application services are not implemented yet"
 
 
 @section("dns")
@@ -99,13 +98,12 @@ class RequestKeys:
         POSITIVE,
     )
     appservice_timeout: int = key(
-        35, "Timeout of requests to appservices.", POSITIVE, not_effective=_APPSERVICES
+        35, "Timeout of requests to appservices.", POSITIVE
     )
     appservice_idle_timeout: int = key(
         300,
         "How long idle appservice connections are kept.",
         NONNEG,
-        not_effective=_APPSERVICES,
     )
     pusher_idle_timeout: int = key(
         15, "How long idle push gateway connections are kept (their own pool).", NONNEG

@@ -23,7 +23,7 @@ class LazyOutgoingHTTPClient:
     def __init__(self, reactor: Any, config: Any, **options: Any) -> None:
         self._reactor = reactor
         self._config = config
-        #: Keyword arguments of L{OutgoingHTTPClient} (C{dns}, C{idle_timeout}, ...).
+        #: Keyword arguments of L{OutgoingHTTPClient} (C{dns}, timeouts, pool size).
         self._options = options
         self._client: "OutgoingHTTPClient | None" = None
 

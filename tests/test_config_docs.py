@@ -215,7 +215,7 @@ class LoadTimeEffectTests(unittest.SynchronousTestCase):
 
 #: A boolean key declared not effective, far from being implemented (banning rooms),
 #: so that making federation keys effective leaves these tests alone.
-SAMPLE = "turn_allow_guests"  # a key still declared not effective (TURN settings)
+SAMPLE = "cleanup_second_interval"  # a key still declared not effective (housekeeping)
 
 
 def _notice(key: str) -> str:
@@ -236,7 +236,7 @@ class NoticeTests(unittest.SynchronousTestCase):
         self.assertEqual(load_config(None, {}).notices, [])
 
     def test_one_key_one_notice(self) -> None:
-        c = self._load(f"[global]\n{SAMPLE} = true\n")
+        c = self._load(f"[global]\n{SAMPLE} = 60\n")
         self.assertEqual(c.notices, [_notice(SAMPLE)])
 
     def test_from_environment(self) -> None:
@@ -277,7 +277,7 @@ class StartupLogTests(unittest.TestCase):
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         path = os.path.abspath(self.mktemp())
-        config = make_config(database_path=path, port=free_port(), **{SAMPLE: True})
+        config = make_config(database_path=path, port=free_port(), **{SAMPLE: 60})
         service = make_service(config, reactor)
         service.startService()
         self.addCleanup(service.stopService)

@@ -69,19 +69,14 @@ class _FederationEndpoint:
         return Deferred.fromCoroutine(self._connect(protocolFactory))
 
     async def _connect(self, factory: IProtocolFactory) -> Any:
-        from conduit_tw.http.client import CheckedEndpoint
+        from conduit_tw.http.client import CheckedEndpoint, connect_first
 
-        last: Exception | None = None
-        for host, port in self._address.targets:
-            endpoint = CheckedEndpoint(self._http, host, port, self._address.tls_name)
-            try:
-                return await endpoint.connect(factory)
-            except CancelledError:
-                raise
-            except Exception as e:  # the next target (SRV may give several)
-                last = e
-        assert last is not None
-        raise last
+        address = self._address
+        return await connect_first(
+            (CheckedEndpoint(self._http, host, port, address.tls_name)
+             for host, port in address.targets),
+            factory,
+        )
 
 
 @implementer(IAgentEndpointFactory)

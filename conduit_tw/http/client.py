@@ -175,24 +175,33 @@ class CheckedEndpoint:
     async def _try(self, hosts: list[str], factory: IProtocolFactory, proxy: Proxy | None) -> Any:
         """Connect to the first of C{hosts} that answers (through C{proxy} when given)."""
         client = self._client
-        last: Exception | None = None
-        for host in hosts:
-            endpoint: Any
+
+        def endpoint(host: str) -> IStreamClientEndpoint:
+            e: Any
             if proxy is not None:
-                endpoint = TunnelEndpoint(client.proxy_endpoint(proxy), proxy, host, self._port)
+                e = TunnelEndpoint(client.proxy_endpoint(proxy), proxy, host, self._port)
             else:
-                tcp_class = TCP6ClientEndpoint if ":" in host else TCP4ClientEndpoint
-                endpoint = tcp_class(client.reactor, host, self._port, timeout=client.conn_timeout)
+                e = client.tcp_endpoint(host, self._port)
             if self._tls_name is not None:
-                endpoint = wrapClientTLS(client.tls_creator(self._tls_name), endpoint)
-            try:
-                return await endpoint.connect(factory)
-            except CancelledError:
-                raise
-            except Exception as e:  # try the next address
-                last = e
-        assert last is not None
-        raise last
+                e = wrapClientTLS(client.tls_creator(self._tls_name), e)
+            return e
+
+        return await connect_first((endpoint(h) for h in hosts), factory)
+
+
+async def connect_first(endpoints: Iterable[IStreamClientEndpoint], factory: IProtocolFactory) -> Any:
+    """Connect with the first of C{endpoints} that succeeds; the last error if none does."""
+    last: Exception | None = None
+    for endpoint in endpoints:
+        try:
+            return await endpoint.connect(factory)
+        except CancelledError:
+            raise
+        except Exception as e:  # the next one
+            last = e
+    if last is None:
+        raise ConnectionError("nothing to connect to")
+    raise last
 
 
 @implementer(IStreamClientEndpoint)
@@ -208,20 +217,15 @@ class _ProxyEndpoint:
 
     async def _connect(self, factory: IProtocolFactory) -> Any:
         client, proxy = self._client, self._proxy
-        last: Exception | None = None
-        for ip in await client.resolve(proxy.host, proxy.port):
-            tcp_class = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint
-            endpoint: Any = tcp_class(client.reactor, ip, proxy.port, timeout=client.conn_timeout)
+
+        def endpoint(ip: str) -> IStreamClientEndpoint:
+            e: Any = client.tcp_endpoint(ip, proxy.port)
             if proxy.scheme == "https":
-                endpoint = wrapClientTLS(client.tls_creator(proxy.host), endpoint)
-            try:
-                return await endpoint.connect(factory)
-            except CancelledError:
-                raise
-            except Exception as e:
-                last = e
-        assert last is not None
-        raise last
+                e = wrapClientTLS(client.tls_creator(proxy.host), e)
+            return e
+
+        addresses = await client.resolve(proxy.host, proxy.port)
+        return await connect_first((endpoint(ip) for ip in addresses), factory)
 
 
 @implementer(IAgentEndpointFactory)
@@ -396,6 +400,11 @@ class OutgoingHTTPClient:
         if proxy is None:
             proxy = self._proxies[url] = Proxy.parse(url)
         return proxy
+
+    def tcp_endpoint(self, ip: str, port: int) -> IStreamClientEndpoint:
+        """A TCP connection to the address C{ip} with C{conn_timeout}."""
+        tcp_class = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint
+        return tcp_class(self.reactor, ip, port, timeout=self.conn_timeout)
 
     def proxy_endpoint(self, proxy: Proxy) -> IStreamClientEndpoint:
         """The connection to C{proxy} itself."""

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.error import DNSLookupError
+from twisted.python.failure import Failure
 
 from conduit_tw.logging import get_logger
 
@@ -155,6 +156,10 @@ class DNSResolver:
             return [str(ipaddress.ip_address(host.split("%", 1)[0]))]
         except ValueError:
             pass
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise DNSLookupError(f"{host}: not a valid host name") from None
         from_hosts = self._from_hosts_file(host)
         if from_hosts:
             return from_hosts
@@ -220,21 +225,26 @@ class DNSResolver:
             cached = self._cache.get(key)
             if cached is not None and cached[0] > self._seconds():
                 return cached[1]
+        # Each caller waits on its own Deferred: cancelling one (its request
+        # timed out) neither cancels the query nor fails the others.
+        d: Deferred[tuple[Any, ...]] = Deferred()
         waiting = self._waiting.get(key)
         if waiting is not None:
-            d: Deferred[tuple[Any, ...]] = Deferred()
             waiting.append(d)
             return await d
-        waiting = self._waiting[key] = []
-        try:
-            records = await self._fetch(name, rtype, depth)
-        except BaseException as e:
-            for d in self._waiting.pop(key):
-                d.errback(e)
-            raise
-        for d in self._waiting.pop(key):
-            d.callback(records)
-        return records
+        self._waiting[key] = [d]
+
+        def done(result: Any) -> None:
+            for w in self._waiting.pop(key):
+                if w.called:  # cancelled
+                    continue
+                if isinstance(result, Failure):
+                    w.errback(result)
+                else:
+                    w.callback(result)
+
+        Deferred.fromCoroutine(self._fetch(name, rtype, depth)).addBoth(done)
+        return await d
 
     async def _fetch(self, name: str, rtype: int, depth: int) -> tuple[Any, ...]:
         from twisted.names import dns

@@ -290,3 +290,23 @@ class FederationUseTests(unittest.TestCase):
         self.assertIn(("example.test", dns.A), asked, "the .well-known lookup's host")
         for _ in range(3):
             await _tick()
+
+
+class CancelTests(ResolverCase):
+    async def test_cancelled_caller_does_not_cancel_the_query(self) -> None:
+        server = DNSServer(self, {"h.example.test": [a("127.0.0.2")]})
+        r = self.resolver(server)
+        from twisted.internet.defer import CancelledError, Deferred
+
+        first = Deferred.fromCoroutine(r.resolve_host("h.example.test"))
+        second = Deferred.fromCoroutine(r.resolve_host("h.example.test"))
+        first.cancel()
+        with self.assertRaises(CancelledError):
+            await first
+        self.assertEqual(await second, ["127.0.0.2"])
+        self.assertEqual(server.count(), 1)
+
+    async def test_invalid_name(self) -> None:
+        r = self.resolver(("127.0.0.1", 9))
+        with self.assertRaises(DNSLookupError):
+            await r.resolve_host("a" * 70 + ".example")

@@ -2,7 +2,8 @@
 The Twisted service tree: L{ConduitService} (a MultiService) owning the
 L{HomeServer} and one listener service per address.
 
-Shutdown (SIGTERM/SIGINT through twistd) runs in order: stop listening,
+With C{[global.tls]}, SIGHUP reloads the certificate files
+(L{ReloadableTLS}). Shutdown (SIGTERM/SIGINT through twistd) runs in order: stop listening,
 let in-flight requests finish for up to L{SHUTDOWN_GRACE_SECONDS}, close
 the connections still open (keep-alive ones), then close the database. MultiService stops its children all at once, so the
 order is enforced here.
@@ -11,6 +12,7 @@ order is enforced here.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any
 
@@ -19,7 +21,9 @@ from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.logger import LogLevel
+from zope.interface import implementer
 
 from conduit_tw.api.resource import InFlightTracker, MatrixSite
 from conduit_tw.config import Config
@@ -48,7 +52,12 @@ class ConduitService(MultiService):
             trusted_proxies=self.config.trusted_proxies,
             tracker=self.tracker,
         )
-        for description, make_listener in listeners(self.config, self.reactor):
+        #: The [global.tls] certificate of the listeners, reloaded on SIGHUP.
+        self.tls: ReloadableTLS | None = None
+        if self.config.tls is not None and not self.config.unix_socket_path:
+            self.tls = ReloadableTLS(self.config.tls.certs, self.config.tls.key)
+        self._previous_sighup: Any = None
+        for description, make_listener in listeners(self.config, self.reactor, self.tls):
             svc = make_listener(self.site)
             svc.setName(description)
             svc.setServiceParent(self)
@@ -86,6 +95,7 @@ class ConduitService(MultiService):
 
         def started(_: object) -> None:
             MultiService.startService(self)
+            self._install_sighup()
             log.info(
                 "conduit-tw serving {server_name} on {where}",
                 server_name=self.config.server_name,
@@ -104,10 +114,30 @@ class ConduitService(MultiService):
         d.addCallback(started)
         d.addErrback(failed)
 
+    def _install_sighup(self) -> None:
+        """With TLS: SIGHUP reloads the certificate files (renewals without a restart)."""
+        if self.tls is None or not hasattr(signal, "SIGHUP"):
+            return
+        tls, reactor = self.tls, self.reactor
+
+        def hangup(signum: int, frame: Any) -> None:
+            reactor.callFromThread(tls.reload)
+
+        try:
+            self._previous_sighup = signal.signal(signal.SIGHUP, hangup)
+        except ValueError:  # not the main thread (embedded use)
+            pass
+
+    def _restore_sighup(self) -> None:
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+
     @defer.inlineCallbacks
     def stopService(self):
         """Stop listeners, drain in-flight requests, close the database."""
         self.running = False
+        self._restore_sighup()
         self.site.closing = True  # new requests: 503 (in-flight ones finish)
         yield defer.gatherResults(
             [defer.maybeDeferred(s.stopService) for s in list(self) if s.running],
@@ -129,12 +159,15 @@ class ConduitService(MultiService):
         yield self.homeserver.close()
 
 
-def listeners(config: Config, reactor: Any) -> list[tuple[str, Any]]:
+def listeners(
+    config: Config, reactor: Any, tls: "ReloadableTLS | None" = None
+) -> list[tuple[str, Any]]:
     """
     The listeners for the config, as C{(description, factory -> service)}:
     a UNIX socket when C{unix_socket_path} is set, else every C{address}
     x C{port} combination; TLS when C{[global.tls]} gives a certificate and
-    key. (twisted.internet.endpoints is not used: it imports pyOpenSSL,
+    key (C{tls}: its context, built from the config when not given).
+    (twisted.internet.endpoints is not used: it imports pyOpenSSL,
     which costs 14 MB of memory even when TLS is off.)
     """
     if config.unix_socket_path:
@@ -146,8 +179,9 @@ def listeners(config: Config, reactor: Any) -> list[tuple[str, Any]]:
             (f"unix:{path}", lambda site: UNIXServer(path, site, mode=mode, reactor=reactor))
         ]
     result: list[tuple[str, Any]] = []
-    tls = config.tls
-    context_factory = _tls_context(tls.certs, tls.key) if tls is not None else None
+    context_factory = tls
+    if context_factory is None and config.tls is not None:
+        context_factory = ReloadableTLS(config.tls.certs, config.tls.key)
     for address, port in config.listen_addresses():
         if context_factory is not None:
             desc = f"https://{_host(address)}:{port}"
@@ -190,6 +224,38 @@ def _tls_context(certs_path: str, key_path: str) -> Any:
         certificate=private.original,
         extraCertChain=[c.original for c in certs[1:]],
     )
+
+
+@implementer(IOpenSSLContextFactory)
+class ReloadableTLS:
+    """
+    The listeners' TLS context factory: each new connection gets the
+    context of the current certificate; L{reload} re-reads the files
+    (SIGHUP), keeping the old certificate when the new files are unusable.
+    Connections already open keep theirs.
+    """
+
+    def __init__(self, certs_path: str, key_path: str) -> None:
+        self.certs_path = certs_path
+        self.key_path = key_path
+        self._options = _tls_context(certs_path, key_path)
+
+    def getContext(self) -> Any:
+        """The context of the current certificate (pyOpenSSL C{Context})."""
+        return self._options.getContext()
+
+    def reload(self) -> bool:
+        """Re-read the certificate chain and key; whether they were taken."""
+        try:
+            options = _tls_context(self.certs_path, self.key_path)
+            options.getContext()  # a key that does not match fails here
+        except Exception as e:
+            log.error("TLS reload failed, keeping the current certificate: {error}",
+                      error=str(e) or repr(e))
+            return False
+        self._options = options
+        log.info("TLS certificate reloaded from {path}", path=self.certs_path)
+        return True
 
 
 def _host(address: str) -> str:

@@ -128,3 +128,64 @@ class StartingUpTests(unittest.TestCase):
         response = await pending
         self.assertEqual(response.code, 200, response.body)
         self.assertIn("versions", response.json)
+
+
+class TLSReloadTests(unittest.TestCase):
+    """[global.tls]: SIGHUP reloads the certificate files; unusable files keep the old one."""
+
+    async def served_certificate(self, port: int) -> bytes:
+        import ssl
+
+        from twisted.internet.threads import deferToThread
+
+        def fetch() -> bytes:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                with ctx.wrap_socket(s, server_hostname="localhost") as t:
+                    return t.getpeercert(binary_form=True)
+
+        return await deferToThread(fetch)
+
+    async def test_sighup_reloads_certificate(self) -> None:
+        import shutil
+        import signal
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from tests.integration.test_twistd import _self_signed
+
+        first, second = (os.path.abspath(self.mktemp()) for _ in range(2))
+        os.makedirs(first)
+        os.makedirs(second)
+        cert, key = _self_signed(first)
+        new_cert, new_key = _self_signed(second)
+        port = free_port()
+        config = make_config(
+            database_path=os.path.join(first, "data"), address=["127.0.0.1"], port=port,
+            tls={"certs": cert, "key": key},
+        )
+        previous = signal.getsignal(signal.SIGHUP)
+        service = make_service(config, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        await service.ready
+        before = await self.served_certificate(port)
+        shutil.copy(new_cert, cert)
+        shutil.copy(new_key, key)
+        os.kill(os.getpid(), signal.SIGHUP)
+        await deferLater(reactor, 0.2, lambda: None)
+        after = await self.served_certificate(port)
+        self.assertNotEqual(after, before)
+        with open(new_cert, "rb") as f:
+            new_der = x509.load_pem_x509_certificate(f.read()).public_bytes(Encoding.DER)
+        self.assertEqual(after, new_der)
+        # A broken file: the current certificate stays.
+        with open(cert, "w") as f:
+            f.write("not a certificate")
+        self.assertFalse(service.tls.reload())
+        self.assertEqual(await self.served_certificate(port), after)
+        await service.stopService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), previous, "handler restored")

@@ -160,7 +160,8 @@ class ListenKeys:
     tls: TlsConfig | None = table(
         TlsConfig,
         "Serve HTTPS directly instead of behind a reverse proxy (which is recommended). If "
-        "the table is present, both files are required.",
+        "the table is present, both files are required. `SIGHUP` reloads them (renewed "
+        "certificates without a restart; unusable files keep the current ones).",
         optional=True,
     )
     trusted_proxies: list[str] = key(

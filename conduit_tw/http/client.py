@@ -16,8 +16,8 @@ that the same protections apply everywhere:
   - A connect timeout (C{request_conn_timeout}) per attempt; a read
     timeout (C{request_timeout}): the longest wait for the response to
     start or for more of its body; and a total timeout
-    (C{request_total_timeout}, per call overridable) covering resolution,
-    connect, request and body. (Clients built for federation, the sender
+    (C{request_total_timeout}, per call overridable but never longer)
+    covering resolution, connect, request and body. (Clients built for federation, the sender
     and .well-known set their own total and no read timeout.)
   - Host names are resolved by L{conduit_tw.http.dns.DNSResolver}.
   - With Conduit's C{proxy} key, connections to the hosts it covers are
@@ -370,6 +370,8 @@ class OutgoingHTTPClient:
             config.request_conn_timeout if conn_timeout is None else conn_timeout
         )
         self.timeout: float = config.request_total_timeout if timeout is None else timeout
+        #: The shared client's backstop: no request, whatever its own timeout, runs longer.
+        self.total_cap: float | None = config.request_total_timeout if timeout is None else None
         #: Longest wait for the response to start or continue (None: no limit).
         self.read_timeout: float | None = read_timeout
         if read_timeout is None and timeout is None:
@@ -455,6 +457,8 @@ class OutgoingHTTPClient:
             h.setRawHeaders("user-agent", [USER_AGENT])
         producer = _BytesProducer(body) if body is not None else None
         total = self.timeout if timeout is None else timeout
+        if self.total_cap is not None:
+            total = min(total, self.total_cap)
         read = self.read_timeout if self.read_timeout is not None else total
         timed_out: list[float] = []
 

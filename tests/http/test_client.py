@@ -281,6 +281,10 @@ class BehaviourTests(ClientTestCase):
             await client.request("GET", self.base + "/trickle")
         self.assertEqual(e.exception.timeout, 1)
         self.assertLess(reactor.seconds() - start, 5)
+        # A caller's longer timeout does not lift it.
+        with self.assertRaises(RequestTimeoutError) as e:
+            await client.request("GET", self.base + "/trickle", timeout=30)
+        self.assertEqual(e.exception.timeout, 1)
 
     async def test_read_timeout(self) -> None:
         """request_timeout: the longest silence, reset by every bit of the body."""

@@ -200,7 +200,7 @@ class DNSResolver:
         found = hosts.searchFileForAll(FilePath(self.hosts_file), host.encode("idna"))
         v4 = [a for a in found if ":" not in a]
         v6 = [a for a in found if ":" in a]
-        return {1: v4, 2: v6, 4: v6 + v4}.get(self.strategy, v4 + v6)
+        return {1: v4, 2: v6, 3: v4 + v6, 4: v6 or v4}.get(self.strategy, v4 or v6)
 
     async def _addresses(self, host: str, rtype: int) -> list[str]:
         records = await self.lookup(host, rtype)

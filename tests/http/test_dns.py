@@ -248,9 +248,11 @@ class StrategyTests(ResolverCase):
         path = self.mktemp()
         with open(path, "w") as f:
             f.write("127.0.0.9 both.example.test\n::9 both.example.test\n")
-        r = DNSResolver(reactor, make_config(ip_lookup_strategy=4), servers=[self.server.address],
-                        hosts_file=path)
-        self.assertEqual(await r.resolve_host("both.example.test"), ["::9", "127.0.0.9"])
+        expected = {3: ["127.0.0.9", "::9"], 4: ["::9"], 5: ["127.0.0.9"]}
+        for strategy, addresses in expected.items():
+            r = DNSResolver(reactor, make_config(ip_lookup_strategy=strategy),
+                            servers=[self.server.address], hosts_file=path)
+            self.assertEqual(await r.resolve_host("both.example.test"), addresses, strategy)
         self.assertEqual(self.server.count(), 0)
 
     async def test_ip_literal(self) -> None:

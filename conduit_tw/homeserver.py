@@ -25,6 +25,7 @@ from conduit_tw.api.client import login as login_api
 from conduit_tw.api.client import profile as profile_api
 from conduit_tw.api.client import register as register_api
 from conduit_tw.api.client import versions
+from conduit_tw.api.client import threepid as threepid_api
 from conduit_tw.api.federation import version
 from conduit_tw.api.resource import MatrixResource
 from conduit_tw.api.router import Router
@@ -199,7 +200,7 @@ log = get_logger("conduit_tw.homeserver")
 #: Modules that mount endpoints: each has C{register(router, hs)}.
 API_MODULES: list[Any] = [
     account_data_api, tags_api, filter_api, push_rules_api, pushers_api, presence_api, typing_api,
-    versions, wellknown, keys, version,
+    versions, threepid_api, wellknown, keys, version,
     register_api, login_api, account_api, devices_api, profile_api, capabilities_api,
     rooms_api, membership_api,
     room_history_api, room_upgrades_api, reporting_api,

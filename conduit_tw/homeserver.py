@@ -668,10 +668,11 @@ class HomeServer:
         # loaded in setup), as_token identity assertion, appservice login and
         # registration, exclusive namespaces, rate_limited.
         # Requests to appservices: the same client class as every outgoing
-        # request (ip_range_denylist, TLS policy, caps), its own pool for
-        # appservice_idle_timeout, appservice_timeout per request.
+        # request (TLS policy, caps), its own pool for appservice_idle_timeout,
+        # appservice_timeout per request. ip_range_denylist does not apply:
+        # the URL is the admin's (bridges listen on loopback), as in Synapse.
         self.appservice_http_client = LazyOutgoingHTTPClient(
-            reactor, config, idle_timeout=config.appservice_idle_timeout
+            reactor, config, idle_timeout=config.appservice_idle_timeout, ip_range_denylist=[]
         )
         self.appservice_client = AppserviceClient(
             self.appservice_http_client, config.appservice_timeout

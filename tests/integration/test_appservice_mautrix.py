@@ -57,7 +57,6 @@ class MautrixAppserviceTests(ServerTestCase):
             f.write(registration(f"http://127.0.0.1:{as_port}"))
         server = self._server(
             OPEN_REGISTRATION + "rc_message_per_second = 0\n"
-            "ip_range_denylist = []\n"
             f'app_service_config_files = ["{path}"]\n'
         )
         self._run_async(self._session(server.base_url, as_port, workdir))

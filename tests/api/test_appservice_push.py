@@ -48,7 +48,7 @@ class PushTests(RoomsTestCase):
     async def _start(self) -> None:
         self.fake = FakeAppservice()
         self.fake.listen(self)
-        self.patch(sender_module, "INITIAL_BACKOFF_S", 0.05)
+        self.patch(sender_module.AppserviceSender, "initial_backoff_s", 0.05)
         await super()._start()
         self.reg = await self.hs.appservices.register(
             registration(self.fake.url, "receive_ephemeral: true\n")

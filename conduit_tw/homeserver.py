@@ -155,6 +155,9 @@ from conduit_tw.federation.e2ee import FederationE2EE
 from conduit_tw.storage.stores.federation_devices import FederationDeviceStore
 # -- admin room (handlers/admin_{room,commands,groups}, docs/admin.md)
 from conduit_tw.api.client import admin as admin_api
+# -- shared-secret registration (handlers/shared_secret.py, api/synapse_admin.py)
+from conduit_tw.api import synapse_admin as synapse_admin_api
+from conduit_tw.handlers.shared_secret import SharedSecretRegistration
 from conduit_tw.handlers.admin_groups import AdminDeps, command_table
 from conduit_tw.handlers.admin_room import AdminRoom, AdminRoomDeps
 from conduit_tw.logging import configure as configure_logging
@@ -215,7 +218,7 @@ API_MODULES: list[Any] = [
     federation_media_api,
     federation_membership_api,
     federation_user_keys_api,
-    admin_api,
+    admin_api, synapse_admin_api,
     federation_timestamp_api, federation_hierarchy_api,
     relations_api, search_api,
     voip_api, openid_api, spaces_api, user_directory_api,
@@ -598,6 +601,11 @@ class HomeServer:
             self.registration_tokens, self.federation_client, self.http_client, configure_logging,
             lambda: self.appservices,
         ))
+        # -- shared-secret registration (Synapse's register_new_matrix_user)
+        self.shared_secret_registration = SharedSecretRegistration(
+            (config.registration_shared_secret or "").encode("utf-8") or None,
+            self.registration, self.devices, self.admin_room.add_admin, self.clock_ms,
+        )
         if config.auto_deactivate_banned_room_attempts:
             self.admin_room.auto_deactivate = self.account.deactivate
         self.events.validators.append(self.admin_room.check_event)

@@ -599,7 +599,7 @@ class HomeServer:
             self.media.store, self.keyring, db.backup,
             lambda: reactor.stop(),  # type: ignore[attr-defined]
             self.registration_tokens, self.federation_client, self.http_client, configure_logging,
-            lambda: self.appservices,
+            lambda: self.appservices, self.device_lists.key_changed,
         ))
         # -- shared-secret registration (Synapse's register_new_matrix_user)
         self.shared_secret_registration = SharedSecretRegistration(

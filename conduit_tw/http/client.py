@@ -344,6 +344,8 @@ class OutgoingHTTPClient:
     @param schemes: the URL schemes the endpoint factory serves.
     @param dns: the resolver of host names (L{conduit_tw.http.dns}); one
         built from C{config} by default.
+    @param ip_range_denylist: overrides C{config.ip_range_denylist} (the
+        appservice client passes C{[]}: its URLs come from the admin).
     """
 
     def __init__(
@@ -359,13 +361,16 @@ class OutgoingHTTPClient:
         schemes: tuple[str, ...] = ("http", "https"),
         dns: DNSResolver | None = None,
         read_timeout: float | None = None,
+        ip_range_denylist: list[str] | None = None,
     ) -> None:
         self.reactor = reactor
         #: Host names are resolved by this (the server's shared one, usually).
         self.dns = dns if dns is not None else DNSResolver(reactor, config)
         #: The URL schemes L{request} accepts (those the endpoint factory serves).
         self.schemes = schemes
-        self.denylist = IPDenylist(config.ip_range_denylist)
+        self.denylist = IPDenylist(
+            config.ip_range_denylist if ip_range_denylist is None else ip_range_denylist
+        )
         self.conn_timeout: float = (
             config.request_conn_timeout if conn_timeout is None else conn_timeout
         )

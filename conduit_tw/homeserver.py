@@ -112,6 +112,10 @@ from conduit_tw.handlers.ratelimit import RateLimiter
 from conduit_tw.handlers.url_preview import URLPreviewer
 from conduit_tw.storage.stores.media import MediaStore
 from conduit_tw.storage.stores.media_files import MediaFiles
+# -- housekeeping (util/periodic.py, handlers/{housekeeping,media_retention}.py)
+from conduit_tw.handlers.housekeeping import Housekeeping
+from conduit_tw.handlers.media_retention import MediaRetention
+from conduit_tw.util.periodic import PeriodicTasks
 # -- key backup (handlers/key_backup.py)
 from conduit_tw.api.client import key_backup as key_backup_api
 from conduit_tw.handlers.key_backup import KeyBackupHandler
@@ -408,7 +412,8 @@ class HomeServer:
         )
         to_device_store = ToDeviceStore(db)
         self.to_device = ToDeviceHandler(
-            to_device_store, self.device_store, self.globals, self.notifier, is_local
+            to_device_store, self.device_store, self.globals, self.notifier, is_local,
+            self.clock_ms,
         )
         self.devices.on_devices_deleted.append(self.e2e_keys.devices_deleted)
         self.devices.on_devices_deleted.append(self.to_device.devices_deleted)
@@ -561,6 +566,25 @@ class HomeServer:
         if config.allow_federation:
             self.room_history.backfill = self.backfiller.backfill
             self.room_history.remote_timestamp = self.federation_timestamps.ask_remote
+        # -- housekeeping: one timer service (started and stopped by
+        # service.ConduitService) sweeping what expired every
+        # cleanup_second_interval, and applying the media retention policies.
+        self.housekeeping_sweeps = Housekeeping(
+            self.clock_ms, self.tokens.purge_expired_login_tokens, self.media.expire_pending,
+            [self.event_store.rooms.purge_txns, self.to_device.store.purge_txns],
+            self.uia.expire_sessions,
+        )
+        self.media_retention = MediaRetention(
+            self.server_name, self.media.store, self.media, config.media.retention, self.clock_ms
+        )
+        self.housekeeping = PeriodicTasks(reactor)
+        self.housekeeping.add(
+            "cleanup", config.cleanup_second_interval, self.housekeeping_sweeps.run
+        )
+        if self.media_retention.enabled:
+            self.housekeeping.add(
+                "media_retention", self.media_retention.interval, self.media_retention.run
+            )
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
         # Requests wait until setup() has mounted the API.

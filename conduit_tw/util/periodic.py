@@ -37,6 +37,7 @@ class PeriodicTasks(Service):
         self.clock = clock
         self._tasks: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = []
         self._loops: list[tuple[LoopingCall, Deferred[Any]]] = []
+        self._running: set[Deferred[Any]] = set()
 
     def add(self, name: str, interval: float, task: Callable[[], Awaitable[Any]]) -> None:
         """Run C{task} (an C{async} callable) every C{interval} seconds."""
@@ -47,22 +48,36 @@ class PeriodicTasks(Service):
         """The names of the tasks, in the order they were added."""
         return [name for name, _, _ in self._tasks]
 
-    async def run(self, name: str) -> Any:
-        """Run one task now (logging instead of raising); returns its result."""
+    def run(self, name: str) -> Deferred[Any]:
+        """Run one task now (logging instead of raising); fires with its result."""
         for task_name, _, task in self._tasks:
             if task_name == name:
-                try:
-                    return await task()
-                except Exception:
-                    log.failure("Housekeeping task {name} failed", name=name)
-                    return None
+                d = Deferred.fromCoroutine(self._run(name, task))
+                if not d.called:
+                    self._running.add(d)
+                    d.addBoth(lambda r: (self._running.discard(d), r)[1])
+                return d
         raise KeyError(name)
+
+    @staticmethod
+    async def _run(name: str, task: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await task()
+        except Exception:
+            log.failure("Housekeeping task {name} failed", name=name)
+            return None
+
+    def wait_idle(self) -> Deferred[None]:
+        """Fires once no task is running."""
+        return defer.gatherResults(list(self._running), consumeErrors=True).addCallback(
+            lambda _: None
+        )
 
     def startService(self) -> None:
         """Start one timer per task."""
         super().startService()
         for name, interval, _ in self._tasks:
-            loop = LoopingCall(lambda n=name: Deferred.fromCoroutine(self.run(n)))
+            loop = LoopingCall(self.run, name)
             loop.clock = self.clock
             self._loops.append((loop, loop.start(interval, now=False)))
 

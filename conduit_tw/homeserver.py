@@ -395,7 +395,7 @@ class HomeServer:
         self.media_ratelimit = RateLimiter(
             config.rc_media_per_second, config.rc_media_burst_count, self.clock_ms
         )
-        self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms)
+        self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms, self.media)
         # -- key backup
         self.key_backup = KeyBackupHandler(KeyBackupStore(db))
         self.account.on_deactivated.append(self.key_backup.user_deactivated)

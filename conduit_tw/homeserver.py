@@ -116,6 +116,8 @@ from conduit_tw.storage.stores.media_files import MediaFiles
 from conduit_tw.handlers.housekeeping import Housekeeping
 from conduit_tw.handlers.media_retention import MediaRetention
 from conduit_tw.util.periodic import PeriodicTasks
+# -- JWT login (handlers/jwt_login.py)
+from conduit_tw.handlers.jwt_login import JWTLogin
 # -- key backup (handlers/key_backup.py)
 from conduit_tw.api.client import key_backup as key_backup_api
 from conduit_tw.handlers.key_backup import KeyBackupHandler
@@ -585,6 +587,12 @@ class HomeServer:
             self.housekeeping.add(
                 "media_retention", self.media_retention.interval, self.media_retention.run
             )
+        # -- JWT login: org.matrix.login.jwt (and JWTs as m.login.token)
+        # when jwt_secret is set.
+        if config.jwt_secret:
+            self.login.jwt_login = JWTLogin(
+                config.jwt_secret, self.server_name, self.registration, self.users, self.clock_ms
+            ).user_for
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
         # Requests wait until setup() has mounted the API.

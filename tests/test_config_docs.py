@@ -240,8 +240,8 @@ class NoticeTests(unittest.SynchronousTestCase):
         self.assertEqual(c.notices, [_notice(SAMPLE)])
 
     def test_from_environment(self) -> None:
-        c = load_config(None, {"CONDUIT_JWT_SECRET": "s3cret"})
-        self.assertEqual(c.notices, [_notice("jwt_secret")])
+        c = load_config(None, {f"CONDUIT_{SAMPLE.upper()}": "true"})
+        self.assertEqual(c.notices, [_notice(SAMPLE)])
 
     def test_tables(self) -> None:
         c = self._load('[global.media]\npath = "/srv/media"\n')

@@ -50,6 +50,17 @@ class RegistrationKeys:
         "registration still succeeds.",
         values.list_of(values.ROOM_REF, "room IDs", "list of room IDs or aliases"),
     )
+    app_service_config_files: list[str] = key(
+        [],
+        "Appservice registration YAML files loaded at start (Synapse's key). A file that "
+        "cannot be read or is invalid stops start-up. Registrations can also be added "
+        "without a restart from the admin room (`appservices register`).",
+    )
+    appservice_bridges: list[str] = key(
+        [],
+        "In-process bridges to run, by plugin name (docs/plugins/bridges.md); e.g. "
+        "`[\"webhook\"]` for the incoming-webhook bridge. An unknown name stops start-up.",
+    )
     forbidden_usernames: list[str] = key(
         [],
         "Regular expressions (as in conduwuit); a username in which any of them is found "
@@ -69,6 +80,29 @@ class RegistrationKeys:
         "Password for the server's own admin user, to regain access to the admin room. "
         "Unset it again afterwards.",
     )
+    password_hash_memory_kib: int = key(
+        19 * 1024,
+        "Memory of one argon2id password hash, in KiB (OWASP's 19 MiB by default). Hashes "
+        "made with other parameters keep working and are re-hashed at the next login.",
+        values.integer(64, 4 * 1024 * 1024),
+    )
+    password_hash_iterations: int = key(
+        2,
+        "Passes over that memory per argon2id hash (OWASP: 2 with 19 MiB).",
+        values.integer(1, 1000),
+    )
+    password_hash_concurrency: int = key(
+        2,
+        "Password hashes computed at once; at most this many times "
+        "`password_hash_memory_kib` is in use for them. The others wait in order.",
+        values.integer(1, 256),
+    )
+    password_hash_queue: int = key(
+        64,
+        "Password hashes that may wait for `password_hash_concurrency`; beyond that, "
+        "logins and registrations get 429 `M_LIMIT_EXCEEDED` with `retry_after_ms`.",
+        values.integer(0, 100_000),
+    )
     jwt_secret: str | None = key(
         None,
         "HS256 secret for JWT login (`org.matrix.login.jwt`, or a JWT as `m.login.token` "
@@ -78,7 +112,6 @@ class RegistrationKeys:
         3600,
         "Lifetime, in seconds, of OpenID tokens given to integrations.",
         values.POSITIVE,
-        not_effective="OpenID tokens are not implemented yet",
     )
 
 

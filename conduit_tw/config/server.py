@@ -112,8 +112,9 @@ class StorageKeys:
     )
     cleanup_second_interval: int = key(
         60,
-        "Seconds between database housekeeping runs: expired login tokens, expired "
-        "`/create` media ids, day-old client transaction IDs and UIA sessions are forgotten.",
+        "Seconds between database housekeeping runs: expired login and OpenID tokens, "
+        "expired `/create` media ids, day-old client transaction IDs and UIA sessions are "
+        "forgotten.",
         values.POSITIVE,
     )
 

@@ -1,8 +1,7 @@
 """
 The admin room's command groups (docs/admin.md): C{users}, C{rooms},
-C{media}, C{server}, and the groups whose parts are not built yet
-(C{federation}, C{appservices}, C{tokens}, C{debug}), whose commands answer
-"not available yet".
+C{media}, C{server}, C{federation}, C{appservices}, C{tokens}, C{debug};
+commands whose parts are not built yet answer "not available yet".
 
 Each handler receives an L{Invocation} and uses the explicit dependencies
 in L{AdminDeps}; L{command_table} builds the root L{Group}. To add a group
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.threads import deferToThread
 
+from conduit_tw.appservice.registration import RegistrationError
 from conduit_tw.config.values import is_valid_server_name
 from conduit_tw.errors import MatrixError
 from conduit_tw.events.canonical_json import encode_canonical_json
@@ -38,6 +38,7 @@ from conduit_tw.handlers.auth import Requester
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.account import AccountHandler
+    from conduit_tw.handlers.appservices import AppserviceHandler
     from conduit_tw.handlers.admin_room import AdminRoom
     from conduit_tw.handlers.devices import DeviceHandler
     from conduit_tw.handlers.directory import DirectoryHandler
@@ -112,6 +113,8 @@ class AdminDeps:
     http_client: Any
     #: Applies a log filter (C{conduit_tw.logging.configure}).
     configure_logging: Callable[[str], None]
+    #: The appservice registry (built after the admin room).
+    appservices: Callable[[], "AppserviceHandler"]
 
 
 def _unavailable(reason: str, *commands: tuple[str, str, tuple[str, ...]]) -> tuple[Command, ...]:
@@ -691,6 +694,39 @@ class AdminCommands:
             raise CommandError(f"No token {inv.args[0]}")
         return Reply.text(f"Deleted registration token {inv.args[0]}")
 
+    # -- appservices
+
+    async def appservices_register(self, inv: Invocation) -> Reply:
+        try:
+            reg = await self.d.appservices().register(inv.need_body())
+        except RegistrationError as e:
+            raise CommandError(f"Registration refused: {e}") from None
+        return Reply.text(f"Appservice {reg.id} registered (sender {reg.sender}); it is active now")
+
+    async def appservices_unregister(self, inv: Invocation) -> Reply:
+        try:
+            await self.d.appservices().unregister(inv.args[0])
+        except KeyError:
+            raise CommandError(f"No appservice {inv.args[0]}") from None
+        except RegistrationError as e:
+            raise CommandError(str(e)) from None
+        return Reply.text(f"Appservice {inv.args[0]} unregistered")
+
+    async def appservices_list(self, inv: Invocation) -> Reply:
+        rows = [
+            (reg.id, reg.sender, reg.url or "(no URL)",
+             ", ".join(n.regex.pattern for n in reg.users) or "-")
+            for reg in self.d.appservices().list()
+        ]
+        return Reply.table("Appservices", ["id", "sender", "url", "user namespaces"], rows)
+
+    async def appservices_show(self, inv: Invocation) -> Reply:
+        try:
+            text = self.d.appservices().show(inv.args[0])
+        except KeyError:
+            raise CommandError(f"No appservice {inv.args[0]}") from None
+        return Reply.code(f"Registration of {inv.args[0]}:", text)
+
     # -- logging
 
     async def server_log_level(self, inv: Invocation) -> Reply:
@@ -842,12 +878,14 @@ def command_table(deps: AdminDeps) -> Group:
             ("incoming", "rooms whose federation is being processed", ("incoming-federation",)),
         ),
     ))
-    appservices = Group("appservices", "application services", _unavailable(
-        "application services are being built (issue 17)",
-        ("register", "register an appservice (YAML code block)", ("register-appservice",)),
-        ("unregister", "unregister an appservice", ("unregister-appservice",)),
-        ("list", "registered appservices", ("list-appservices",)),
-        ("show", "an appservice's registration", ("show-appservice-config",)),
+    appservices = Group("appservices", "application services", (
+        Command("register", "register an appservice (its registration YAML in a code block)",
+                c.appservices_register, body="registration YAML", aliases=("register-appservice",)),
+        Command("unregister", "unregister an appservice", c.appservices_unregister, ("id",),
+                aliases=("unregister-appservice",)),
+        Command("list", "registered appservices", c.appservices_list, aliases=("list-appservices",)),
+        Command("show", "an appservice's registration", c.appservices_show, ("id",),
+                aliases=("show-appservice-config",)),
     ))
     tokens = Group("tokens", "registration tokens (beyond the config's registration_token)", (
         Command("create", "create a token (random if not given); registration needs allow_registration",

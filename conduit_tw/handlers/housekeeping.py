@@ -5,7 +5,7 @@ has expired, so that nothing grows without bound.
 Swept each run, each in its own batches (one failing does not stop the
 others):
 
-  - login tokens (C{m.login.token}) past their expiry;
+  - login tokens (C{m.login.token}) and OpenID tokens past their expiry;
   - ids made by C{POST /media/v1/create} whose content never came before
     C{unused_expires_at};
   - client transaction IDs (room events and to-device messages) older than
@@ -18,7 +18,7 @@ Not swept, on purpose: access tokens past C{expires_at} (each device has
 at most one, replaced when it refreshes; keeping it lets a request with it
 answer C{M_UNKNOWN_TOKEN} with C{soft_logout}, so the client refreshes
 instead of logging out), registration tokens (the admins list and delete
-them). OpenID tokens are not implemented.
+them).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class Housekeeping:
     The sweeps of the module docstring.
 
     @param purge_login_tokens: C{TokenStore.purge_expired_login_tokens}.
+    @param purge_openid_tokens: C{OpenIdTokenStore.purge_expired}.
     @param expire_pending_media: C{MediaHandler.expire_pending}.
     @param purge_txns: C{purge_txns(before_ms)} of the stores that keep
         client transaction IDs.
@@ -48,12 +49,14 @@ class Housekeeping:
         self,
         clock_ms: Callable[[], int],
         purge_login_tokens: Callable[[int], Awaitable[int]],
+        purge_openid_tokens: Callable[[int], Awaitable[int]],
         expire_pending_media: Callable[[], Awaitable[int]],
         purge_txns: list[Callable[[int], Awaitable[int]]],
         expire_uia: Callable[[], Awaitable[None]],
     ) -> None:
         self._clock_ms = clock_ms
         self._purge_login_tokens = purge_login_tokens
+        self._purge_openid_tokens = purge_openid_tokens
         self._expire_pending_media = expire_pending_media
         self._purge_txns = purge_txns
         self._expire_uia = expire_uia
@@ -63,6 +66,7 @@ class Housekeeping:
         now = self._clock_ms()
         sweeps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
             ("login_tokens", lambda: self._purge_login_tokens(now)),
+            ("openid_tokens", lambda: self._purge_openid_tokens(now)),
             ("pending_media", self._expire_pending_media),
             ("txn_ids", lambda: self._purge_all_txns(now - TXN_ID_LIFETIME_MS)),
             ("uia_sessions", self._expire_uia),

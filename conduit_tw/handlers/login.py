@@ -169,7 +169,7 @@ class LoginHandler:
         try:
             await self.check_password(user_id, auth.get("password"))
         except MatrixError as e:
-            if e.code == 400:
+            if e.code in (400, 429):  # bad request, or too many hashes waiting
                 raise
             raise StageFailed(Codes.FORBIDDEN, e.msg) from None
 

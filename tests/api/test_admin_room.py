@@ -143,7 +143,7 @@ class ParsingTests(AdminRoomTestCase):
         self.assertIn("Uptime", await self.body("!admin server uptime"))
 
     async def test_not_available(self) -> None:
-        for cmd in ("federation disable-room !r:test", "appservices list", "register-appservice",
+        for cmd in ("federation disable-room !r:test",
                     "server clear-caches", "debug force-device-list-updates", "media list"):
             self.assertIn("not available yet", await self.body("!admin " + cmd), cmd)
 
@@ -551,3 +551,41 @@ class FederationAndLoggingCommandTests(AdminRoomTestCase):
         self.assertIn("Bad log filter", await self.body("!admin server change-log-level loud"))
         await self.body("!admin server reload-log-level")
         self.assertFalse(is_enabled("conduit_tw.api", LogLevel.debug) and self.config.log == "info")
+
+
+class AppserviceCommandTests(AdminRoomTestCase):
+    """The appservices group drives the appservice registry (issue 17)."""
+
+    async def test_register_list_show_unregister(self) -> None:
+        from tests.api.test_appservice_auth import AS_TOKEN, registration
+
+        yaml_text = registration()
+        body = await self.body("!admin appservices register\n```\n" + yaml_text + "\n```")
+        self.assertIn("Appservice irc registered", body)
+        reg = self.hs.appservices.get("irc")
+        assert reg is not None
+        self.assertEqual(reg.sender, "@_irc_bot:test")
+        # Active at once: its as_token authenticates its sender.
+        r = await self.request("GET", f"{V3}/account/whoami", access_token=AS_TOKEN)
+        self.assertEqual(r.code, 200, r.body)
+        self.assertEqual(r.json["user_id"], "@_irc_bot:test")
+        listed = await self.body("!admin list-appservices")
+        self.assertIn("irc", listed)
+        self.assertIn("@_irc_.*:test", listed)
+        self.assertIn("as_token: " + AS_TOKEN, await self.body("!admin appservices show irc"))
+        # The same ID again is refused with the reason.
+        self.assertIn("Registration refused", await self.body(
+            "!admin register-appservice\n```\n" + yaml_text + "\n```"
+        ))
+        self.assertIn("Appservice irc unregistered", await self.body("!admin appservices unregister irc"))
+        self.assertIsNone(self.hs.appservices.get("irc"))
+        r = await self.request("GET", f"{V3}/account/whoami", access_token=AS_TOKEN)
+        self.assertEqual(r.code, 401, r.body)
+        self.assertIn("No appservice irc", await self.body("!admin appservices show irc"))
+        self.assertIn("No appservice irc", await self.body("!admin unregister-appservice irc"))
+
+    async def test_bad_yaml_refused(self) -> None:
+        body = await self.body("!admin appservices register\n```\nid: [unclosed\n```")
+        self.assertIn("Registration refused", body)
+        self.assertIn("needs a body", await self.body("!admin appservices register"))
+        self.assertEqual(self.hs.appservices.list(), [])

@@ -288,6 +288,34 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
             "is_verified": k("boolean", True), "session_data": k("object", True),
         },
     )],
+    "POST /_matrix/client/v3/search": [(
+        "/search",
+        {"search_categories": {"room_events": {
+            "search_term": "x", "keys": ["content.body"], "order_by": "rank",
+            "event_context": {"before_limit": 1, "after_limit": 1, "include_profile": True},
+            "include_state": True, "groupings": {"group_by": [{"key": "room_id"}]},
+            "filter": {"limit": 5},
+        }}},
+        {
+            "search_categories": k("object", True),
+            "search_categories/room_events": k("object"),
+            "search_categories/room_events/search_term": k("string", True),
+            "search_categories/room_events/keys": k("array"),
+            "search_categories/room_events/keys/[]": k("string"),
+            "search_categories/room_events/order_by": k("string"),
+            "search_categories/room_events/filter": k("object"),
+            "search_categories/room_events/filter/limit": k("integer"),
+            "search_categories/room_events/event_context": k("object"),
+            "search_categories/room_events/event_context/before_limit": k("integer"),
+            "search_categories/room_events/event_context/after_limit": k("integer"),
+            "search_categories/room_events/event_context/include_profile": k("boolean"),
+            "search_categories/room_events/include_state": k("boolean"),
+            "search_categories/room_events/groupings": k("object"),
+            "search_categories/room_events/groupings/group_by": k("array"),
+            "search_categories/room_events/groupings/group_by/[]": k("object"),
+            "search_categories/room_events/groupings/group_by/[]/key": k("string"),
+        },
+    )],
     "POST /_matrix/client/v3/user/{user_id}/filter": [(
         "/user/{alice}/filter", {},
         {
@@ -317,8 +345,22 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     "PUT /_matrix/client/v3/directory/room/{room_alias}": [(
         "/directory/room/{alias}", {"room_id": "{room}"}, {"room_id": k("string", True)},
     )],
+    "PUT /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}": [(
+        "/directory/list/appservice/irc/{room}", {"visibility": "public"},
+        {"visibility": k("string", True)},
+    )],
+    "POST /_matrix/client/v1/appservice/{appserviceId}/ping": [(
+        "/../v1/appservice/irc/ping", {}, {"transaction_id": k("string")},
+    )],
     "PUT /_matrix/client/v3/directory/list/room/{room_id}": [(
         "/directory/list/room/{room}", {"visibility": "public"}, {"visibility": k("string")},
+    )],
+    "POST /_matrix/client/v3/user/{user_id}/openid/request_token": [
+        ("/user/{alice}/openid/request_token", {}, {}),
+    ],
+    "POST /_matrix/client/v3/user_directory/search": [(
+        "/user_directory/search", {"search_term": "a"},
+        {"search_term": k("string", True), "limit": k("integer")},
     )],
     "POST /_matrix/client/v3/publicRooms": [(
         "/publicRooms", {},

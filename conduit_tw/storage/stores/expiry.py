@@ -22,12 +22,14 @@ def index_key(ts_ms: int, record_key: bytes) -> bytes:
 
 
 async def purge_before(
-    db: IKeyValueDatabase, index: Any, index_name: str, record_name: str, before_ms: int
+    db: IKeyValueDatabase, index: Any, index_name: str, record_name: str, before_ms: int,
+    skip: int = 8,
 ) -> int:
     """
     Delete every record (of tree C{record_name}) indexed in C{index} with a
     time before C{before_ms}, and its index entry, a page per batch.
-    Returns how many.
+    The record key is the index key after its first C{skip} bytes (the
+    time, and a separator if the index has one). Returns how many.
     """
     purged = 0
     while True:
@@ -37,7 +39,7 @@ async def purge_before(
         batch = db.batch()
         for key, _ in rows:
             batch.delete(index_name, key)
-            batch.delete(record_name, key[8:])
+            batch.delete(record_name, key[skip:])
         await db.write(batch)
         purged += len(rows)
         if len(rows) < PAGE:

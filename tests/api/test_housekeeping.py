@@ -210,6 +210,12 @@ class CleanupTests(RetentionTestCase):
         )
         self.assertEqual(r.code, 200, r.body)
         self.assertTrue(await hs.to_device.store.seen_txn(self.user_id, self.device_id, "txn1"))
+        r = await self.request(
+            "POST", f"/_matrix/client/v3/user/{self.user_id}/openid/request_token", {},
+            access_token=self.token,
+        )
+        self.assertEqual(r.code, 200, r.body)
+        openid = r.json["access_token"]
         # The first sweep: only the 10 s login token has expired.
         await self.tick(30)
         self.assertEqual(await hs.tokens.purge_expired_login_tokens(hs.clock_ms()), 0)
@@ -217,10 +223,13 @@ class CleanupTests(RetentionTestCase):
         self.assertEqual(await hs.tokens.consume_login_token(live_login, now), self.user_id)
         self.assertIsNotNone(await hs.media.store.get("test", pending))
         self.assertTrue(await hs.to_device.store.seen_txn(self.user_id, self.device_id, "txn1"))
-        # A day later: the /create id and the to-device transaction ID.
+        self.assertEqual(await hs.openid.store.user_for(openid, now), self.user_id)
+        # A day later: the /create id, the to-device transaction ID, the
+        # OpenID token (asked about at a time it was valid: it is gone).
         await self.tick(25 * 3600)
         self.assertIsNone(await hs.media.store.get("test", pending))
         self.assertFalse(await hs.to_device.store.seen_txn(self.user_id, self.device_id, "txn1"))
+        self.assertIsNone(await hs.openid.store.user_for(openid, now))
 
     async def _start(self) -> None:
         await super()._start()

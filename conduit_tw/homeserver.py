@@ -25,6 +25,7 @@ from conduit_tw.api.client import login as login_api
 from conduit_tw.api.client import profile as profile_api
 from conduit_tw.api.client import register as register_api
 from conduit_tw.api.client import versions
+from conduit_tw.api.client import threepid as threepid_api
 from conduit_tw.api.federation import version
 from conduit_tw.api.resource import MatrixResource
 from conduit_tw.api.router import Router
@@ -160,6 +161,9 @@ from conduit_tw.federation.e2ee import FederationE2EE
 from conduit_tw.storage.stores.federation_devices import FederationDeviceStore
 # -- admin room (handlers/admin_{room,commands,groups}, docs/admin.md)
 from conduit_tw.api.client import admin as admin_api
+# -- shared-secret registration (handlers/shared_secret.py, api/synapse_admin.py)
+from conduit_tw.api import synapse_admin as synapse_admin_api
+from conduit_tw.handlers.shared_secret import SharedSecretRegistration
 from conduit_tw.handlers.admin_groups import AdminDeps, command_table
 from conduit_tw.handlers.admin_room import AdminRoom, AdminRoomDeps
 from conduit_tw.logging import configure as configure_logging
@@ -205,7 +209,7 @@ log = get_logger("conduit_tw.homeserver")
 #: Modules that mount endpoints: each has C{register(router, hs)}.
 API_MODULES: list[Any] = [
     account_data_api, tags_api, filter_api, push_rules_api, pushers_api, presence_api, typing_api,
-    versions, wellknown, keys, version,
+    versions, threepid_api, wellknown, keys, version,
     register_api, login_api, account_api, devices_api, profile_api, capabilities_api,
     rooms_api, membership_api,
     room_history_api, room_upgrades_api, reporting_api,
@@ -220,7 +224,7 @@ API_MODULES: list[Any] = [
     federation_media_api,
     federation_membership_api,
     federation_user_keys_api,
-    admin_api,
+    admin_api, synapse_admin_api,
     federation_timestamp_api, federation_hierarchy_api,
     relations_api, search_api,
     voip_api, openid_api, spaces_api, user_directory_api,
@@ -602,8 +606,13 @@ class HomeServer:
             self.media.store, self.keyring, db.backup,
             lambda: reactor.stop(),  # type: ignore[attr-defined]
             self.registration_tokens, self.federation_client, self.http_client, configure_logging,
-            lambda: self.appservices,
+            lambda: self.appservices, self.device_lists.key_changed,
         ))
+        # -- shared-secret registration (Synapse's register_new_matrix_user)
+        self.shared_secret_registration = SharedSecretRegistration(
+            (config.registration_shared_secret or "").encode("utf-8") or None,
+            self.registration, self.devices, self.admin_room.add_admin, self.clock_ms,
+        )
         if config.auto_deactivate_banned_room_attempts:
             self.admin_room.auto_deactivate = self.account.deactivate
         self.events.validators.append(self.admin_room.check_event)
@@ -674,10 +683,11 @@ class HomeServer:
         # loaded in setup), as_token identity assertion, appservice login and
         # registration, exclusive namespaces, rate_limited.
         # Requests to appservices: the same client class as every outgoing
-        # request (ip_range_denylist, TLS policy, caps), its own pool for
-        # appservice_idle_timeout, appservice_timeout per request.
+        # request (TLS policy, caps), its own pool for appservice_idle_timeout,
+        # appservice_timeout per request. ip_range_denylist does not apply:
+        # the URL is the admin's (bridges listen on loopback), as in Synapse.
         self.appservice_http_client = LazyOutgoingHTTPClient(
-            reactor, config, idle_timeout=config.appservice_idle_timeout
+            reactor, config, idle_timeout=config.appservice_idle_timeout, ip_range_denylist=[]
         )
         self.appservice_client = AppserviceClient(
             self.appservice_http_client, config.appservice_timeout

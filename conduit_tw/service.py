@@ -141,7 +141,8 @@ def listeners(config: Config, reactor: Any) -> list[tuple[str, Any]]:
     The listeners for the config, as C{(description, factory -> service)}:
     a UNIX socket when C{unix_socket_path} is set, else every C{address}
     x C{port} combination; TLS when C{[global.tls]} gives a certificate and
-    key. (twisted.internet.endpoints is not used: it imports pyOpenSSL,
+    key, and plain HTTP on the same ports too with its C{dual_protocol}
+    (L{conduit_tw.dual_protocol}). (twisted.internet.endpoints is not used: it imports pyOpenSSL,
     which costs 14 MB of memory even when TLS is off.)
     """
     if config.unix_socket_path:
@@ -156,7 +157,10 @@ def listeners(config: Config, reactor: Any) -> list[tuple[str, Any]]:
     tls = config.tls
     context_factory = _tls_context(tls.certs, tls.key) if tls is not None else None
     for address, port in config.listen_addresses():
-        if context_factory is not None:
+        if context_factory is not None and tls is not None and tls.dual_protocol:
+            desc = f"https+http://{_host(address)}:{port}"
+            result.append((desc, _dual_server(port, context_factory, address, reactor)))
+        elif context_factory is not None:
             desc = f"https://{_host(address)}:{port}"
             result.append((desc, _ssl_server(port, context_factory, address, reactor)))
         else:
@@ -171,6 +175,14 @@ def _tcp_server(port: int, address: str, reactor: Any):
 
 def _ssl_server(port: int, context_factory: Any, address: str, reactor: Any):
     return lambda site: SSLServer(port, site, context_factory, interface=address, reactor=reactor)
+
+
+def _dual_server(port: int, context_factory: Any, address: str, reactor: Any):
+    from conduit_tw.dual_protocol import DualProtocolFactory
+
+    return lambda site: TCPServer(
+        port, DualProtocolFactory(site, context_factory), interface=address, reactor=reactor
+    )
 
 
 def _tls_context(certs_path: str, key_path: str) -> Any:

@@ -25,8 +25,9 @@ class TlsConfig:
     #: Also accept plain HTTP on the same port (conduwuit's C{dual_protocol}).
     dual_protocol: bool = declare.key(
         False,
-        "Also accept plain HTTP on the same ports.",
-        not_effective="HTTPS listeners accept only TLS",
+        "Also accept plain HTTP on the same ports (the first byte tells a TLS handshake from "
+        "HTTP). Insecure for clients that use plain HTTP; meant for a reverse proxy or "
+        "local tools on the same host.",
     )
 
 

@@ -114,6 +114,12 @@ from conduit_tw.handlers.ratelimit import RateLimiter
 from conduit_tw.handlers.url_preview import URLPreviewer
 from conduit_tw.storage.stores.media import MediaStore
 from conduit_tw.storage.stores.media_files import MediaFiles
+# -- housekeeping (util/periodic.py, handlers/{housekeeping,media_retention}.py)
+from conduit_tw.handlers.housekeeping import Housekeeping
+from conduit_tw.handlers.media_retention import MediaRetention
+from conduit_tw.util.periodic import PeriodicTasks
+# -- JWT login (handlers/jwt_login.py)
+from conduit_tw.handlers.jwt_login import JWTLogin
 # -- key backup (handlers/key_backup.py)
 from conduit_tw.api.client import key_backup as key_backup_api
 from conduit_tw.handlers.key_backup import KeyBackupHandler
@@ -447,7 +453,7 @@ class HomeServer:
         self.media_ratelimit = RateLimiter(
             config.rc_media_per_second, config.rc_media_burst_count, self.clock_ms
         )
-        self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms)
+        self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms, self.media)
         # -- key backup
         self.key_backup = KeyBackupHandler(KeyBackupStore(db))
         self.account.on_deactivated.append(self.key_backup.user_deactivated)
@@ -464,7 +470,8 @@ class HomeServer:
         )
         to_device_store = ToDeviceStore(db)
         self.to_device = ToDeviceHandler(
-            to_device_store, self.device_store, self.globals, self.notifier, is_local
+            to_device_store, self.device_store, self.globals, self.notifier, is_local,
+            self.clock_ms,
         )
         self.devices.on_devices_deleted.append(self.e2e_keys.devices_deleted)
         self.devices.on_devices_deleted.append(self.to_device.devices_deleted)
@@ -748,6 +755,32 @@ class HomeServer:
         self.receipts.on_receipt.append(self.appservice_sender.receipt)
         self.presence.on_local_change.append(self.appservice_sender.presence)
         self.to_device.on_local_delivered.append(self.appservice_sender.to_device)
+        # -- housekeeping: one timer service (started and stopped by
+        # service.ConduitService) sweeping what expired every
+        # cleanup_second_interval, and applying the media retention policies.
+        self.housekeeping_sweeps = Housekeeping(
+            self.clock_ms, self.tokens.purge_expired_login_tokens, self.openid.store.purge_expired,
+            self.media.expire_pending,
+            [self.event_store.rooms.purge_txns, self.to_device.store.purge_txns],
+            self.uia.expire_sessions,
+        )
+        self.media_retention = MediaRetention(
+            self.server_name, self.media.store, self.media, config.media.retention, self.clock_ms
+        )
+        self.housekeeping = PeriodicTasks(reactor)
+        self.housekeeping.add(
+            "cleanup", config.cleanup_second_interval, self.housekeeping_sweeps.run
+        )
+        if self.media_retention.enabled:
+            self.housekeeping.add(
+                "media_retention", self.media_retention.interval, self.media_retention.run
+            )
+        # -- JWT login: org.matrix.login.jwt (and JWTs as m.login.token)
+        # when jwt_secret is set.
+        if config.jwt_secret:
+            self.login.jwt_login = JWTLogin(
+                config.jwt_secret, self.server_name, self.registration, self.users, self.clock_ms
+            ).user_for
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
         # Requests wait until setup() has mounted the API.

@@ -1,6 +1,7 @@
 """
 The Twisted service tree: L{ConduitService} (a MultiService) owning the
-L{HomeServer} and one listener service per address.
+L{HomeServer}, one listener service per address and the housekeeping
+timers (C{HomeServer.housekeeping}).
 
 With C{[global.tls]}, SIGHUP reloads the certificate files
 (L{ReloadableTLS}). Shutdown (SIGTERM/SIGINT through twistd) runs in order: stop listening,
@@ -57,10 +58,16 @@ class ConduitService(MultiService):
         if self.config.tls is not None and not self.config.unix_socket_path:
             self.tls = ReloadableTLS(self.config.tls.certs, self.config.tls.key)
         self._previous_sighup: Any = None
+        self.listener_names: list[str] = []
         for description, make_listener in listeners(self.config, self.reactor, self.tls):
             svc = make_listener(self.site)
             svc.setName(description)
             svc.setServiceParent(self)
+            self.listener_names.append(description)
+        # Periodic housekeeping: started with the listeners (after setup),
+        # stopped with them (waiting for a run in progress) before the
+        # database closes.
+        homeserver.housekeeping.setServiceParent(self)
         self.ready: Deferred[None] = Deferred()
         if hasattr(homeserver.db, "on_fatal"):
             homeserver.db.on_fatal = self._database_failed
@@ -99,7 +106,7 @@ class ConduitService(MultiService):
             log.info(
                 "conduit-tw serving {server_name} on {where}",
                 server_name=self.config.server_name,
-                where=", ".join(s.name for s in self),
+                where=", ".join(self.listener_names),
             )
             self.ready.callback(None)
 

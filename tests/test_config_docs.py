@@ -42,7 +42,7 @@ APPLIED_BY_LOAD_CONFIG = {
     OPEN_REGISTRATION_KEY: "lets allow_registration start without a token",
     "enable_lightning_bolt": "sets the default new_user_displayname_suffix",
     "media.backend": "load_config refuses every backend but the filesystem one we use",
-    "registration_shared_secret_path": "load_config reads it into registration_shared_secret",
+    "registration_shared_secret_path": "read into registration_shared_secret at load",
 }
 def _names_used_outside_config() -> set[str]:
     """
@@ -214,13 +214,22 @@ class LoadTimeEffectTests(unittest.SynchronousTestCase):
         self.assertEqual(c.new_user_displayname_suffix, "\u26a1\ufe0f")
 
 
-#: A boolean key declared not effective, far from being implemented (banning rooms),
-#: so that making federation keys effective leaves these tests alone.
-SAMPLE = "cleanup_second_interval"  # a key still declared not effective (housekeeping)
+#: Every key is effective now: the notice tests mark this boolean key not effective
+#: for their duration (L{_pretend_not_effective}).
+SAMPLE = "query_over_tcp_only"
+_SAMPLE_WHY = "a reason given by the tests"
+
+
+def _pretend_not_effective(case: unittest.SynchronousTestCase, key: str = SAMPLE) -> None:
+    """Declare C{key} not effective until the end of the test."""
+    decl = next(k for k in declared(Config) if k.name == key)
+    decl.not_effective = _SAMPLE_WHY
+    case.addCleanup(setattr, decl, "not_effective", None)
 
 
 def _notice(key: str) -> str:
-    return f"global.{key} is set but has no effect yet: {NOT_EFFECTIVE_YET[key]}"
+    why = NOT_EFFECTIVE_YET.get(key, _SAMPLE_WHY)
+    return f"global.{key} is set but has no effect yet: {why}"
 
 
 class NoticeTests(unittest.SynchronousTestCase):
@@ -237,18 +246,20 @@ class NoticeTests(unittest.SynchronousTestCase):
         self.assertEqual(load_config(None, {}).notices, [])
 
     def test_one_key_one_notice(self) -> None:
-        c = self._load(f"[global]\n{SAMPLE} = 60\n")
+        _pretend_not_effective(self)
+        c = self._load(f"[global]\n{SAMPLE} = true\n")
         self.assertEqual(c.notices, [_notice(SAMPLE)])
 
     def test_from_environment(self) -> None:
-        c = load_config(None, {"CONDUIT_JWT_SECRET": "s3cret"})
-        self.assertEqual(c.notices, [_notice("jwt_secret")])
+        _pretend_not_effective(self)
+        c = load_config(None, {f"CONDUIT_{SAMPLE.upper()}": "true"})
+        self.assertEqual(c.notices, [_notice(SAMPLE)])
 
     def test_tables(self) -> None:
         c = self._load('[global.media]\npath = "/srv/media"\n')
         self.assertEqual(c.notices, [_notice(k) for k in ("media",) if k in NOT_EFFECTIVE_YET])
         c = self._load('[global.tls]\ncerts = "c.pem"\nkey = "k.pem"\ndual_protocol = true\n')
-        self.assertEqual(c.notices, [], "dual_protocol is effective")
+        self.assertEqual(c.notices, [])
         c = self._load('[global]\nproxy = "socks5h://localhost:9050"\n')
         self.assertEqual(c.notices, [], "the proxy is effective")
         self.assertEqual(self._load('[global]\nproxy = "none"\n').notices, [])
@@ -278,7 +289,8 @@ class StartupLogTests(unittest.TestCase):
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         path = os.path.abspath(self.mktemp())
-        config = make_config(database_path=path, port=free_port(), **{SAMPLE: 60})
+        _pretend_not_effective(self)
+        config = make_config(database_path=path, port=free_port(), **{SAMPLE: True})
         service = make_service(config, reactor)
         service.startService()
         self.addCleanup(service.stopService)

@@ -118,8 +118,8 @@ class RegistrationKeys:
     )
     jwt_secret: str | None = key(
         None,
-        "Secret for the JWT login type (`org.matrix.login.jwt`).",
-        not_effective="JWT login (org.matrix.login.jwt) is not implemented yet",
+        "HS256 secret for JWT login (`org.matrix.login.jwt`, or a JWT as `m.login.token` "
+        "as Conduit takes it): `sub` names the user (registered if new), `exp` is required.",
     )
     openid_token_ttl: int = key(
         3600,

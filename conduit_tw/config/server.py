@@ -113,9 +113,10 @@ class StorageKeys:
     )
     cleanup_second_interval: int = key(
         60,
-        "Seconds between database housekeeping runs (e.g. WAL checkpoints).",
+        "Seconds between database housekeeping runs: expired login and OpenID tokens, "
+        "expired `/create` media ids, day-old client transaction IDs and UIA sessions are "
+        "forgotten.",
         values.POSITIVE,
-        not_effective="there is no periodic database housekeeping yet",
     )
 
     def database_options(self) -> dict[str, Any]:

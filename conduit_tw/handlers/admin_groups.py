@@ -408,6 +408,40 @@ class AdminCommands:
             raise CommandError(f"No media {inv.args[0]} here")
         return Reply.text(f"Deleted {inv.args[0]}")
 
+    async def media_list(self, inv: Invocation) -> Reply:
+        user = inv.flag("user")
+        since = inv.flag("since")
+        if user is True or since is True:
+            raise CommandError("--user and --since need a value (e.g. --user @alice:example.org --since 7d)")
+        cutoff = self.d.clock_ms() - parse_duration_ms(since) if isinstance(since, str) else None
+        rows = []
+        for server_name, media_id, meta in await self.d.media_store.all_media():
+            if meta.get("pending"):
+                continue
+            if isinstance(user, str) and meta.get("uploader") != user:
+                continue
+            created = int(meta.get("created_ts", 0))
+            if cutoff is not None and created < cutoff:
+                continue
+            rows.append((
+                created, f"mxc://{server_name}/{media_id}", meta.get("uploader") or "(remote)",
+                str(meta.get("size", "?")), meta.get("content_type", "?"),
+                time.strftime("%Y-%m-%d %H:%M", time.gmtime(created / 1000)),
+            ))
+        rows.sort(reverse=True)
+        return Reply.table("Media, newest first", ["mxc", "uploader", "bytes", "type", "created (UTC)"],
+                           [r[1:] for r in rows])
+
+    async def media_delete_past_remote(self, inv: Invocation) -> Reply:
+        cutoff = self.d.clock_ms() - parse_duration_ms(inv.args[0])
+        deleted = 0
+        for server_name, media_id, meta in await self.d.media_store.all_media():
+            is_remote = server_name != self.d.server_name or meta.get("remote")
+            if is_remote and int(meta.get("created_ts", 0)) < cutoff:
+                if await self.d.media.delete(server_name, media_id):
+                    deleted += 1
+        return Reply.text(f"Deleted {deleted} remote media item(s) fetched before {inv.args[0]} ago")
+
     async def media_delete_list(self, inv: Invocation) -> Reply:
         deleted, failed = 0, []
         for line in inv.body_lines():
@@ -859,11 +893,11 @@ def command_table(deps: AdminDeps) -> Group:
         Command("delete-list", "delete the media listed one MXC URI per line", c.media_delete_list,
                 body="MXC URIs", aliases=("purge-media-from-list",)),
         Command("info", "details of a media item", c.media_info, ("mxc",)),
-        *_unavailable(
-            "media listing and remote-media retention are not built yet",
-            ("list", "list media", ()),
-            ("delete-past-remote", "delete remote media older than a duration", ()),
-        ),
+        Command("list", "media newest first (local uploads and cached remote media)", c.media_list,
+                options={"user": True, "since": True}),
+        Command("delete-past-remote", "delete cached remote media fetched longer ago than a duration "
+                "(e.g. 30d); it is fetched again when asked for", c.media_delete_past_remote,
+                ("duration",)),
     ))
     server = Group("server", "the server itself", (
         Command("stats", "users, rooms, uptime", c.server_stats),

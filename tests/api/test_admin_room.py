@@ -143,7 +143,7 @@ class ParsingTests(AdminRoomTestCase):
         self.assertIn("Uptime", await self.body("!admin server uptime"))
 
     async def test_not_available(self) -> None:
-        for cmd in ("federation disable-room !r:test", "media list"):
+        for cmd in ("federation disable-room !r:test",):
             self.assertIn("not available yet", await self.body("!admin " + cmd), cmd)
 
     async def test_non_admin_ignored(self) -> None:
@@ -648,3 +648,45 @@ class CacheAndDeviceListCommandTests(AdminRoomTestCase):
         self.assertIn("Marked the device lists of", body)
         r = await self.request("GET", f"{V3}/sync?since={since}&timeout=0", access_token=bob_token)
         self.assertIn("@alice:test", r.json.get("device_lists", {}).get("changed", []))
+
+
+class MediaListCommandTests(AdminRoomTestCase):
+    async def upload(self, token: str, data: bytes) -> str:
+        r = await self.request("POST", "/_matrix/media/v3/upload", raw_body=data, access_token=token,
+                               headers={"Content-Type": "text/plain"})
+        self.assertEqual(r.code, 200, r.body)
+        return r.json["content_uri"]
+
+    async def test_list_and_delete_past_remote(self) -> None:
+        bob, bob_token = await self.user("bob")
+        mine = await self.upload(self.alice_token, b"alice's")
+        theirs = await self.upload(bob_token, b"bob's file")
+        now = self.hs.clock_ms()
+        # Remote media cached here: one fetched 40 days ago, one just now.
+        await self.hs.media.store.put("far.example", "old", {
+            "content_type": "image/png", "size": 3, "created_ts": now - 40 * 86400_000, "remote": True,
+        })
+        await self.hs.media.store.put("far.example", "new", {
+            "content_type": "image/png", "size": 3, "created_ts": now, "remote": True,
+        })
+        body = await self.body("!admin media list")
+        for uri in (mine, theirs, "mxc://far.example/old", "mxc://far.example/new"):
+            self.assertIn(uri, body)
+        body = await self.body("!admin media list --user @bob:test")
+        self.assertIn(theirs, body)
+        self.assertNotIn(mine, body)
+        body = await self.body("!admin media list --since 7d")
+        self.assertNotIn("mxc://far.example/old", body)
+        self.assertIn("mxc://far.example/new", body)
+        self.assertIn("needs a value", await self.body("!admin media list --user"))
+        body = await self.body("!admin media delete-past-remote 30d")
+        self.assertIn("Deleted 1 remote media", body)
+        self.assertIsNone(await self.hs.media.store.get("far.example", "old"))
+        self.assertIsNotNone(await self.hs.media.store.get("far.example", "new"))
+        # Local media is never touched by it, however old.
+        self.clock.advance(400 * 86400)
+        self.assertIn("Deleted 1 remote media", await self.body("!admin media delete-past-remote 30d"))
+        r = await self.request("GET", "/_matrix/client/v1/media/download/" + mine[len("mxc://"):],
+                               access_token=self.alice_token)
+        self.assertEqual(r.code, 200, r.body)
+        self.assertIn("Bad duration", await self.body("!admin media delete-past-remote soon"))

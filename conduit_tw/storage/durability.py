@@ -26,6 +26,15 @@ from conduit_tw.logging import get_logger
 
 log = get_logger("conduit_tw.storage.durability")
 
+class WritesRefused(Exception):
+    """
+    Writes already applied (visible to reads) could not be made durable
+    (a failed C{COMMIT} or fsync): they are lost, and the database refuses
+    every write until the server is restarted (fail-stop, see
+    L{conduit_tw.storage.sqlite}).
+    """
+
+
 #: Seconds added to every sync, to simulate a slow disk (an SD card) in
 #: benchmarks (C{bench/slow_fsync.py}); never set by the server.
 simulated_latency = 0.0

@@ -91,7 +91,12 @@ from zope.interface import implementer
 
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.batch import WriteBatch
-from conduit_tw.storage.durability import SyncThread, runs_threads, simulate_disk
+from conduit_tw.storage.durability import (
+    SyncThread,
+    WritesRefused,
+    runs_threads,
+    simulate_disk,
+)
 from conduit_tw.storage.interfaces import (
     IKeyValueDatabase,
     IKeyValueTree,
@@ -120,15 +125,6 @@ _succeed = defer.succeed
 _fail = defer.fail
 
 log = get_logger("conduit_tw.storage.sqlite")
-
-
-class WritesRefused(Exception):
-    """
-    A C{COMMIT} failed (or SQLite rolled the open transaction back): the
-    writes applied since the last commit are lost, and the database
-    refuses every write until the server is restarted (fail-stop, see the
-    module docstring).
-    """
 
 
 def _quote(name: str) -> str:

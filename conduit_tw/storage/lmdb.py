@@ -648,6 +648,7 @@ class LMDBDatabase:
             return d
         except BaseException:
             return _fail()
+        simulate_disk()
         self._watchers.wake_batch(changes)
         return _succeed(result)
 

@@ -19,6 +19,7 @@ from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
+from twisted.internet.task import LoopingCall
 from twisted.logger import LogLevel
 
 from conduit_tw.api.resource import InFlightTracker, MatrixSite
@@ -26,6 +27,7 @@ from conduit_tw.config import Config
 from conduit_tw.homeserver import HomeServer
 from conduit_tw.logging import configure as configure_logging
 from conduit_tw.logging import get_logger
+from conduit_tw.memory import TRIM_INTERVAL, trim_heap
 
 log = get_logger("conduit_tw.service")
 
@@ -42,6 +44,7 @@ class ConduitService(MultiService):
         self.reactor = homeserver.reactor
         self.homeserver = homeserver
         self.tracker = InFlightTracker()
+        self._trimmer: LoopingCall | None = None
         self.site = MatrixSite(
             homeserver.resource,
             max_request_size=self.config.max_request_size,
@@ -92,6 +95,11 @@ class ConduitService(MultiService):
                 where=", ".join(s.name for s in self),
             )
             self.ready.callback(None)
+            # Start-up garbage back to the system, then now and then.
+            trim_heap()
+            self._trimmer = LoopingCall(trim_heap)
+            self._trimmer.clock = self.reactor
+            self._trimmer.start(TRIM_INTERVAL, now=False)
 
         def failed(f: Any) -> None:
             log.critical("Start-up failed: {error}", error=f.getErrorMessage())
@@ -108,6 +116,8 @@ class ConduitService(MultiService):
     def stopService(self):
         """Stop listeners, drain in-flight requests, close the database."""
         self.running = False
+        if self._trimmer is not None and self._trimmer.running:
+            self._trimmer.stop()
         self.site.closing = True  # new requests: 503 (in-flight ones finish)
         yield defer.gatherResults(
             [defer.maybeDeferred(s.stopService) for s in list(self) if s.running],

@@ -53,15 +53,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--heap", action="store_true", help="tracemalloc, by package")
+    parser.add_argument(
+        "--eager-tls", action="store_true", help="import TLS with the reactor, as before"
+    )
     args = parser.parse_args()
     stages = [("python", rss_mb())]
 
     from conduit_tw import lazy_tls
 
-    lazy_tls.install()
+    if args.eager_tls:
+        import twisted.protocols.tls  # noqa: F401
+    else:
+        lazy_tls.install()
     from twisted.internet import reactor
 
-    stages.append(("reactor (TLS lazy)", rss_mb()))
+    stages.append((f"reactor (TLS {'eager' if args.eager_tls else 'lazy'})", rss_mb()))
     import twisted.web.server  # noqa: F401
 
     stages.append(("twisted.web.server", rss_mb()))
@@ -89,9 +95,9 @@ def main() -> None:
         f.write(f"port = {port}\n")
     service = make_service(load_config(path))
     service.startService()
-    reactor.callLater(1.0, reactor.stop)
+    reactor.callLater(2.0, reactor.stop)
     reactor.run()
-    stages.append(("started, idle 1 s", rss_mb()))
+    stages.append(("started, idle 2 s (heap trimmed)", rss_mb()))
     print(f"{'stage':<32} {'RSS MB':>7} {'+MB':>6}")
     last = 0.0
     for name, mb in stages:

@@ -50,8 +50,13 @@ def runs_threads(reactor: Any) -> bool:
     """
     Whether C{reactor} can take calls from other threads: a real reactor
     can; a test clock (C{twisted.internet.task.Clock}) cannot, and then a
-    backend syncs on the calling thread as before.
+    backend syncs on the calling thread as before. C{None} is the global
+    reactor.
     """
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
     return callable(getattr(reactor, "callFromThread", None))
 
 

@@ -396,14 +396,8 @@ class LMDBDatabase:
         self._queued: list[tuple[Callable[[Any], Any], Changes, Deferred[Any]]] | None
         self._queued = None
         self._closing = False
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            threaded = runs_threads(default_reactor)
-        else:
-            threaded = runs_threads(reactor)
         #: Whether writes are committed on the writer thread.
-        self.threaded = threaded and sync_thread
+        self.threaded = sync_thread and runs_threads(reactor)
         #: Called once with the L{WritesRefused} if the writer thread lost
         #: applied writes (fail-stop); the server exits then.
         self.on_fatal: Any = None

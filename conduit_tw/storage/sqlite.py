@@ -9,7 +9,8 @@ Design
     synchronously and return an already-fired L{Deferred}: a point read is
     a few microseconds, far less than a thread hop would cost. The one slow
     operation, L{SQLiteDatabase.backup}, runs in the reactor's thread pool
-    on a connection of its own.
+    on a connection of its own; the writer thread (below) has its own
+    descriptor of the log and its own connection for checkpoints.
   - The SQL of every tree is built once, in L{SQLiteDatabase.open_tree};
     the statement cache is sized so that every tree's statements stay
     prepared.
@@ -19,7 +20,8 @@ Design
     the connection see them immediately. Each batch runs inside a
     C{SAVEPOINT}: a failing batch is rolled back to it, leaving nothing of
     itself and nothing else undone, and its Deferred fails at once. The
-    Deferreds of the applied writes fire after the shared C{COMMIT}, which
+    Deferreds of the applied writes fire once the shared C{COMMIT} is
+    durable (see "Writer thread" below); the C{COMMIT}
     runs once per reactor turn (C{reactor.callLater(0)}) or at once when
     L{MAX_PENDING} writes are waiting, on L{SQLiteDatabase.flush},
     L{SQLiteDatabase.backup} and L{SQLiteDatabase.close}. Prefix watches
@@ -65,6 +67,27 @@ never anything acknowledged. What it does not give: a reader on this
 connection may see applied data up to one reactor turn before it is
 durable; anything that acknowledges (answers a client, notifies a sync)
 must wait for the Deferred.
+
+Writer thread
+=============
+
+The C{COMMIT} of a turn runs on the reactor thread with C{PRAGMA
+synchronous = NORMAL}: in WAL mode it writes the log's frames into the
+kernel (enough for a process crash) and does not fsync. The writer thread
+(L{conduit_tw.storage.durability.SyncThread}) then C{fdatasync}s the
+C{-wal} file, which makes every C{COMMIT} that returned before the call
+durable, exactly what C{FULL} does at each commit; only then do the
+watches wake and the Deferreds fire (on the reactor thread, in order).
+Commits made while the thread waits for the disk share its next fsync.
+Checkpoints, which SQLite would run inside a C{COMMIT}
+(C{wal_autocheckpoint}, two fsyncs), are turned off on our connection and
+run by the thread (C{PASSIVE}, on a connection of its own) when writes
+pause and every L{CHECKPOINT_EVERY} syncs. A failed fsync is fail-stop
+like a failed C{COMMIT}. L{SQLiteDatabase.flush} does all of it at once
+on the calling thread; so does every commit when the reactor cannot take
+calls from threads (a test clock) or with C{sync_thread=False}. With
+C{sqlite_synchronous = "normal"} writes are acknowledged at the C{COMMIT}.
+See docs/architecture.md, "Storage: the writer thread".
 
 Fail-stop. If a C{COMMIT} fails (disk full, I/O error), or an error makes
 SQLite roll back the whole open transaction, the writes applied since the
@@ -325,14 +348,8 @@ class SQLiteDatabase:
             self._conn.close()
             raise
         self.synchronous = level
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            threaded = runs_threads(default_reactor)
-        else:
-            threaded = runs_threads(reactor)
         #: Whether commits are made durable on the writer thread.
-        self.threaded = threaded and sync_thread
+        self.threaded = sync_thread and runs_threads(reactor)
         if self.threaded:
             # Checkpoints (two fsyncs each) run on the writer thread too.
             self._cur.execute("PRAGMA wal_autocheckpoint = 0")

@@ -7,7 +7,7 @@ start-up (import-time garbage) and after a burst of requests, much of it
 stays resident although unused. L{trim_heap} asks glibc to return it
 (C{malloc_trim(3)}: the top of the heap and whole free pages inside it);
 the service calls it once started and then every L{TRIM_INTERVAL} seconds
-(a few milliseconds each). Nothing happens on other C libraries.
+(well under a millisecond each). Nothing happens on other C libraries.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import ctypes
 from typing import Any
 
 #: Seconds between two trims while the server runs.
-TRIM_INTERVAL = 60.0
+TRIM_INTERVAL = 5.0
 
 _malloc_trim: Any = None
 

@@ -711,6 +711,7 @@ class LMDBDatabase:
             if not self._backups:
                 if self._closing:
                     if self._writer is not None:
+                        self._grow_for_writer()  # if it waited for the map
                         self._writer.stop()
                     self._env.close()
                     self._abandon_queued()

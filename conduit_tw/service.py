@@ -94,12 +94,12 @@ class ConduitService(MultiService):
                 server_name=self.config.server_name,
                 where=", ".join(s.name for s in self),
             )
-            self.ready.callback(None)
             # Start-up garbage back to the system, then now and then.
             trim_heap()
             self._trimmer = LoopingCall(trim_heap)
             self._trimmer.clock = self.reactor
             self._trimmer.start(TRIM_INTERVAL, now=False)
+            self.ready.callback(None)
 
         def failed(f: Any) -> None:
             log.critical("Start-up failed: {error}", error=f.getErrorMessage())

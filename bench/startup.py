@@ -4,6 +4,10 @@ on /_matrix/client/versions on a fresh database, and resident memory right
 after start. Runs conduit-tw (both backends) and, when available, Synapse
 in the same run, and prints ratios. Targets: <= 0.5 s and <= 40 MB.
 
+The row "sqlite, TLS eager" is conduit-tw started with the TLS stack
+imported before the reactor (as before C{conduit_tw.lazy_tls}), for the
+difference in the same run.
+
     .venv/bin/python bench/startup.py [--runs 5]
 """
 
@@ -11,17 +15,33 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from typing import Any, Callable
 
 from _servers import SynapseProcess, conduit_server, rss_mb, started, synapse_python
 
 
-def measure(make_server: Callable[[], Any], runs: int) -> tuple[float, float]:
+#: twistd with TLS imported first: what the reactor loaded before lazy_tls.
+EAGER_TLS = [
+    sys.executable, "-c",
+    "import sys, twisted.protocols.tls; from twisted.scripts.twistd import run; "
+    "sys.argv[0] = 'twistd'; run()",
+]
+
+
+def measure(
+    make_server: Callable[[], Any], runs: int, cmd: list[str] | None = None
+) -> tuple[float, float]:
     """Median seconds to the first answer and RSS (MB) just after, over C{runs} fresh servers."""
     times, mems = [], []
     for _ in range(runs):
         server = make_server()
+        if cmd is not None:
+            start = server.start
+            server.start = lambda: start(
+                timeout=120.0, cmd=cmd + ["-n", "--pidfile=", "conduit"] + server.args
+            )
         with started(server) as seconds:
             times.append(seconds)
             time.sleep(0.5)
@@ -36,6 +56,7 @@ def main() -> None:
     results = {}
     for backend in ("sqlite", "lmdb"):
         results[f"conduit-tw/{backend}"] = measure(lambda: conduit_server(backend), args.runs)
+    results["sqlite, TLS eager"] = measure(lambda: conduit_server("sqlite"), args.runs, EAGER_TLS)
     py = synapse_python()
     if py:
         results["synapse"] = measure(lambda: SynapseProcess(py), max(1, args.runs // 2))

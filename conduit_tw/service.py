@@ -23,6 +23,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IOpenSSLContextFactory
+from twisted.internet.task import LoopingCall
 from twisted.logger import LogLevel
 from zope.interface import implementer
 
@@ -31,6 +32,7 @@ from conduit_tw.config import Config
 from conduit_tw.homeserver import HomeServer
 from conduit_tw.logging import configure as configure_logging
 from conduit_tw.logging import get_logger
+from conduit_tw.memory import TRIM_INTERVAL, trim_heap
 
 log = get_logger("conduit_tw.service")
 
@@ -47,6 +49,7 @@ class ConduitService(MultiService):
         self.reactor = homeserver.reactor
         self.homeserver = homeserver
         self.tracker = InFlightTracker()
+        self._trimmer: LoopingCall | None = None
         self.site = MatrixSite(
             homeserver.resource,
             max_request_size=self.config.max_request_size,
@@ -108,6 +111,11 @@ class ConduitService(MultiService):
                 server_name=self.config.server_name,
                 where=", ".join(self.listener_names),
             )
+            # Start-up garbage back to the system, then now and then.
+            trim_heap()
+            self._trimmer = LoopingCall(trim_heap)
+            self._trimmer.clock = self.reactor
+            self._trimmer.start(TRIM_INTERVAL, now=False)
             self.ready.callback(None)
 
         def failed(f: Any) -> None:
@@ -145,6 +153,8 @@ class ConduitService(MultiService):
         """Stop listeners, drain in-flight requests, close the database."""
         self.running = False
         self._restore_sighup()
+        if self._trimmer is not None and self._trimmer.running:
+            self._trimmer.stop()
         self.site.closing = True  # new requests: 503 (in-flight ones finish)
         yield defer.gatherResults(
             [defer.maybeDeferred(s.stopService) for s in list(self) if s.running],

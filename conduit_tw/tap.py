@@ -8,10 +8,15 @@ from __future__ import annotations
 import os
 import sys
 
-from twisted.python import usage
+from conduit_tw import lazy_tls
 
-from conduit_tw.config import Config, ConfigError, load_config
-from conduit_tw.service import ConduitService, StartupError, make_service
+# Before anything imports the reactor: the TLS stack loads on first use.
+lazy_tls.install()
+
+from twisted.python import usage  # noqa: E402
+
+from conduit_tw.config import Config, ConfigError, load_config  # noqa: E402
+from conduit_tw.service import ConduitService, StartupError, make_service  # noqa: E402
 
 
 class Options(usage.Options):

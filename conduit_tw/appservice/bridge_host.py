@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 from typing import Any, Awaitable, Callable, Iterable
 
-import yaml
 from twisted.internet.defer import maybeDeferred
 from twisted.plugin import getPlugins
 from zope.interface.verify import verifyObject
@@ -84,6 +83,8 @@ class BridgeHost:
                     hs_token=secrets.token_urlsafe(32),
                 )
                 doc.setdefault("rate_limited", False)
+                import yaml  # only with bridges configured (idle footprint)
+
                 reg = await self.appservices.register(yaml.safe_dump(doc, sort_keys=False))
             self.bridges[reg_id] = bridge
             self.local_ids.add(reg_id)

@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 
 #: The localpart grammar (appendices "User Identifiers").
 _LOCALPART = re.compile(r"[a-z0-9._=\-/+]+")
@@ -133,6 +132,8 @@ def parse_registration(text: str, server_name: str) -> Registration:
 
     @raise RegistrationError: with a message naming the offending key.
     """
+    import yaml  # only servers with appservices parse YAML (idle footprint)
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:

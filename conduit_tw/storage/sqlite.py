@@ -9,7 +9,8 @@ Design
     synchronously and return an already-fired L{Deferred}: a point read is
     a few microseconds, far less than a thread hop would cost. The one slow
     operation, L{SQLiteDatabase.backup}, runs in the reactor's thread pool
-    on a connection of its own.
+    on a connection of its own; the writer thread (below) has its own
+    descriptor of the log and its own connection for checkpoints.
   - The SQL of every tree is built once, in L{SQLiteDatabase.open_tree};
     the statement cache is sized so that every tree's statements stay
     prepared.
@@ -19,7 +20,8 @@ Design
     the connection see them immediately. Each batch runs inside a
     C{SAVEPOINT}: a failing batch is rolled back to it, leaving nothing of
     itself and nothing else undone, and its Deferred fails at once. The
-    Deferreds of the applied writes fire after the shared C{COMMIT}, which
+    Deferreds of the applied writes fire once the shared C{COMMIT} is
+    durable (see "Writer thread" below); the C{COMMIT}
     runs once per reactor turn (C{reactor.callLater(0)}) or at once when
     L{MAX_PENDING} writes are waiting, on L{SQLiteDatabase.flush},
     L{SQLiteDatabase.backup} and L{SQLiteDatabase.close}. Prefix watches
@@ -66,6 +68,27 @@ connection may see applied data up to one reactor turn before it is
 durable; anything that acknowledges (answers a client, notifies a sync)
 must wait for the Deferred.
 
+Writer thread
+=============
+
+The C{COMMIT} of a turn runs on the reactor thread with C{PRAGMA
+synchronous = NORMAL}: in WAL mode it writes the log's frames into the
+kernel (enough for a process crash) and does not fsync. The writer thread
+(L{conduit_tw.storage.durability.SyncThread}) then C{fdatasync}s the
+C{-wal} file, which makes every C{COMMIT} that returned before the call
+durable, exactly what C{FULL} does at each commit; only then do the
+watches wake and the Deferreds fire (on the reactor thread, in order).
+Commits made while the thread waits for the disk share its next fsync.
+Checkpoints, which SQLite would run inside a C{COMMIT}
+(C{wal_autocheckpoint}, two fsyncs), are turned off on our connection and
+run by the thread (C{PASSIVE}, on a connection of its own) when writes
+pause and every L{CHECKPOINT_EVERY} syncs. A failed fsync is fail-stop
+like a failed C{COMMIT}. L{SQLiteDatabase.flush} does all of it at once
+on the calling thread; so does every commit when the reactor cannot take
+calls from threads (a test clock) or with C{sync_thread=False}. With
+C{sqlite_synchronous = "normal"} writes are acknowledged at the C{COMMIT}.
+See docs/architecture.md, "Storage: the writer thread".
+
 Fail-stop. If a C{COMMIT} fails (disk full, I/O error), or an error makes
 SQLite roll back the whole open transaction, the writes applied since the
 last commit are gone although in-memory state above us (caches, counters)
@@ -81,6 +104,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import struct
+import threading
 from typing import Any, Iterable
 
 from twisted.internet import defer
@@ -90,6 +114,12 @@ from zope.interface import implementer
 
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.batch import WriteBatch
+from conduit_tw.storage.durability import (
+    SyncThread,
+    WritesRefused,
+    runs_threads,
+    simulate_disk,
+)
 from conduit_tw.storage.interfaces import (
     IKeyValueDatabase,
     IKeyValueTree,
@@ -110,19 +140,14 @@ _NO_LIMIT = -1  # SQLite: a negative LIMIT means no limit
 #: of a turn that writes a lot).
 MAX_PENDING = 1000
 
+#: The writer thread checkpoints the write-ahead log into the database file
+#: after this many syncs, and whenever writes pause (see L{SyncThread}).
+CHECKPOINT_EVERY = 256
+
 _succeed = defer.succeed
 _fail = defer.fail
 
 log = get_logger("conduit_tw.storage.sqlite")
-
-
-class WritesRefused(Exception):
-    """
-    A C{COMMIT} failed (or SQLite rolled the open transaction back): the
-    writes applied since the last commit are lost, and the database
-    refuses every write until the server is restarted (fail-stop, see the
-    module docstring).
-    """
 
 
 def _quote(name: str) -> str:
@@ -280,10 +305,18 @@ class SQLiteDatabase:
         and C{db_cache_capacity_mb} (page cache, default 64).
     @param reactor: the reactor whose thread pool runs L{backup}; the
         global one if C{None}.
+    @param sync_thread: make commits durable on the writer thread (the
+        default) rather than on the reactor thread; the latter is what a
+        reactor that cannot take calls from threads (a test clock) gets,
+        and what C{bench/slow_fsync.py} compares with.
     """
 
     def __init__(
-        self, path: str, options: dict[str, Any] | None = None, reactor: Any = None
+        self,
+        path: str,
+        options: dict[str, Any] | None = None,
+        reactor: Any = None,
+        sync_thread: bool = True,
     ) -> None:
         options = options or {}
         level = choice_option(
@@ -304,7 +337,9 @@ class SQLiteDatabase:
             mode = self._cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise RuntimeError(f"{self.filename}: cannot use WAL (got {mode!r})")
-            self._cur.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[level]}")
+            # The COMMIT itself never waits for the disk: durability comes
+            # from our own fsync of the log (module docstring, "Writer thread").
+            self._cur.execute("PRAGMA synchronous = NORMAL")
             self._cur.execute(f"PRAGMA cache_size = {-int(cache_mb * 1024)}")
             # The savepoint of each batch keeps the original of every page it
             # changes in a sub-journal: in memory, not in a temporary file.
@@ -313,6 +348,11 @@ class SQLiteDatabase:
             self._conn.close()
             raise
         self.synchronous = level
+        #: Whether commits are made durable on the writer thread.
+        self.threaded = sync_thread and runs_threads(reactor)
+        if self.threaded:
+            # Checkpoints (two fsyncs each) run on the writer thread too.
+            self._cur.execute("PRAGMA wal_autocheckpoint = 0")
         self._trees: dict[str, SQLiteTree] = {}
         self._put: dict[str, str] = {}
         self._del: dict[str, str] = {}
@@ -329,6 +369,16 @@ class SQLiteDatabase:
         self._refused: WritesRefused | None = None
         #: How many COMMITs ran (tests and metrics).
         self.commits = 0
+        # -- durability (module docstring, "Writer thread")
+        #: Whether a COMMIT is durable only after our fsync of the log.
+        self._needs_sync = level != "normal"
+        #: Committed groups waiting for the fsync: (commit number, writes).
+        self._unsynced: list[tuple[int, list[tuple[Deferred[Any], Any, Any]]]] = []
+        self._syncer: SyncThread | None = None
+        self._wal_fd: int | None = None
+        self._wal_lock = threading.Lock()
+        self._checkpointer: sqlite3.Connection | None = None
+        self._syncs = 0
         #: Called once with the L{WritesRefused} when the database goes
         #: fail-stop; the server uses it to exit, because its in-memory
         #: caches may still hold the lost writes.
@@ -435,7 +485,7 @@ class SQLiteDatabase:
         pending = self._pending
         pending.append((d, result, changes))
         if len(pending) >= MAX_PENDING:
-            self.flush()
+            self._commit(False)
         elif self._commit_call is None:
             reactor = self._reactor
             if reactor is None:
@@ -445,31 +495,130 @@ class SQLiteDatabase:
 
     def _scheduled_commit(self) -> None:
         self._commit_call = None
-        self.flush()
+        self._commit(False)
 
     def flush(self) -> None:
         """
-        Commit the open transaction now (one fsync with C{FULL}), then wake
-        the watches and fire the Deferreds of the writes it made durable,
-        in the order they were applied. Runs by itself once per reactor
-        turn; call it to make writes durable at once (start-up, tests).
+        Commit the open transaction now and make it durable on this thread
+        (one fsync of the log with C{FULL}), then wake the watches and fire
+        the Deferreds of every write it made durable, in the order they
+        were applied. The writer thread does this by itself after the
+        commit of every reactor turn; call it to make writes durable at
+        once (start-up, tests, backup, close).
+        """
+        self._commit(True)
+
+    def _commit(self, now: bool) -> None:
+        """
+        COMMIT the open transaction (which does not wait for the disk),
+        then make it durable: at once on this thread if C{now} (or without
+        a writer thread), else by asking the writer thread.
         """
         call = self._commit_call
         if call is not None:
             self._commit_call = None
             if call.active():
                 call.cancel()
-        if not self._in_txn:
+        if self._in_txn:
+            pending = self._pending
+            self._pending = []
+            try:
+                self._cur.execute("COMMIT")
+            except BaseException:
+                self._refuse_writes(Failure(), "COMMIT failed", pending)
+                return
+            self._in_txn = False
+            self.commits += 1
+            if self._needs_sync:
+                self._unsynced.append((self.commits, pending))
+            else:
+                self._fire(pending)  # NORMAL: durable enough at COMMIT
+            if self.threaded and not now:
+                # Even with NORMAL: the thread checkpoints after syncs.
+                self._sync_thread().request(self.commits)
+                return
+        if self._unsynced and (now or not self.threaded):
+            done = self.commits
+            try:
+                self._sync_log()
+            except BaseException:
+                self._sync_failed(Failure())
+                return
+            self._synced(done)
+
+    # -- the writer thread ----------------------------------------------------
+
+    def _sync_thread(self) -> SyncThread:
+        syncer = self._syncer
+        if syncer is None:
+            reactor = self._reactor
+            if reactor is None:
+                from twisted.internet import reactor
+            syncer = self._syncer = SyncThread(
+                reactor,
+                f"sqlite-writer {self.path}",
+                self._thread_sync,
+                self._synced,
+                self._sync_failed,
+                idle=self._checkpoint,
+                idle_every=CHECKPOINT_EVERY,
+            )
+        return syncer
+
+    def _thread_sync(self, _: int) -> None:
+        """Writer thread: make every COMMIT made so far durable."""
+        if self._needs_sync:
+            self._sync_log()
+
+    def _sync_log(self) -> None:
+        """
+        fsync the write-ahead log (any thread): every COMMIT that returned
+        before this call is then durable, as with C{synchronous = FULL}.
+        """
+        fd = self._wal_fd
+        if fd is None:
+            with self._wal_lock:
+                if self._wal_fd is None:
+                    # The log exists once a COMMIT wrote to it; SQLite keeps
+                    # it (and this file) while our connection is open. Its
+                    # directory entry is made durable once.
+                    self._wal_fd = os.open(self.filename + "-wal", os.O_RDONLY)
+                    _fsync(self.path, directory=True)
+                fd = self._wal_fd
+        os.fdatasync(fd)
+        simulate_disk()
+
+    def _checkpoint(self) -> None:
+        """
+        Writer thread: copy the log into the database file (a C{PASSIVE}
+        checkpoint never blocks the reactor's connection), so that the log
+        restarts from its beginning instead of growing.
+        """
+        conn = self._checkpointer
+        if conn is None:
+            conn = self._checkpointer = sqlite3.connect(
+                self.filename, isolation_level=None, check_same_thread=False
+            )
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        simulate_disk()
+
+    def _synced(self, done: int) -> None:
+        """Reactor thread: every COMMIT up to number C{done} is durable."""
+        unsynced = self._unsynced
+        while unsynced and unsynced[0][0] <= done:
+            self._fire(unsynced.pop(0)[1])
+            unsynced = self._unsynced  # a callback may have flushed
+
+    def _sync_failed(self, failure: Failure) -> None:
+        """An fsync of the log failed: committed writes may be lost (fail-stop)."""
+        if self._refused is not None or self._closed:
             return
-        pending = self._pending
-        self._pending = []
-        try:
-            self._cur.execute("COMMIT")
-        except BaseException:
-            self._refuse_writes(Failure(), "COMMIT failed", pending)
-            return
-        self._in_txn = False
-        self.commits += 1
+        lost = [w for _, group in self._unsynced for w in group] + self._pending
+        self._unsynced = []
+        self._refuse_writes(failure, "syncing the write-ahead log failed", lost)
+
+    def _fire(self, pending: list[tuple[Deferred[Any], Any, Any]]) -> None:
+        """Wake the watches, then fire the Deferreds, of durable writes."""
         watchers = self._watchers
         if watchers._trees:
             for _, _, changes in pending:
@@ -550,10 +699,17 @@ class SQLiteDatabase:
             return
         # The Deferreds fired by a commit may write again: commit those too.
         for _ in range(100):
-            if not self._in_txn:
+            if not self._in_txn and not self._unsynced:
                 break
             self.flush()
         self._closed = True
+        if self._syncer is not None:
+            self._syncer.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
         if self._in_txn:
             self._refuse_writes(
                 Failure(sqlite3.ProgrammingError("writes still coming at close")),

@@ -52,11 +52,14 @@ class SenderTests(unittest.TestCase):
         return sender
 
     async def until(self, condition: Any) -> None:
-        """Give the reactor turns (SQLite commits) until C{condition()} holds."""
-        for _ in range(200):
+        """
+        Give the reactor turns until C{condition()} holds (up to 2 s: SQLite
+        acknowledges once its writer thread has synced the log).
+        """
+        for _ in range(400):
             if condition():
                 return
-            await deferLater(reactor, 0)
+            await deferLater(reactor, 0.005)
         self.fail("condition never held")
 
     async def queue_edus(self, sender: FederationSender, n: int, start: int = 0) -> None:

@@ -108,7 +108,7 @@ class SendPipelineTests(RoomsTestCase):
 
 
 class LmdbSendPipelineTests(RoomsTestCase):
-    """The same flow on LMDB, whose writes are durable when they return."""
+    """The same flow on LMDB (writer thread and overlay)."""
 
     backend = "lmdb"
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
 
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from conduit_tw.storage import lmdb as backend
 from conduit_tw.storage.keys import u64
+from conduit_tw.storage.durability import WritesRefused
 from conduit_tw.storage.lmdb import LMDBDatabase
 from tests.storage.conformance import BackendTestsMixin, KeyValueDatabaseConformanceMixin
 
@@ -26,10 +30,22 @@ class LMDBSmallMapConformanceTests(KeyValueDatabaseConformanceMixin, unittest.Te
         return LMDBDatabase(path, {"lmdb_map_size": 64 * 1024})
 
 
+class LMDBInlineConformanceTests(KeyValueDatabaseConformanceMixin, unittest.TestCase):
+    """The conformance suite on LMDB committing on the reactor thread (no writer thread)."""
+
+    def make_database(self, path: str) -> LMDBDatabase:
+        return LMDBDatabase(path, {"lmdb_map_size": 64 * 1024}, sync_thread=False)
+
+
 class LMDBTests(BackendTestsMixin, unittest.TestCase):
     """What is particular to the LMDB backend."""
 
     database_class = LMDBDatabase
+
+    def open(self, options: dict | None = None, sync_thread: bool = True) -> LMDBDatabase:
+        db = LMDBDatabase(self.path, options, sync_thread=sync_thread)
+        self.addCleanup(db.close)
+        return db
 
     def test_imports_the_lmdb_package(self) -> None:
         """C{import lmdb} inside conduit_tw/storage/lmdb.py is the PyPI package."""
@@ -37,9 +53,9 @@ class LMDBTests(BackendTestsMixin, unittest.TestCase):
         self.assertTrue(hasattr(backend.lmdb, "open"))
         self.assertNotIn("conduit_tw", backend.lmdb.__file__)
 
-    def test_layout(self) -> None:
+    async def test_layout(self) -> None:
         db = self.open()
-        self.successResultOf(db.open_tree("t").insert(b"k", b"v"))
+        await db.open_tree("t").insert(b"k", b"v")
         self.assertTrue(os.path.exists(os.path.join(self.path, "data.mdb")))
 
     def test_sync_default_full(self) -> None:
@@ -58,38 +74,38 @@ class LMDBTests(BackendTestsMixin, unittest.TestCase):
         e = self.assertRaises(ValueError, LMDBDatabase, self.path, {"lmdb_sync": "off"})
         self.assertIn("lmdb_sync", str(e))
 
-    def test_map_grows(self) -> None:
+    async def test_map_grows(self) -> None:
         """A full map is doubled and the write retried, until it fits."""
         db = self.open({"lmdb_map_size": 64 * 1024})
         t = db.open_tree("t")
         before = db.map_size
         big = b"\x07" * (1 << 20)
-        self.successResultOf(t.insert(b"a", big))
+        await t.insert(b"a", big)
         batch = db.batch()
         for i in range(4):
             batch.put("t", u64(i), big)
-        self.successResultOf(db.write(batch))
-        self.assertEqual(self.successResultOf(t.increment(b"n")), 1)
+        await db.write(batch)
+        self.assertEqual(await t.increment(b"n"), 1)
         self.assertGreaterEqual(db.map_size, 5 << 20)
         self.assertGreater(db.map_size, before)
         self.assertEqual(self.successResultOf(t.get(u64(3))), big)
 
-    def test_reopen_big(self) -> None:
+    async def test_reopen_big(self) -> None:
         """A database bigger than the configured map opens and grows."""
         db = LMDBDatabase(self.path, {"lmdb_map_size": 64 * 1024})
-        self.successResultOf(db.open_tree("t").insert(b"a", b"x" * (2 << 20)))
+        await db.open_tree("t").insert(b"a", b"x" * (2 << 20))
         db.close()
         db = self.open({"lmdb_map_size": 64 * 1024})
         t = db.open_tree("t")
         self.assertEqual(len(self.successResultOf(t.get(b"a"))), 2 << 20)
-        self.successResultOf(t.insert(b"b", b"y" * (2 << 20)))
+        await t.insert(b"b", b"y" * (2 << 20))
 
     def test_map_full_during_backup_waits(self) -> None:
         """
         While a backup holds a read transaction the map cannot be resized: a
         write that fills it waits, and so do later ones, in order.
         """
-        db = self.open({"lmdb_map_size": 64 * 1024})
+        db = self.open({"lmdb_map_size": 64 * 1024}, sync_thread=False)
         t = db.open_tree("t")
         db._backups += 1  # as if a backup were running
         order = []
@@ -115,9 +131,147 @@ class LMDBTests(BackendTestsMixin, unittest.TestCase):
         self.assertIn("511", str(f.value))
         self.failureResultOf(t.insert(b"", b"v"), ValueError)
 
-    def test_increment_not_u64(self) -> None:
+    async def test_increment_not_u64(self) -> None:
         db = self.open()
         t = db.open_tree("t")
-        self.successResultOf(t.insert(b"n", b"abc"))
+        await t.insert(b"n", b"abc")
         self.failureResultOf(t.increment(b"n"), ValueError)
         self.assertEqual(self.successResultOf(t.get(b"n")), b"abc")
+
+    async def test_map_full_during_backup_waits_threaded(self) -> None:
+        """
+        With the writer thread: a write that fills the map during a backup
+        waits (and later ones with it) but is visible at once; it commits
+        once the backup ended and the map grew.
+        """
+        db = self.open({"lmdb_map_size": 64 * 1024})
+        t = db.open_tree("t")
+        db._backups += 1  # as if a backup were running
+        order = []
+        big = t.insert(b"big", b"x" * (1 << 20))
+        small = t.insert(b"small", b"y")
+        big.addCallback(lambda _: order.append("big"))
+        small.addCallback(lambda _: order.append("small"))
+        for _ in range(5):
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertNoResult(big)
+        self.assertNoResult(small)
+        self.assertEqual(self.successResultOf(t.get(b"small")), b"y")  # applied
+        db.flush()  # gives up instead of waiting for the backup
+        self.assertNoResult(big)
+        db._backups -= 1
+        db._grow_for_writer()  # what the end of the backup does
+        await small
+        self.assertEqual(order, ["big", "small"])
+        self.assertEqual(db._overlay, {})
+
+
+class WriterThreadTests(unittest.TestCase):
+    """LMDB's writer thread: reads see applied writes, acknowledgements wait for the commit."""
+
+    def open(self) -> LMDBDatabase:
+        db = LMDBDatabase(self.mktemp(), {})
+        self.addCleanup(db.close)
+        return db
+
+    def hold_commits(self, db: LMDBDatabase) -> threading.Event:
+        """Make the writer thread wait for the returned event before each commit."""
+        release = threading.Event()
+        real = db._commit
+
+        def slow(upto: int) -> None:
+            release.wait(10)
+            real(upto)
+
+        db._writer = None
+        db._commit = slow  # type: ignore[method-assign]
+        self.addCleanup(release.set)
+        return release
+
+    async def test_overlay(self) -> None:
+        db = self.open()
+        self.assertTrue(db.threaded)
+        t = db.open_tree("t")
+        for k in (b"a", b"c", b"e", b"g"):
+            await t.insert(k, b"old")
+        release = self.hold_commits(db)
+        batch = db.batch()
+        batch.put("t", b"b", b"new")
+        batch.delete("t", b"c")
+        batch.put("t", b"e", b"new")
+        d = db.write(batch)
+        n = t.increment(b"n")
+        n2 = t.increment(b"n")
+        w = t.watch_prefix(b"b")
+        await deferLater(reactor, 0.02, lambda: None)
+        self.assertNoResult(d)
+        self.assertNoResult(w)
+        # Every read sees the applied writes.
+        self.assertEqual(self.successResultOf(t.get(b"b")), b"new")
+        self.assertIsNone(self.successResultOf(t.get(b"c")))
+        self.assertEqual(
+            self.successResultOf(t.get_many([b"a", b"b", b"c", b"e"])),
+            [b"old", b"new", None, b"new"],
+        )
+        every = [(b"a", b"old"), (b"b", b"new"), (b"e", b"new"), (b"g", b"old"), (b"n", u64(2))]
+        self.assertEqual(self.successResultOf(t.iter_from(b"")), every)
+        self.assertEqual(self.successResultOf(t.iter_from(b"", limit=2)), every[:2])
+        self.assertEqual(
+            self.successResultOf(t.iter_from(b"f", reverse=True, limit=3)), every[2::-1]
+        )
+        self.assertEqual(self.successResultOf(t.iter_range(b"b", b"g")), every[1:3])
+        self.assertEqual(
+            self.successResultOf(t.iter_range(b"a", b"z", reverse=True, limit=2)),
+            every[:2:-1][:2],
+        )
+        self.assertEqual(self.successResultOf(t.scan_prefix(b"e")), [(b"e", b"new")])
+        # Not committed yet: another reader of the file does not see them.
+        with db._env.begin(db=db._dbis["t"]) as txn:
+            self.assertEqual(txn.get(b"b"), None)
+        release.set()
+        await d
+        self.assertEqual(await n, 1)
+        self.assertEqual(await n2, 2)
+        await w
+        self.assertEqual(db._overlay, {})
+        self.assertEqual(self.successResultOf(t.iter_from(b"")), every)
+
+    async def test_checked_on_the_reactor(self) -> None:
+        """A bad write fails at once and leaves nothing in the overlay."""
+        db = self.open()
+        t = db.open_tree("t")
+        self.failureResultOf(t.insert(b"k", "text"), TypeError)  # type: ignore[arg-type]
+        batch = db.batch()
+        batch.put("t", b"a", b"x")
+        batch.put("nope", b"a", b"x")
+        self.failureResultOf(db.write(batch), ValueError)
+        self.assertEqual(db._overlay, {})
+        self.assertIsNone(db._writer)
+
+    async def test_commit_failure_is_fail_stop(self) -> None:
+        db = self.open()
+        t = db.open_tree("t")
+        await t.insert(b"durable", b"")
+
+        def broken(upto: int) -> None:
+            raise OSError(5, "Input/output error")
+
+        db._writer.stop()
+        db._writer = None
+        db._commit = broken  # type: ignore[method-assign]
+        fatal = []
+        db.on_fatal = fatal.append
+        d = t.insert(b"lost", b"")
+        self.assertEqual(self.successResultOf(t.get(b"lost")), b"")
+        try:
+            await d
+        except WritesRefused as e:
+            self.assertIn("Input/output error", str(e))
+        else:
+            self.fail("the write was acknowledged")
+        await deferLater(reactor, 0, lambda: None)
+        self.assertEqual(len(fatal), 1)
+        self.flushLoggedErrors(OSError)
+        self.assertIsNone(self.successResultOf(t.get(b"lost")))
+        self.failureResultOf(t.insert(b"c", b""), WritesRefused)
+        self.failureResultOf(t.increment(b"n"), WritesRefused)

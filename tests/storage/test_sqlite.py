@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.trial import unittest
 
 from conduit_tw.storage.keys import u64
@@ -47,10 +49,14 @@ class SQLiteTests(BackendTestsMixin, unittest.TestCase):
         )
 
     def test_synchronous_default_full(self) -> None:
-        """Durable by default: synchronous = FULL (2)."""
+        """
+        Durable by default: as C{synchronous = FULL}, but the COMMIT runs
+        with C{NORMAL} (1) and the log is fsynced by us afterwards.
+        """
         db = self.open()
         self.assertEqual(db.synchronous, "full")
-        self.assertEqual(db._cur.execute("PRAGMA synchronous").fetchone()[0], 2)
+        self.assertTrue(db._needs_sync)
+        self.assertEqual(db._cur.execute("PRAGMA synchronous").fetchone()[0], 1)
 
     def test_synchronous_option(self) -> None:
         db = self.open({"sqlite_synchronous": "NORMAL"})
@@ -297,6 +303,110 @@ class GroupCommitTests(unittest.TestCase):
         self.assertEqual(
             self.successResultOf(db.open_tree("t").iter_from(b"")), [(b"durable", b"")]
         )
+
+
+class WriterThreadTests(unittest.TestCase):
+    """
+    The writer thread (real reactor): the COMMIT runs on the reactor
+    thread, the fsync of the log on the writer thread; reads see writes at
+    once, acknowledgements wait for the fsync, the reactor keeps serving.
+    """
+
+    def open(self, options: dict | None = None) -> SQLiteDatabase:
+        db = SQLiteDatabase(self.mktemp(), options or {})
+        self.addCleanup(db.close)
+        return db
+
+    def hold_sync(self, db: SQLiteDatabase) -> tuple[threading.Event, threading.Event]:
+        """Make the next fsyncs wait for the returned C{release} event."""
+        entered, release = threading.Event(), threading.Event()
+        real = db._sync_log
+
+        def slow() -> None:
+            entered.set()
+            release.wait(10)
+            real()
+
+        db._sync_log = slow  # type: ignore[method-assign]
+        self.addCleanup(release.set)
+        return entered, release
+
+    async def test_ack_waits_for_the_fsync(self) -> None:
+        db = self.open()
+        self.assertTrue(db.threaded)
+        t = db.open_tree("t")
+        entered, release = self.hold_sync(db)
+        d = t.insert(b"k", b"v")
+        w2 = t.watch_prefix(b"j")
+        d2 = t.insert(b"j", b"1")
+        self.assertEqual(self.successResultOf(t.get(b"k")), b"v")  # applied
+        # The reactor turns (and commits) while the writer thread waits.
+        for _ in range(5):
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertTrue(entered.is_set())
+        self.assertEqual(db.commits, 1)
+        self.assertNoResult(d)
+        self.assertNoResult(w2)
+        # More writes meanwhile: committed, acknowledged by a later fsync.
+        d3 = t.insert(b"m2", b"2")
+        await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(db.commits, 2)
+        self.assertEqual(self.successResultOf(t.get(b"m2")), b"2")
+        release.set()
+        await d
+        await d2
+        await w2
+        await d3
+
+    async def test_flush_syncs_at_once(self) -> None:
+        """flush() makes everything durable on the calling thread."""
+        db = self.open()
+        t = db.open_tree("t")
+        d = t.insert(b"k", b"v")
+        db.flush()
+        self.successResultOf(d)
+        self.assertEqual(db._unsynced, [])
+
+    async def test_fsync_failure_is_fail_stop(self) -> None:
+        db = self.open()
+        t = db.open_tree("t")
+        await t.insert(b"durable", b"")
+
+        def broken() -> None:
+            raise OSError(5, "Input/output error")
+
+        db._sync_log = broken  # type: ignore[method-assign]
+        pending = [t.insert(b"a", b""), t.increment(b"n")]
+        for p in pending:
+            try:
+                await p
+            except WritesRefused as e:
+                self.assertIn("Input/output error", str(e))
+            else:
+                self.fail("the write was acknowledged")
+        self.flushLoggedErrors(OSError)
+        self.failureResultOf(t.insert(b"c", b""), WritesRefused)
+
+    async def test_checkpoint_in_the_thread(self) -> None:
+        """Without autocheckpoint on the reactor, the thread checkpoints when idle."""
+        db = self.open()
+        self.assertEqual(db._cur.execute("PRAGMA wal_autocheckpoint").fetchone()[0], 0)
+        t = db.open_tree("t")
+        for i in range(20):
+            await t.insert(u64(i), b"x" * 5000)
+        for _ in range(100):
+            if db._checkpointer is not None:
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        busy, log, done = db._cur.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.assertIsNotNone(db._checkpointer)
+        self.assertEqual(log, done)
+
+    async def test_normal_does_not_wait_for_the_thread(self) -> None:
+        db = self.open({"sqlite_synchronous": "normal"})
+        t = db.open_tree("t")
+        self.hold_sync(db)
+        await t.insert(b"k", b"v")  # fires at the COMMIT
 
 
 class DeferredSQLiteConformanceTests(KeyValueDatabaseConformanceMixin, unittest.TestCase):

@@ -30,7 +30,6 @@ from __future__ import annotations
 import warnings
 from typing import Any, Callable
 
-import jwt
 
 from conduit_tw.errors import Codes, MatrixError, forbidden
 from conduit_tw.handlers.login import resolve_user
@@ -43,8 +42,11 @@ LOGIN_JWT = "org.matrix.login.jwt"
 LEEWAY_S = 60
 #: RFC 7518 section 3.2: an HS256 key should have at least 256 bits.
 MIN_SECRET_BYTES = 32
-#: PyJWT >= 2.10 warns about short keys on every decode; we warn once.
-_SHORT_KEY_WARNING: Any = getattr(getattr(jwt, "warnings", None), "InsecureKeyLengthWarning", None)
+
+
+def _short_key_warning(jwt: Any) -> Any:
+    """PyJWT >= 2.10 warns about short keys on every decode; we warn once."""
+    return getattr(getattr(jwt, "warnings", None), "InsecureKeyLengthWarning", None)
 
 
 class JWTLogin:
@@ -81,10 +83,15 @@ class JWTLogin:
 
         @raise MatrixError: 403 M_FORBIDDEN when it does not verify or has expired.
         """
+        # PyJWT (and the cryptography package it loads, ~5 MB) is imported
+        # only by servers that use JWT login, on the first one.
+        import jwt
+
         try:
             with warnings.catch_warnings():
-                if _SHORT_KEY_WARNING is not None:
-                    warnings.simplefilter("ignore", _SHORT_KEY_WARNING)
+                short_key = _short_key_warning(jwt)
+                if short_key is not None:
+                    warnings.simplefilter("ignore", short_key)
                 # exp and nbf are checked below, against our clock.
                 claims = jwt.decode(
                     token, self._key, algorithms=["HS256"],

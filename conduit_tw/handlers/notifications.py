@@ -309,7 +309,15 @@ class NotificationsHandler:
         while len(out) < limit:
             page_size = 100 if highlight_only else limit - len(out)
             page = await self.store.list(user_id, before, page_size)
-            events = await self.events.timeline.get_many(n.shorteventid for n in page)
+            timeline = self.events.timeline
+            at = await timeline.shorts_at(
+                (n.shortroomid, n.order) for n in page if n.shorteventid is None
+            )
+            found = iter(at)
+            shorts = [n.shorteventid if n.shorteventid is not None else next(found) for n in page]
+            events = await timeline.get_many(s for s in shorts if s is not None)
+            events_by_short = {e.short: e for e in events if e is not None}
+            events = [events_by_short.get(s) if s is not None else None for s in shorts]
             for n, ev in zip(page, events):
                 before = n.position
                 if ev is None or (highlight_only and not n.highlight):

@@ -24,8 +24,9 @@ Figures (targets for conduit-tw, issue 18):
 C{--profile} runs conduit-tw under cProfile (twistd --profiler=cprofile)
 and saves the stats when it stops; read them with C{python -m pstats}.
 C{--py-spy FILE} samples it with py-spy (when installed in the venv: it
-is not a dependency) during the CPU rounds and writes collapsed stacks;
-bench/stacks.py sums them per function.
+is not a dependency) and writes collapsed stacks; bench/stacks.py sums
+them per function. C{--baseline DIR} also runs conduit-tw from another
+source tree (e.g. C{git archive main | tar -x -C DIR}) in the same run.
 The client is asyncio + aiohttp in this process.
 """
 
@@ -278,8 +279,10 @@ def bench_server(server: Any, args: argparse.Namespace, db_files: str) -> dict[s
         return asyncio.run(workload(server.base_url, server.proc.pid, args, restart, size))
 
 
-def bench_conduit(backend: str, args: argparse.Namespace) -> dict[str, float]:
+def bench_conduit(backend: str, args: argparse.Namespace, source: str | None = None) -> dict[str, float]:
     server = conduit_server(backend, CONDUIT_OPEN + args.conduit_extra.replace("\\n", "\n"))
+    if source:
+        server.env["PYTHONPATH"] = os.path.abspath(source)
     if args.profile:
         from tests.integration.process import TWISTD
 
@@ -318,7 +321,14 @@ def main() -> None:
     parser.add_argument("--no-synapse", action="store_true")
     parser.add_argument("--profile", help="run conduit-tw under cProfile, stats to this file")
     parser.add_argument(
-        "--py-spy", help="sample conduit-tw with py-spy during the CPU rounds (collapsed stacks)"
+        "--py-spy",
+        help="sample conduit-tw with py-spy (collapsed stacks to FILE.cpu during the CPU "
+        "rounds, FILE.fanout during the fan-out rounds after the first)",
+    )
+    parser.add_argument(
+        "--baseline",
+        help="also run conduit-tw from this source tree (e.g. `git archive main` unpacked), "
+        "to compare before and after in the same run",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--conduit-extra", default="", help="extra conduit.toml lines")
@@ -327,6 +337,8 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     for backend in args.backends.split(","):
         results[f"conduit-tw/{backend}"] = bench_conduit(backend, args)
+        if args.baseline:
+            results[f"baseline/{backend}"] = bench_conduit(backend, args, args.baseline)
     py = None if args.no_synapse or args.profile else synapse_python()
     if py:
         results["synapse"] = bench_synapse(py, args)

@@ -50,44 +50,15 @@ from _servers import (
     CONDUIT_OPEN, SynapseProcess, conduit_server, started, synapse_open, synapse_python,
 )
 from rooms import cpu_seconds, dir_size
+import sync
+from sync import gather_limited, pct
 
 SENDERS = 8
 C = "/_matrix/client/v3"
 
 
-class Client:
-    """A tiny Matrix client over one aiohttp session."""
-
-    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
-        self.session = session
-        self.base = base
-        self.token = ""
-        self.user_id = ""
-        self.txn = 0
-
-    async def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        async with self.session.request(
-            method, self.base + path, json=body, params=params or None, headers=headers
-        ) as r:
-            data = await r.json(content_type=None)
-            if r.status != 200 and not (r.status == 401 and "flows" in data):
-                raise RuntimeError(f"{method} {path}: {r.status} {data}")
-            return data
-
-    async def register(self, name: str) -> None:
-        body: dict[str, Any] = {"username": name, "password": "bench-password-" + name}
-        first = await self.call("POST", C + "/register", body)
-        if "access_token" not in first:
-            body["auth"] = {"type": "m.login.dummy", "session": first.get("session")}
-            first = await self.call("POST", C + "/register", body)
-        self.token = first["access_token"]
-        self.user_id = first["user_id"]
-
-    async def send(self, room: str, text: str) -> str:
-        self.txn += 1
-        path = f"{C}/rooms/{quote(room)}/send/m.room.message/b{self.txn}.{time.monotonic_ns()}"
-        return (await self.call("PUT", path, {"msgtype": "m.text", "body": text}))["event_id"]
+class Client(sync.Client):
+    """L{sync.Client} with a /sync that returns the raw body and when it arrived."""
 
     async def sync_raw(self, **params: Any) -> tuple[float, bytes]:
         """A /sync: (time its body had arrived, raw body)."""
@@ -100,21 +71,6 @@ class Client:
             if r.status != 200:
                 raise RuntimeError(f"/sync: {r.status} {raw[:200]!r}")
             return at, raw
-
-
-async def gather_limited(n: int, coros: list[Any]) -> list[Any]:
-    sem = asyncio.Semaphore(n)
-
-    async def one(c: Any) -> Any:
-        async with sem:
-            return await c
-
-    return await asyncio.gather(*(one(c) for c in coros))
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 def persistent() -> aiohttp.ClientSession:

@@ -6,6 +6,12 @@ Producers call L{Notifier.notify} after their write has committed, naming
 the users and rooms affected; consumers call L{Notifier.wait} with the user
 and the rooms they are in. Cost per notification is proportional to the
 number of waiters on the named users/rooms, not to all waiters.
+
+A notification that wakes many waiters (a message in a big room) wakes
+them L{WAKE_CHUNK} at a time, one chunk per reactor turn: each woken
+/sync builds its response at once, and the reactor writes a chunk's
+responses out before building the next chunk's, so the first members get
+the event after a chunk's worth of work instead of after everyone's.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ from typing import Any, Iterable
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+#: Waiters woken per reactor turn by one notification (see the module docstring).
+WAKE_CHUNK = 16
 
 
 class _Waiter:
@@ -48,8 +57,23 @@ class Notifier:
             waiters = self._waiters.get(key)
             if waiters:
                 woken.update(waiters)
-        for waiter in woken:
-            self._finish(waiter, True)
+        if len(woken) <= WAKE_CHUNK:
+            for waiter in woken:
+                self._finish(waiter, True)
+            return
+        # Unregistered now (a later notification must not find them), fired
+        # a chunk per reactor turn.
+        order = list(woken)
+        for waiter in order:
+            self._unregister(waiter)
+        self._fire_chunks(order)
+
+    def _fire_chunks(self, waiters: list[_Waiter]) -> None:
+        for waiter in waiters[:WAKE_CHUNK]:
+            if not waiter.deferred.called:
+                waiter.deferred.callback(True)
+        if len(waiters) > WAKE_CHUNK:
+            self._clock.callLater(0, self._fire_chunks, waiters[WAKE_CHUNK:])
 
     def wait(
         self, user_id: str, rooms: Iterable[str], timeout_s: float

@@ -19,8 +19,9 @@ the commit, so they never delay the send or the /sync responses it woke.
 
 Counts (L{room_counts}): the notifications after the user's unthreaded
 read-up-to order (one range scan of C{usernotif}), each checked against
-its thread's threaded receipts; cached per (user, room) and dropped when
-a notification is added or the user's receipts move.
+its thread's threaded receipts; cached per (user, room), counted on when
+a notification is added (a new event is never read yet: no scan for each
+member woken by it) and dropped when the user's receipts move.
 """
 
 from __future__ import annotations
@@ -66,6 +67,21 @@ class Counts:
     main_highlights: int = 0
     #: thread root -> [notifications, highlights]
     threads: dict[str, list[int]] = field(default_factory=dict)
+    #: The highest notification order counted (0: none).
+    upto: int = 0
+
+    def add(self, order: int, highlight: bool, thread: str | None) -> None:
+        """Count one more unread notification."""
+        self.upto = max(self.upto, order)
+        self.notifications += 1
+        self.highlights += highlight
+        if thread is None:
+            self.main_notifications += 1
+            self.main_highlights += highlight
+        else:
+            per = self.threads.setdefault(thread, [0, 0])
+            per[0] += 1
+            per[1] += highlight
 
     def unread_notifications(self, threaded: bool) -> dict[str, int]:
         if threaded:
@@ -174,9 +190,16 @@ class NotificationsHandler:
             await self.receipts.sent_event(txn, sender, event, thread)
         short = room.short
 
+        order = event.order
+
         def committed() -> None:
-            for user, _ in notified:
-                self._counts.pop((user, short))
+            # The newest event of the room cannot be read yet: cached
+            # counts take it, unless they were computed after its batch
+            # was applied and so counted it already.
+            for user, result in notified:
+                counts = self._counts.get((user, short))
+                if counts is not None and counts.upto < order:
+                    counts.add(order, result.highlight, thread)
             if local_sender:
                 self._counts.pop((sender, short))
             if notified:
@@ -250,16 +273,9 @@ class NotificationsHandler:
             user_id, shortroomid, read.unthreaded
         ):
             if read.is_read(order, thread):
+                counts.upto = max(counts.upto, order)
                 continue
-            counts.notifications += 1
-            counts.highlights += highlight
-            if thread is None:
-                counts.main_notifications += 1
-                counts.main_highlights += highlight
-            else:
-                per = counts.threads.setdefault(thread, [0, 0])
-                per[0] += 1
-                per[1] += highlight
+            counts.add(order, highlight, thread)
         self._counts.set(key, counts)
         return counts
 
@@ -293,7 +309,15 @@ class NotificationsHandler:
         while len(out) < limit:
             page_size = 100 if highlight_only else limit - len(out)
             page = await self.store.list(user_id, before, page_size)
-            events = await self.events.timeline.get_many(n.shorteventid for n in page)
+            timeline = self.events.timeline
+            at = await timeline.shorts_at(
+                (n.shortroomid, n.order) for n in page if n.shorteventid is None
+            )
+            found = iter(at)
+            shorts = [n.shorteventid if n.shorteventid is not None else next(found) for n in page]
+            events = await timeline.get_many(s for s in shorts if s is not None)
+            events_by_short = {e.short: e for e in events if e is not None}
+            events = [events_by_short.get(s) if s is not None else None for s in shorts]
             for n, ev in zip(page, events):
                 before = n.position
                 if ev is None or (highlight_only and not n.highlight):

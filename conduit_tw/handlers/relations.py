@@ -386,9 +386,7 @@ class RelationsHandler:
         for ev in events:
             if not ev.in_timeline:
                 continue
-            if not await self.store.children(
-                ev.short, None, forward=True, boundary=None, stop=None, limit=1
-            ):
+            if not await self.store.has_children(ev.short):
                 continue
             agg: JsonDict = {}
             edit = None if ev.redacted_because else await self._latest_edit(ev, user_id)

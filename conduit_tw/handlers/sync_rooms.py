@@ -40,8 +40,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable
 
 from conduit_tw.handlers.room_history import encode_token
-from conduit_tw.handlers.sync_token import boundary_after_position, statehash_at
-from conduit_tw.storage.stores.timeline import StoredEvent
+from conduit_tw.handlers.sync_token import boundary_after_position
+from conduit_tw.storage.stores.timeline import LIVE_BASE, StoredEvent
 from conduit_tw.util.caches import LruCache, scaled
 
 if TYPE_CHECKING:
@@ -123,6 +123,16 @@ class RoomSync:
         )
         #: statehash -> whether the room has a name or canonical alias there
         self._named: LruCache[int, bool] = LruCache(scaled(20_000, modifier))
+        #: Reads that every member woken by the same event repeats, of
+        #: history that cannot change any more (live orders up to the
+        #: announced position are all applied; backfill sorts below them):
+        #: (shortroomid, start, page, lo) -> short ids of a timeline page,
+        #: (shortroomid, position) -> statehash after the last live event
+        #: at or before it.
+        self._pages: LruCache[tuple[int, int, int, int], list[int]] = LruCache(
+            scaled(2_000, modifier)
+        )
+        self._hashes: LruCache[tuple[int, int], int] = LruCache(scaled(10_000, modifier))
 
     # ------------------------------------------------------------------
     # Timelines
@@ -145,7 +155,7 @@ class RoomSync:
         for _ in range(_MAX_TIMELINE_PAGES):
             if start < lo:
                 break
-            raw = await timeline.range(room.short, start, False, page, lo - 1)
+            raw = await self._page(room.short, start, page, lo)
             if not raw:
                 break
             if limit == 0:
@@ -174,11 +184,35 @@ class RoomSync:
     # ------------------------------------------------------------------
     # State
 
+    async def _page(self, short: int, start: int, page: int, lo: int) -> list[StoredEvent]:
+        """C{timeline.range(short, start, False, page, lo - 1)}, memoised for live ranges."""
+        timeline = self.store.timeline
+        if lo <= LIVE_BASE:
+            return await timeline.range(short, start, False, page, lo - 1)
+        key = (short, start, page, lo)
+        shorts = self._pages.get(key)
+        if shorts is not None:
+            return [e for e in await timeline.get_many(shorts) if e is not None]
+        raw = await timeline.range(short, start, False, page, lo - 1)
+        self._pages.set(key, [e.short for e in raw])
+        return raw
+
     async def _hash_at_position(self, room: "RoomInfo", position: int) -> int:
         head = await self.store.head(room)
         if head.last_position <= position:
             return head.statehash
-        return await statehash_at(self.store, room, boundary_after_position(position))
+        key = (room.short, position)
+        cached = self._hashes.get(key)
+        if cached is not None:
+            return cached
+        events = await self.store.timeline.range(
+            room.short, boundary_after_position(position) - 1, False, 1
+        )
+        if not events:
+            return 0
+        if events[0].order > LIVE_BASE:
+            self._hashes.set(key, events[0].state_after)
+        return events[0].state_after
 
     async def _state_events(
         self,

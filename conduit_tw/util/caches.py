@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from typing import Generic, Hashable, Iterator, TypeVar
+from typing import Awaitable, Callable, Generic, Hashable, Iterator, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -88,3 +88,39 @@ class LruCache(Generic[K, V]):
     def keys(self) -> Iterator[K]:
         """Keys from the oldest to the most recently used."""
         return iter(list(self._data))
+
+
+class LatestPositions:
+    """
+    The highest stream position written under each key of an index (a user,
+    a viewer, or None for a whole tree), so that a scan of C{(since, to]}
+    that would find nothing is skipped: most /sync requests ask "anything
+    after my token?" of indexes that rarely change.
+
+    Writers call L{wrote} before their write is applied (positions only
+    grow, so a key not known yet takes the new position as its latest);
+    readers ask L{nothing_after}, which loads the latest position from the
+    store on a miss.
+    """
+
+    __slots__ = ("_known",)
+
+    def __init__(self, max_size: int) -> None:
+        self._known: LruCache[Hashable, int] = LruCache(max_size)
+
+    def wrote(self, key: Hashable, position: int) -> None:
+        """A write at C{position} under C{key} is about to be applied."""
+        current = self._known.get(key)
+        self._known.set(key, position if current is None else max(current, position))
+
+    async def nothing_after(
+        self, key: Hashable, since: int, load: Callable[[], Awaitable[int]]
+    ) -> bool:
+        """Whether nothing was written under C{key} after C{since}."""
+        latest = self._known.get(key)
+        if latest is None:
+            loaded = await load()
+            during = self._known.get(key)  # a write while loading
+            latest = loaded if during is None else max(during, loaded)
+            self._known.set(key, latest)
+        return since >= latest

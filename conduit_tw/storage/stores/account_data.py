@@ -28,6 +28,7 @@ from typing import Any
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase, IWriteBatch
 from conduit_tw.storage.keys import SEP, from_u64, prefix_end, u64
+from conduit_tw.util.caches import LatestPositions
 
 DATA = "useraccountdata"
 CHANGES = "useraccountdata_changes"
@@ -75,6 +76,7 @@ class AccountDataStore:
         self.db = db
         self.data = db.open_tree(DATA)
         self.changes = db.open_tree(CHANGES)
+        self._latest = LatestPositions(50_000)
 
     async def get(
         self, user_id: str, room_id: str | None, event_type: str
@@ -107,6 +109,7 @@ class AccountDataStore:
             _dumps({"room_id": room_id, "type": event_type, "content": content, "pos": position}),
         )
         batch.put(CHANGES, user + SEP + u64(position), key)
+        self._latest.wrote(user_id, position)
 
     async def put(
         self,
@@ -128,6 +131,8 @@ class AccountDataStore:
         Every entry of the user whose last change is in C{(since, to]}
         (C{to=None}: no upper bound), in stream order.
         """
+        if await self._latest.nothing_after(user_id, since, lambda: self.max_position(user_id)):
+            return []
         user = _part(user_id) + SEP
         end = user + u64(to + 1) if to is not None else prefix_end(user)
         rows = await self.changes.iter_range(user + u64(since + 1), end)

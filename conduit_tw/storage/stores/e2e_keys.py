@@ -31,6 +31,7 @@ from typing import Any, Iterable
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import SEP, from_u64, join, u64
+from conduit_tw.util.caches import LruCache
 
 DEVICE_KEYS = "userdeviceid_devicekeys"
 ONE_TIME_KEYS = "onetimekeys"
@@ -66,6 +67,25 @@ class E2EKeyStore:
         self.fallback = db.open_tree(FALLBACK_KEYS)
         self.cross_signing = db.open_tree(CROSS_SIGNING_KEYS)
         self.signatures = db.open_tree(KEY_SIGNATURES)
+        #: (user, device) -> one-time key counts / fallback keys, as read:
+        #: every /sync reports both, they change only through this store.
+        #: Dropped before and after each write of the device's keys (a
+        #: read racing the write on a deferred backend cannot keep a stale
+        #: entry). Callers must not mutate the values.
+        self._counts: LruCache[tuple[str, str], dict[str, int]] = LruCache(10_000)
+        self._fallbacks: LruCache[tuple[str, str], dict[str, JsonDict]] = LruCache(10_000)
+
+    def _forget(self, user_id: str, device_id: str) -> None:
+        self._counts.pop((user_id, device_id))
+        self._fallbacks.pop((user_id, device_id))
+
+    async def _write_keys(self, user_id: str, device_id: str, batch: Any) -> None:
+        """Write a batch changing the device's keys, keeping the caches right."""
+        self._forget(user_id, device_id)
+        try:
+            await self.db.write(batch)
+        finally:
+            self._forget(user_id, device_id)
 
     # -- device keys
 
@@ -100,19 +120,28 @@ class E2EKeyStore:
         return json.loads(raw) if raw is not None else None
 
     async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
-        """Algorithm -> number of unclaimed one-time keys of the device."""
+        """Algorithm -> number of unclaimed one-time keys of the device (do not mutate)."""
+        cached = self._counts.get((user_id, device_id))
+        if cached is not None:
+            return cached
         prefix = _prefix(user_id, device_id)
         counts: dict[str, int] = {}
         for k, _ in await self.one_time_ids.scan_prefix(prefix):
             algorithm = k[len(prefix):].decode("utf-8").partition(":")[0]
             counts[algorithm] = counts.get(algorithm, 0) + 1
+        self._counts.set((user_id, device_id), counts)
         return counts
 
     async def fallback_keys(self, user_id: str, device_id: str) -> dict[str, JsonDict]:
-        """Algorithm -> C{{"id", "key", "used"}} of the device's fallback keys."""
+        """Algorithm -> C{{"id", "key", "used"}} of the device's fallback keys (do not mutate)."""
+        cached = self._fallbacks.get((user_id, device_id))
+        if cached is not None:
+            return cached
         prefix = _prefix(user_id, device_id)
         rows = await self.fallback.scan_prefix(prefix)
-        return {k[len(prefix):].decode("utf-8"): json.loads(v) for k, v in rows}
+        keys = {k[len(prefix):].decode("utf-8"): json.loads(v) for k, v in rows}
+        self._fallbacks.set((user_id, device_id), keys)
+        return keys
 
     async def put_keys(
         self,
@@ -143,7 +172,7 @@ class E2EKeyStore:
                 _dumps({"id": key_id, "key": key, "used": used}),
             )
         if len(batch):
-            await self.db.write(batch)
+            await self._write_keys(user_id, device_id, batch)
 
     async def claim(self, user_id: str, device_id: str, algorithm: str) -> tuple[str, Any] | None:
         """
@@ -161,7 +190,7 @@ class E2EKeyStore:
             batch = self.db.batch()
             batch.delete(ONE_TIME_KEYS, k)
             batch.delete(ONE_TIME_KEY_IDS, join(user_id, device_id, f"{algorithm}:{key_id}"))
-            await self.db.write(batch)
+            await self._write_keys(user_id, device_id, batch)
             return f"{algorithm}:{key_id}", json.loads(v)
         fkey = join(user_id, device_id, algorithm)
         raw = await self.fallback.get(fkey)
@@ -172,7 +201,7 @@ class E2EKeyStore:
             entry["used"] = True
             batch = self.db.batch()
             batch.put(FALLBACK_KEYS, fkey, _dumps(entry))
-            await self.db.write(batch)
+            await self._write_keys(user_id, device_id, batch)
         return f"{algorithm}:{entry['id']}", entry["key"]
 
     # -- cross-signing keys
@@ -252,5 +281,5 @@ class E2EKeyStore:
         ):
             for k, _ in await tree.scan_prefix(prefix):
                 batch.delete(name, k)
-        await self.db.write(batch)
+        await self._write_keys(user_id, device_id, batch)
         return had_keys

@@ -73,6 +73,12 @@ class MembershipStore:
         self._cache: LruCache[tuple[str, str], MembershipRecord | None] = LruCache(
             scaled(100_000, cache_modifier)
         )
+        #: (shortroomid, membership code) -> user IDs: every event sent
+        #: asks for the joined members (push rules, federation targets).
+        #: Dropped when put() changes one and again once that is applied.
+        self._members: LruCache[tuple[int, bytes], list[str]] = LruCache(
+            scaled(10_000, cache_modifier)
+        )
 
     async def get(self, user_id: str, room_id: str) -> MembershipRecord | None:
         """The user's current membership record in the room, if any."""
@@ -108,9 +114,15 @@ class MembershipStore:
 
     async def members(self, shortroomid: int, membership: str = "join") -> list[str]:
         """User IDs with C{membership} in the room, sorted."""
-        prefix = u64(shortroomid) + CODES[membership]
+        code = CODES[membership]
+        cached = self._members.get((shortroomid, code))
+        if cached is not None:
+            return list(cached)
+        prefix = u64(shortroomid) + code
         rows = await self.room_members.scan_prefix(prefix)
-        return [k[len(prefix):].decode("utf-8") for k, _ in rows]
+        users = [k[len(prefix):].decode("utf-8") for k, _ in rows]
+        self._members.set((shortroomid, code), users)
+        return list(users)
 
     async def changes_since(
         self, user_id: str, position: int, limit: int | None = None
@@ -141,6 +153,16 @@ class MembershipStore:
         """Record a membership change of the current state in C{txn}."""
         prefix = u64(shortroomid)
         uid = user_id.encode("utf-8")
+        stale = [(shortroomid, CODES[new.membership])]
+        if old is not None:
+            stale.append((shortroomid, CODES[old.membership]))
+
+        def forget_members() -> None:
+            for key in stale:
+                self._members.pop(key)
+
+        forget_members()
+        txn.on_applied(forget_members)
         if old is not None and old.membership != new.membership:
             txn.batch.delete(ROOM_MEMBERS, prefix + CODES[old.membership] + uid)
         txn.batch.put(ROOM_MEMBERS, prefix + CODES[new.membership] + uid, b"")

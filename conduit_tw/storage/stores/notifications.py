@@ -6,18 +6,29 @@ C{GET /notifications}.
 Layout (u64 is 8 big-endian bytes; C{·} is 0xFF)::
 
     usernotif         user_id·u64 shortroomid + u64 event order
-        -> u8 flags (1: highlight) + thread root event ID (empty: main timeline)
+        -> u8 flags + [u8 actions code + (JSON actions if code is 255)] + thread root
     usernotif_stream  user_id·u64 stream position
         -> u64 shortroomid + u64 shorteventid + u64 order + u8 flags + JSON actions
 
+Flags: L{HIGHLIGHT}, L{INLINE} (the actions are in the row). The actions
+code indexes L{COMMON_ACTIONS} (what the default rules give); 255 means
+their JSON follows, with a u16 length. The thread root is an event ID
+(empty: main timeline).
+
 - C{usernotif}: a user's notifications per room in timeline order, so
   "unread in room R" is one range scan from the user's read-up-to order
-  (receipts.py); the scan is as long as the unread notifications.
-- C{usernotif_stream}: the same notifications in stream order across
-  rooms for C{GET /notifications} (newest first, C{from} is a position).
+  (receipts.py); the scan is as long as the unread notifications. Live
+  events (all but invites to rooms of other servers) are recorded here
+  only: one row per notified member and event. C{GET /notifications}
+  walks it newest first across the user's rooms (a skip scan finds them);
+  a live event's stream position is its order minus C{LIVE_BASE}.
+- C{usernotif_stream}: notifications of events outside the timeline
+  (order 0), and those written before the actions moved into
+  C{usernotif} (rows without L{INLINE}, whose C{usernotif_stream} twin
+  is the one listed), in stream order.
 
 All notifications of one event are written in one batch. Nothing is
-pruned yet: two small entries per notified member and event.
+pruned yet.
 """
 
 from __future__ import annotations
@@ -29,13 +40,55 @@ from typing import Any, Iterable
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import SEP, prefix_end, u64, from_u64
+from conduit_tw.storage.stores.timeline import LIVE_BASE
 
 BY_ROOM = "usernotif"
 BY_STREAM = "usernotif_stream"
 
 HIGHLIGHT = 1
+INLINE = 2
+
+#: Actions stored as one byte (push_rules_default.py); others as JSON.
+COMMON_ACTIONS: tuple[bytes, ...] = tuple(
+    json.dumps(a, separators=(",", ":")).encode("utf-8") for a in (
+        ["notify"],
+        ["notify", {"set_tweak": "sound", "value": "default"}],
+        ["notify", {"set_tweak": "sound", "value": "default"}, {"set_tweak": "highlight"}],
+        ["notify", {"set_tweak": "highlight"}],
+        ["notify", {"set_tweak": "sound", "value": "ring"}, {"set_tweak": "highlight", "value": False}],
+        ["notify", {"set_tweak": "highlight", "value": False}],
+    )
+)
+_CODES = {a: i for i, a in enumerate(COMMON_ACTIONS)}
+_JSON_ACTIONS = 255
 
 _STREAM = struct.Struct(">QQQB")
+_U16 = struct.Struct(">H")
+
+
+def _encode_actions(actions: Iterable[Any]) -> bytes:
+    raw = json.dumps(list(actions), separators=(",", ":")).encode("utf-8")
+    code = _CODES.get(raw)
+    if code is not None:
+        return bytes((code,))
+    return bytes((_JSON_ACTIONS,)) + _U16.pack(len(raw)) + raw
+
+
+def _decode_row(v: bytes) -> tuple[int, bytes | None, str | None]:
+    """A C{usernotif} value: C{(flags, encoded actions or None, thread)}."""
+    flags = v[0]
+    rest = 1
+    actions = None
+    if flags & INLINE:
+        code = v[1]
+        if code == _JSON_ACTIONS:
+            (n,) = _U16.unpack_from(v, 2)
+            actions = v[4:4 + n]
+            rest = 4 + n
+        else:
+            actions = COMMON_ACTIONS[code]
+            rest = 2
+    return flags, actions, v[rest:].decode("utf-8") or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +97,8 @@ class Notification:
 
     position: int
     shortroomid: int
-    shorteventid: int
+    #: None when the event is to be found by room and order (timeline.py).
+    shorteventid: int | None
     order: int
     highlight: bool
     actions: list[Any]
@@ -73,11 +127,15 @@ class NotificationStore:
         """Add one notification to the L{StoreTxn} C{txn} (written when it commits)."""
         user = user_id.encode("utf-8") + SEP
         flags = HIGHLIGHT if highlight else 0
-        txn.batch.put(
-            BY_ROOM,
-            user + u64(shortroomid) + u64(order),
-            bytes((flags,)) + (thread or "").encode("utf-8"),
-        )
+        thread_bytes = (thread or "").encode("utf-8")
+        if order:
+            txn.batch.put(
+                BY_ROOM,
+                user + u64(shortroomid) + u64(order),
+                bytes((flags | INLINE,)) + _encode_actions(actions) + thread_bytes,
+            )
+            return
+        txn.batch.put(BY_ROOM, user + u64(shortroomid) + u64(order), bytes((flags,)) + thread_bytes)
         txn.batch.put(
             BY_STREAM,
             user + u64(position),
@@ -91,19 +149,45 @@ class NotificationStore:
         """The user's notifications in a room after C{after_order}: C{(order, highlight, thread)}."""
         prefix = user_id.encode("utf-8") + SEP + u64(shortroomid)
         rows = await self.by_room.iter_range(prefix + u64(after_order + 1), prefix_end(prefix))
-        return [
-            (from_u64(k[-8:]), bool(v[0] & HIGHLIGHT), v[1:].decode("utf-8") or None)
-            for k, v in rows
-        ]
+        out = []
+        for k, v in rows:
+            flags, _, thread = _decode_row(v)
+            out.append((from_u64(k[-8:]), bool(flags & HIGHLIGHT), thread))
+        return out
 
     async def list(
         self, user_id: str, before: int | None, limit: int
     ) -> list[Notification]:
         """The user's notifications at positions below C{before}, newest first."""
         prefix = user_id.encode("utf-8") + SEP
+        out: list[Notification] = []
+        # Live events: the newest of each room with notifications.
+        start = prefix
+        while True:
+            first = await self.by_room.iter_range(start, prefix_end(prefix), limit=1)
+            if not first:
+                break
+            room = from_u64(first[0][0][len(prefix):len(prefix) + 8])
+            start = prefix + u64(room + 1)
+            room_prefix = prefix + u64(room)
+            end = (
+                room_prefix + u64(LIVE_BASE + before) if before is not None
+                else prefix_end(room_prefix)
+            )
+            rows = await self.by_room.iter_range(room_prefix, end, reverse=True, limit=limit)
+            for k, v in rows:
+                flags, actions, _ = _decode_row(v)
+                order = from_u64(k[-8:])
+                if actions is None or order <= LIVE_BASE:
+                    # Older rows are all listed from usernotif_stream.
+                    break
+                out.append(Notification(
+                    order - LIVE_BASE, room, None, order, bool(flags & HIGHLIGHT),
+                    json.loads(actions),
+                ))
+        # Outside the timeline, and rows from before the actions moved.
         end = prefix + u64(before) if before is not None else prefix_end(prefix)
         rows = await self.by_stream.iter_range(prefix, end, reverse=True, limit=limit)
-        out = []
         for k, v in rows:
             room, event, order, flags = _STREAM.unpack_from(v)
             out.append(
@@ -112,4 +196,5 @@ class NotificationStore:
                     json.loads(v[_STREAM.size:]),
                 )
             )
-        return out
+        out.sort(key=lambda n: n.position, reverse=True)
+        return out[:limit]

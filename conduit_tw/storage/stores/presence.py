@@ -20,6 +20,7 @@ from typing import Any
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import from_u64, u64
+from conduit_tw.util.caches import LatestPositions
 
 PRESENCE = "userid_presence"
 CHANGES = "presenceid_userid"
@@ -44,6 +45,7 @@ class PresenceStore:
         self.db = db
         self.presence = db.open_tree(PRESENCE)
         self.changes = db.open_tree(CHANGES)
+        self._latest = LatestPositions(1)
 
     async def get(self, user_id: str) -> PresenceRecord | None:
         """The user's record, or None if never set."""
@@ -64,12 +66,19 @@ class PresenceStore:
             batch.delete(CHANGES, u64(json.loads(old)["pos"]))
         batch.put(PRESENCE, key, json.dumps(asdict(record), separators=(",", ":")).encode("utf-8"))
         batch.put(CHANGES, u64(record.pos), key)
+        self._latest.wrote(None, record.pos)
         await self.db.write(batch)
 
     async def changed_since(self, since: int, to: int | None = None) -> list[tuple[int, str]]:
         """C{(position, user_id)} of every user whose presence changed in C{(since, to]}."""
+        if await self._latest.nothing_after(None, since, self._last_position):
+            return []
         rows = await self.changes.iter_range(u64(since + 1), u64(to + 1) if to is not None else None)
         return [(from_u64(k), v.decode("utf-8")) for k, v in rows]
+
+    async def _last_position(self) -> int:
+        rows = await self.changes.iter_range(b"", None, reverse=True, limit=1)
+        return from_u64(rows[0][0]) if rows else 0
 
     async def not_offline(self) -> list[tuple[str, PresenceRecord]]:
         """Every user whose stored presence is not offline (for restart timers)."""

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import SEP, from_u64, prefix_end, u64
 from conduit_tw.storage.txn import StoreTxn
+from conduit_tw.util.caches import LruCache
 
 RELATIONS = "relations"
 RELATIONS_TYPE = "relations_type"
@@ -87,8 +88,20 @@ class RelationStore:
         self.roots = db.open_tree(THREAD_ROOTS)
         self.summaries = db.open_tree(THREAD_SUMMARY)
         self.participants = db.open_tree(THREAD_PARTICIPANTS)
+        #: Events known to have no children: most have none, and every
+        #: event served asks (bundled aggregations).
+        self._childless: LruCache[int, bool] = LruCache(100_000)
 
     # -- reading
+
+    async def has_children(self, parent: int) -> bool:
+        """Whether C{parent} has any child."""
+        if parent in self._childless:
+            return False
+        rows = await self.relations.scan_prefix(u64(parent), limit=1)
+        if not rows:
+            self._childless.set(parent, True)
+        return bool(rows)
 
     async def children(
         self,
@@ -164,6 +177,9 @@ class RelationStore:
     def add_child(self, txn: StoreTxn, parent: int, child: Child) -> None:
         """Index C{child} under C{parent}."""
         rt, et = child.rel_type.encode("utf-8"), child.event_type.encode("utf-8")
+        childless = self._childless
+        childless.pop(parent)
+        txn.on_applied(lambda: childless.pop(parent))
         txn.batch.put(
             RELATIONS, u64(parent) + u64(child.order), u64(child.short) + rt + SEP + et
         )

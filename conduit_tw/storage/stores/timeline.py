@@ -216,6 +216,11 @@ class TimelineStore:
                     out[i] = await self._decode(ids[i], m, p)
         return out
 
+    async def shorts_at(self, places: Iterable[tuple[int, int]]) -> list[int | None]:
+        """The short ids of the timeline events at C{(shortroomid, order)} places."""
+        rows = await self.timeline.get_many([u64(room) + u64(order) for room, order in places])
+        return [from_u64(v[:8]) if v is not None else None for v in rows]
+
     async def has(self, short: int) -> bool:
         """Whether the event is stored (as timeline event or outlier)."""
         if short in self._cache:

@@ -12,6 +12,11 @@ Layout (u64 is 8 big-endian bytes; C{·} is 0xFF)::
   position of the C{sendToDevice} request that brought them, so "what is
   waiting up to position X" and "delete what the client has seen (up to
   its C{since} token)" are range operations.
+- Most devices have nothing waiting most of the time, and every /sync
+  asks: the store remembers (in memory, bounded) the devices whose inbox
+  it found empty, and forgets one before and after every write to its
+  inbox, so a read racing a write on a deferred backend cannot keep a
+  stale "empty".
 - C{todevice_txn} remembers the transaction IDs already used by a sending
   device, for idempotency ("Transaction identifiers"), for a day
   (L{ToDeviceStore.purge_txns}, by the periodic housekeeping).
@@ -23,8 +28,9 @@ import json
 from typing import Any, Iterable
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
-from conduit_tw.storage.keys import SEP, join, u64
+from conduit_tw.storage.keys import SEP, join, prefix_end, u64
 from conduit_tw.storage.stores.expiry import index_key, purge_before
+from conduit_tw.util.caches import LruCache
 
 INBOX = "todevice"
 TXNS = "todevice_txn"
@@ -43,6 +49,8 @@ class ToDeviceStore:
         self.inbox = db.open_tree(INBOX)
         self.txns = db.open_tree(TXNS)
         self.txns_by_time = db.open_tree(TXNS_BY_TIME)
+        #: (user, device) whose inbox was found empty since its last write.
+        self._empty: LruCache[tuple[str, str], bool] = LruCache(50_000)
 
     async def seen_txn(self, sender: str, device_id: str, txn_id: str) -> bool:
         """Whether the sending device already used C{txn_id}."""
@@ -62,6 +70,7 @@ class ToDeviceStore:
         Queue C{(user, device, content)} messages at C{position} and record
         the transaction ID, in one batch.
         """
+        messages = list(messages)
         batch = self.db.batch()
         for user_id, device_id, content in messages:
             value = {"type": event_type, "sender": sender, "content": content}
@@ -73,7 +82,17 @@ class ToDeviceStore:
         key = join(sender, sender_device, txn_id)
         batch.put(TXNS, key, b"")
         batch.put(TXNS_BY_TIME, index_key(now_ms, key), b"")
-        await self.db.write(batch)
+        await self._write(batch, [(u, d) for u, d, _ in messages])
+
+    async def _write(self, batch: Any, devices: Iterable[tuple[str, str]]) -> None:
+        devices = list(devices)
+        for device in devices:
+            self._empty.pop(device)
+        try:
+            await self.db.write(batch)
+        finally:
+            for device in devices:
+                self._empty.pop(device)
 
     async def purge_txns(self, before_ms: int) -> int:
         """Forget the transaction IDs used before C{before_ms}; returns how many."""
@@ -81,19 +100,26 @@ class ToDeviceStore:
 
     async def messages(self, user_id: str, device_id: str, up_to: int) -> list[dict[str, Any]]:
         """The device's waiting messages with a position up to C{up_to}, oldest first."""
+        if (user_id, device_id) in self._empty:
+            return []
         prefix = _prefix(user_id, device_id)
-        rows = await self.inbox.iter_range(prefix, prefix + u64(up_to + 1))
+        end = prefix + u64(up_to + 1)
+        rows = await self.inbox.iter_range(prefix, end)
+        if not rows and not await self.inbox.iter_range(end, prefix_end(prefix), limit=1):
+            self._empty.set((user_id, device_id), True)
         return [json.loads(v) for _, v in rows]
 
     async def delete_up_to(self, user_id: str, device_id: str, position: int) -> None:
         """Delete the device's messages with a position up to C{position} (seen by the client)."""
+        if (user_id, device_id) in self._empty:
+            return
         prefix = _prefix(user_id, device_id)
         rows = await self.inbox.iter_range(prefix, prefix + u64(position + 1))
         if rows:
             batch = self.db.batch()
             for k, _ in rows:
                 batch.delete(INBOX, k)
-            await self.db.write(batch)
+            await self._write(batch, [(user_id, device_id)])
 
     async def delete_device(self, user_id: str, device_id: str) -> None:
         """Drop a deleted device's inbox and transaction IDs, in one batch."""
@@ -104,4 +130,4 @@ class ToDeviceStore:
         for k, _ in await self.txns.scan_prefix(prefix):
             batch.delete(TXNS, k)
         if len(batch):
-            await self.db.write(batch)
+            await self._write(batch, [(user_id, device_id)])

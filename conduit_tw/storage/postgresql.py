@@ -447,6 +447,28 @@ class PostgreSQLDatabase:
         """A new, empty L{WriteBatch}."""
         return WriteBatch()
 
+    def tree_names(self) -> Deferred[list[str]]:
+        """
+        Every tree holding a row, and every tree opened by this process
+        (see L{IKeyValueDatabase.tree_names}; a tree is rows, so an empty
+        one opened by an earlier process is not remembered).
+        """
+        opened = set(self._trees)
+        d = self._call(self._tree_names)
+        return d.addCallback(lambda names: sorted(opened.union(names)))
+
+    @staticmethod
+    def _tree_names(conn: Any) -> list[str]:
+        # A loose index scan: one index descent per tree, not a full scan.
+        sql = (
+            f"WITH RECURSIVE t(name) AS ("
+            f" (SELECT tree FROM {TABLE} ORDER BY tree LIMIT 1)"
+            f" UNION ALL SELECT (SELECT tree FROM {TABLE} WHERE tree > t.name"
+            f" ORDER BY tree LIMIT 1) FROM t WHERE t.name IS NOT NULL)"
+            f" SELECT name FROM t WHERE name IS NOT NULL"
+        )
+        return [name for (name,) in conn.execute(sql).fetchall()]
+
     def write(self, batch: IWriteBatch) -> Deferred[None]:
         """
         Apply C{batch} in one transaction (see L{IKeyValueDatabase.write}).

@@ -80,8 +80,8 @@ class ToDeviceHandler:
                     remote.setdefault(user_id.partition(":")[2], {})[user_id] = per_device
                     continue
                 local.extend(await self._expand(user_id, per_device))
-            position = await self.globals.next_position()
-            await self.store.put(sender, device_key, txn_id, event_type, position, local)
+            async with self.globals.stream_position() as position:
+                await self.store.put(sender, device_key, txn_id, event_type, position, local)
         if local:
             self.notifier.notify(position, users={user for user, _, _ in local})
         for destination, users in remote.items():

@@ -446,7 +446,7 @@ class EventStore:
             )
             room = await self.rooms.add_room(stored.room_id_or_create(), event.room_version, txn)
             old = await self.membership_store.get(target, room.room_id)
-            position = await self.globals.reserve_position()
+            position = await self.globals.reserve_position(txn)
             new = MembershipRecord(
                 room.room_id, membership, position, stored.short,
                 old.last_join_order if old else 0,
@@ -533,7 +533,7 @@ class EventStore:
         if kind == OUTLIER_KIND:
             flags |= OUTLIER
         if live:
-            position = await self.globals.reserve_position()
+            position = await self.globals.reserve_position(txn)
             order = LIVE_BASE + position
         elif kind == BACKFILL and not rejected and not soft_failed:
             flags |= BACKFILLED

@@ -162,7 +162,7 @@ class ReceiptStore:
         C{old}, in one commit with the stream counter; returns the position.
         """
         txn = StoreTxn(self.db)
-        position = await self.globals.reserve_position()
+        position = await self.globals.reserve_position(txn)
         receipt = Receipt(user_id, receipt_type, event_id, thread_id, ts, position)
         self.put(txn, shortroomid, receipt, order, old)
         self.globals.put_position_on_commit(txn)

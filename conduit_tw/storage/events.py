@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping
 from conduit_tw.events.auth_rules import CREATE_KEY, POWER_LEVELS_KEY, get_named_level, get_user_power_level
 from conduit_tw.events.event import Event
 from conduit_tw.events.redaction import redact_pdu
+from conduit_tw.errors import StorageUnavailable
 from conduit_tw.events.signing import server_name_of, SignatureError
 from conduit_tw.logging import get_logger
 from conduit_tw.notifier import Notifier
@@ -456,6 +457,8 @@ class EventStore:
             for hook in self.persist_hooks:
                 try:
                     await hook(txn, stored)
+                except StorageUnavailable:
+                    raise  # the batch would go on without the hook's part
                 except Exception:
                     log.failure("A persist hook failed for {event_id}", event_id=event.event_id)
             if self.notifier is not None:
@@ -602,6 +605,8 @@ class EventStore:
             for hook in self.persist_hooks:
                 try:
                     await hook(txn, stored)
+                except StorageUnavailable:
+                    raise  # the batch would go on without the hook's part
                 except Exception:
                     log.failure("A persist hook failed for {event_id}", event_id=event.event_id)
         if live and self.notifier is not None:

@@ -53,6 +53,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from conduit_tw.errors import StorageUnavailable
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.batch import WriteBatch
 from conduit_tw.storage.interfaces import IKeyValueDatabase, IKeyValueTree, IWriteBatch
@@ -70,7 +71,7 @@ _U64 = struct.Struct(">Q")
 log = get_logger("conduit_tw.storage.postgresql")
 
 
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(StorageUnavailable):
     """
     The connection to PostgreSQL failed or was lost: the call failed (a
     write was not committed) and can be retried; the next call reconnects.

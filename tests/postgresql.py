@@ -46,8 +46,10 @@ def find_bin_dir() -> str | None:
 class PostgreSQLCluster:
     """A running cluster in a temporary directory (see the module docstring)."""
 
-    def __init__(self, bin_dir: str) -> None:
+    def __init__(self, bin_dir: str, durable: bool = False) -> None:
         self.bin_dir = bin_dir
+        #: Whether commits are fsynced (benchmarks); tests run without.
+        self.durable = durable
         self.dir = tempfile.mkdtemp(prefix="conduit-pg-")
         self.data = os.path.join(self.dir, "data")
         self.socket_dir = self.dir
@@ -76,8 +78,8 @@ class PostgreSQLCluster:
         """Start the server (again), on the cluster's unix socket."""
         self._run(
             "pg_ctl", "-D", self.data, "-w", "-s", "-l", os.path.join(self.dir, "log"),
-            "-o", f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off "
-            "-c full_page_writes=off -c max_connections=200",
+            "-o", f"-k {self.socket_dir} -c listen_addresses='' -c max_connections=200"
+            + ("" if self.durable else " -c fsync=off -c full_page_writes=off"),
             "start",
         )
 

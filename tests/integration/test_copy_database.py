@@ -175,6 +175,14 @@ class CopyDatabaseTests(unittest.TestCase):
             env={"CONDUIT_DATABASE_URL": url},
         )
         lmdb_dir = os.path.join(base, "lmdb-data")
+        # While a server runs on it, PostgreSQL refuses the copy (advisory lock).
+        pg.start(timeout=60)
+        self.assertRefused(
+            self.copy(pg.config_path, f"lmdb:{lmdb_dir}", {"CONDUIT_DATABASE_URL": url}),
+            "in use by another conduit-tw process",
+        )
+        pg.stop()
+        self.assertFalse(os.path.exists(lmdb_dir))
         proc = self.copy(pg.config_path, f"lmdb:{lmdb_dir}", {"CONDUIT_DATABASE_URL": url}, twistd=True)
         self.assertCopied(proc)
 

@@ -86,6 +86,17 @@ class PostgreSQLFaultTests(unittest.TestCase):
         self.assertEqual(status, 200, answer)
         return answer["room_id"], token
 
+    def send_loop(self, url: str, count: int, acked: int) -> tuple[ServerProcess, str, str, SendLoop]:
+        """A server on C{url} with a room, and a L{SendLoop} of C{count} that has C{acked} acknowledged."""
+        server = self.make_server(url)
+        server.start(timeout=60)
+        room, token = self.room_with_user(server)
+        loop = SendLoop(server, room, token, count)
+        loop.start()
+        self.addCleanup(loop.stopped.set)
+        loop.wait_for(acked)
+        return server, room, token, loop
+
     def history(self, server: ServerProcess, room: str, token: str) -> list[tuple[str, str]]:
         """(body, event ID) of every message of the room, oldest first."""
         out: list[tuple[str, str]] = []
@@ -123,15 +134,7 @@ class PostgreSQLFaultTests(unittest.TestCase):
         # A cluster of its own: stopping it must not disturb other tests.
         pg = PostgreSQLCluster(bin_dir)
         self.addCleanup(pg.stop)
-        url = pg.url(pg.create_database())
-        server = self.make_server(url)
-        server.start(timeout=60)
-        room, token = self.room_with_user(server)
-
-        loop = SendLoop(server, room, token, 120)
-        loop.start()
-        self.addCleanup(loop.stopped.set)
-        loop.wait_for(20)
+        server, room, token, loop = self.send_loop(pg.url(pg.create_database()), 120, 20)
         pg.stop_server()
         time.sleep(1.5)  # sends go on failing meanwhile
         down = len(loop.refused)
@@ -162,13 +165,7 @@ class PostgreSQLFaultTests(unittest.TestCase):
 
     def test_kill_9_under_send_loop(self) -> None:
         """kill -9 of the server mid-loop: everything acknowledged survives."""
-        server = self.make_server(database_url(self))
-        server.start(timeout=60)
-        room, token = self.room_with_user(server)
-        loop = SendLoop(server, room, token, 10_000)
-        loop.start()
-        self.addCleanup(loop.stopped.set)
-        loop.wait_for(40)
+        server, room, token, loop = self.send_loop(database_url(self), 10_000, 40)
         server.kill()
         loop.join(60)
         self.assertFalse(loop.is_alive())

@@ -163,9 +163,13 @@ class ReceiptStore:
         """
         txn = StoreTxn(self.db)
         position = await self.globals.reserve_position(txn)
-        receipt = Receipt(user_id, receipt_type, event_id, thread_id, ts, position)
-        self.put(txn, shortroomid, receipt, order, old)
-        self.globals.put_position_on_commit(txn)
+        try:
+            receipt = Receipt(user_id, receipt_type, event_id, thread_id, ts, position)
+            self.put(txn, shortroomid, receipt, order, old)
+            self.globals.put_position_on_commit(txn)
+        except BaseException:
+            txn.abort()  # releases the position
+            raise
         await txn.commit()
         return position
 

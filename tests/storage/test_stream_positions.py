@@ -1,9 +1,9 @@
 """
-Stream positions when storage answers later (issue 19): writes reserve
-positions in order but commit in any order, and /sync's "now" (the
+Stream positions and read-then-write sections when storage answers later
+(issue 19). Writes reserve positions in order but commit in any order, and /sync's "now" (the
 notifier's position) must never pass a position whose write is still
 running (L{GlobalsStore.committed_upto}); read-then-write sections
-(receipts) stay correct when their reads yield to the reactor.
+(receipts, short ids) stay correct when their reads yield to the reactor.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from twisted.trial import unittest
 from conduit_tw.notifier import Notifier
 from conduit_tw.storage.sqlite import SQLiteDatabase
 from conduit_tw.storage.stores.globals import GlobalsStore
+from conduit_tw.storage.stores.short import ShortIds
 from conduit_tw.storage.txn import StoreTxn
 from tests.api.rooms import V3, q
 from tests.api.sync_helpers import SyncTestCase
@@ -94,6 +95,35 @@ class CommittedUpToTests(unittest.TestCase):
             self.assertEqual(none, 0)
 
 
+class ShortIdRaceTests(unittest.TestCase):
+    """Short ids looked up and created at once by two writers, storage answering later."""
+
+    async def test_one_id_per_state_key(self) -> None:
+        path = os.path.abspath(self.mktemp())
+        db = DeferredDatabase(SQLiteDatabase(path))
+        self.addCleanup(db.close)
+        short = ShortIds(db)
+        await short.load()
+        a, b = StoreTxn(db), StoreTxn(db)
+        # Both miss the cache; their reads are answered on a later turn.
+        sks = await gatherResults([
+            Deferred.fromCoroutine(short.get_or_create_shortstatekey("m.room.member", "@a:t", a)),
+            Deferred.fromCoroutine(short.get_or_create_shortstatekey("m.room.member", "@a:t", b)),
+        ])
+        self.assertEqual(sks[0], sks[1])
+        rooms = await gatherResults([
+            Deferred.fromCoroutine(short.get_or_create_shortroomid("!r:t", a)),
+            Deferred.fromCoroutine(short.get_or_create_shortroomid("!r:t", b)),
+        ])
+        self.assertEqual(rooms[0][0], rooms[1][0])
+        # a fails, b commits: b's data refers to ids whose records b wrote.
+        a.abort()
+        await b.commit()
+        fresh = ShortIds(db)
+        self.assertEqual(await fresh.get_shortstatekey("m.room.member", "@a:t"), sks[0])
+        self.assertEqual(await fresh.get_shortroomid("!r:t"), rooms[0][0])
+
+
 class ReceiptRaceTests(SyncTestCase):
     """Concurrent receipts of one user in one room, storage answering later."""
 
@@ -143,3 +173,28 @@ class ReceiptRaceTests(SyncTestCase):
             if bob in types.get("m.read", {})
         ]
         self.assertEqual(bobs, [events[-1]])
+
+
+class ConcurrentCreationTests(SyncTestCase):
+    """Rooms created at once by one user, storage answering later."""
+
+    backend = "deferred"
+
+    async def test_concurrent_create_room(self) -> None:
+        """
+        Every room gets the creator's membership under the one short id
+        of its state key (a lookup that missed the cache must not make a
+        second one while its read is answered).
+        """
+        await self.user("admin")  # the first user is joined to #admins
+        alice, at = await self.user("alice")  # her member state key is new
+        answers = await gatherResults([
+            self.request("POST", f"{V3}/createRoom", {"name": f"r{i}"}, access_token=at)
+            for i in range(8)
+        ])
+        self.assertEqual([r.code for r in answers], [200] * 8, [r.body for r in answers])
+        rooms = {r.json["room_id"] for r in answers}
+        joined = await self.request("GET", f"{V3}/joined_rooms", access_token=at)
+        self.assertTrue(rooms <= set(joined.json["joined_rooms"]))
+        for room in rooms:
+            await self.send_ok(at, room)

@@ -38,7 +38,7 @@ from conduit_tw.storage.copy import CopyError, Progress, copy_database, verify_c
 class Options(usage.Options):
     """Options of C{conduit-copy-database}."""
 
-    synopsis = "[--config PATH] TARGET"
+    synopsis = "conduit-copy-database [--config PATH] [--quiet] TARGET"
     longdesc = __doc__
     optParameters = [
         ["config", "c", None, "Path to conduit.toml (default: $CONDUIT_CONFIG)."],

@@ -51,6 +51,7 @@ import os
 import queue
 import struct
 import threading
+import time
 from typing import Any, Callable, Iterable
 
 from twisted.internet.defer import Deferred, fail
@@ -68,6 +69,8 @@ from conduit_tw.storage.watchers import PrefixWatchers
 BACKUP_FILE = "conduit.pgcopy"
 #: The session advisory lock the server holds (one server per database).
 LOCK_ID = 0x636F6E64756974  # "conduit"
+#: Tries, 0.1 s apart, to take the lock before refusing to start.
+LOCK_TRIES = 30
 TABLE = "conduit_kv"
 
 _U64 = struct.Struct(">Q")
@@ -351,7 +354,14 @@ class PostgreSQLDatabase:
         try:
             if self._timeout:
                 conn.execute(f"SET statement_timeout = {int(self._timeout)}")
-            (locked,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_ID,)).fetchone()
+            # A server stopped just now (a restart, a copy right after the
+            # stop) may hold the lock until PostgreSQL has ended its
+            # session: wait a little before refusing.
+            for _ in range(LOCK_TRIES):
+                (locked,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_ID,)).fetchone()
+                if locked:
+                    break
+                time.sleep(0.1)
             if not locked:
                 raise DatabaseUnavailable(
                     f"database_url: the database {where} is in use by another "

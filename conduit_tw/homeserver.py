@@ -25,6 +25,7 @@ from conduit_tw.api.client import login as login_api
 from conduit_tw.api.client import profile as profile_api
 from conduit_tw.api.client import register as register_api
 from conduit_tw.api.client import versions
+from conduit_tw.api.client import threepid as threepid_api
 from conduit_tw.api.federation import version
 from conduit_tw.api.resource import MatrixResource
 from conduit_tw.api.router import Router
@@ -33,7 +34,7 @@ from conduit_tw.handlers.account import AccountHandler
 from conduit_tw.handlers.auth import Auth
 from conduit_tw.handlers.devices import DeviceHandler
 from conduit_tw.handlers.login import LoginHandler
-from conduit_tw.handlers.passwords import Passwords
+from conduit_tw.handlers.passwords import Passwords, make_hasher
 from conduit_tw.handlers.profile import ProfileHandler
 from conduit_tw.handlers.ratelimit import RateLimits
 from conduit_tw.handlers.auto_join import AutoJoin
@@ -112,6 +113,12 @@ from conduit_tw.handlers.ratelimit import RateLimiter
 from conduit_tw.handlers.url_preview import URLPreviewer
 from conduit_tw.storage.stores.media import MediaStore
 from conduit_tw.storage.stores.media_files import MediaFiles
+# -- housekeeping (util/periodic.py, handlers/{housekeeping,media_retention}.py)
+from conduit_tw.handlers.housekeeping import Housekeeping
+from conduit_tw.handlers.media_retention import MediaRetention
+from conduit_tw.util.periodic import PeriodicTasks
+# -- JWT login (handlers/jwt_login.py)
+from conduit_tw.handlers.jwt_login import JWTLogin
 # -- key backup (handlers/key_backup.py)
 from conduit_tw.api.client import key_backup as key_backup_api
 from conduit_tw.handlers.key_backup import KeyBackupHandler
@@ -148,8 +155,15 @@ from conduit_tw.handlers.remote_media import RemoteMediaFetcher
 from conduit_tw.api.federation import membership as federation_membership_api
 from conduit_tw.federation.membership_client import RemoteMembership
 from conduit_tw.federation.membership_server import MembershipServlet
+# -- federation e2ee (federation/e2ee.py, api/federation/user_keys.py)
+from conduit_tw.api.federation import user_keys as federation_user_keys_api
+from conduit_tw.federation.e2ee import FederationE2EE
+from conduit_tw.storage.stores.federation_devices import FederationDeviceStore
 # -- admin room (handlers/admin_{room,commands,groups}, docs/admin.md)
 from conduit_tw.api.client import admin as admin_api
+# -- shared-secret registration (handlers/shared_secret.py, api/synapse_admin.py)
+from conduit_tw.api import synapse_admin as synapse_admin_api
+from conduit_tw.handlers.shared_secret import SharedSecretRegistration
 from conduit_tw.handlers.admin_groups import AdminDeps, command_table
 from conduit_tw.handlers.admin_room import AdminRoom, AdminRoomDeps
 from conduit_tw.logging import configure as configure_logging
@@ -159,15 +173,43 @@ from conduit_tw.storage.stores.registration_tokens import RegistrationTokenStore
 from conduit_tw.api.federation import hierarchy as federation_hierarchy_api
 from conduit_tw.api.federation import timestamp as federation_timestamp_api
 from conduit_tw.federation.backfill import Backfiller
-from conduit_tw.federation.hierarchy import SpaceHierarchy
+from conduit_tw.federation.hierarchy import SpaceHierarchy as FederationHierarchy
 from conduit_tw.federation.timestamp import TimestampToEvent
+# -- relations and search (handlers/{relations,search}, api/client/{relations,search})
+from conduit_tw.api.client import relations as relations_api
+from conduit_tw.api.client import search as search_api
+from conduit_tw.handlers.relations import RelationsHandler
+from conduit_tw.handlers.search import SearchHandler
+from conduit_tw.storage.stores.relations import RelationStore
+from conduit_tw.storage.stores.search import SearchStore
+# -- spaces, directory, voip, openid (handlers/{spaces,room_summary,user_directory,mutual_rooms,voip,openid})
+from conduit_tw.api.client import openid as openid_api
+from conduit_tw.api.client import spaces as spaces_api
+from conduit_tw.api.client import user_directory as user_directory_api
+from conduit_tw.api.client import voip as voip_api
+from conduit_tw.handlers.mutual_rooms import MutualRooms
+from conduit_tw.handlers.openid import OpenIdHandler
+from conduit_tw.handlers.room_summary import RoomSummaries
+from conduit_tw.handlers.spaces import SpaceHierarchy
+from conduit_tw.handlers.user_directory import UserDirectory
+from conduit_tw.handlers.voip import CallProtection, TurnHandler, TurnSettings
+from conduit_tw.storage.stores.openid import OpenIdTokenStore
+from conduit_tw.storage.stores.user_directory import UserDirectoryStore
+# -- appservices (appservice/, handlers/appservices.py, api/client/appservice.py)
+from conduit_tw.api.client import appservice as appservice_api
+from conduit_tw.appservice.bridge import BridgeAPI
+from conduit_tw.appservice.bridge_host import BridgeHost
+from conduit_tw.appservice.client import AppserviceClient
+from conduit_tw.appservice.sender import AppserviceSender
+from conduit_tw.handlers.appservices import AppserviceHandler
+from conduit_tw.storage.stores.appservices import AppserviceStore
 
 log = get_logger("conduit_tw.homeserver")
 
 #: Modules that mount endpoints: each has C{register(router, hs)}.
 API_MODULES: list[Any] = [
     account_data_api, tags_api, filter_api, push_rules_api, pushers_api, presence_api, typing_api,
-    versions, wellknown, keys, version,
+    versions, threepid_api, wellknown, keys, version,
     register_api, login_api, account_api, devices_api, profile_api, capabilities_api,
     rooms_api, membership_api,
     room_history_api, room_upgrades_api, reporting_api,
@@ -181,8 +223,12 @@ API_MODULES: list[Any] = [
     federation_query_api, federation_public_rooms_api,
     federation_media_api,
     federation_membership_api,
-    admin_api,
+    federation_user_keys_api,
+    admin_api, synapse_admin_api,
     federation_timestamp_api, federation_hierarchy_api,
+    relations_api, search_api,
+    voip_api, openid_api, spaces_api, user_directory_api,
+    appservice_api,
 ]
 
 
@@ -226,7 +272,12 @@ class HomeServer:
         self.users = UserStore(db)
         self.device_store = DeviceStore(db)
         self.ratelimit = RateLimits(config, self.users, self.clock_ms)
-        self.passwords = Passwords(reactor)
+        self.passwords = Passwords(
+            reactor,
+            make_hasher(config.password_hash_memory_kib, config.password_hash_iterations),
+            concurrency=config.password_hash_concurrency,
+            queue_limit=config.password_hash_queue,
+        )
         self.uia = UIA(self.clock_ms)
         self.devices = DeviceHandler(
             self.device_store, self.tokens, self.clock_ms, config.allow_device_name_federation
@@ -395,7 +446,7 @@ class HomeServer:
         self.media_ratelimit = RateLimiter(
             config.rc_media_per_second, config.rc_media_burst_count, self.clock_ms
         )
-        self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms)
+        self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms, self.media)
         # -- key backup
         self.key_backup = KeyBackupHandler(KeyBackupStore(db))
         self.account.on_deactivated.append(self.key_backup.user_deactivated)
@@ -412,7 +463,8 @@ class HomeServer:
         )
         to_device_store = ToDeviceStore(db)
         self.to_device = ToDeviceHandler(
-            to_device_store, self.device_store, self.globals, self.notifier, is_local
+            to_device_store, self.device_store, self.globals, self.notifier, is_local,
+            self.clock_ms,
         )
         self.devices.on_devices_deleted.append(self.e2e_keys.devices_deleted)
         self.devices.on_devices_deleted.append(self.to_device.devices_deleted)
@@ -518,6 +570,25 @@ class HomeServer:
         self.remote_membership.resolve_alias = resolve_remote_alias
         if config.allow_federation:
             self.membership.remote = self.remote_membership
+        # -- federation e2ee: to-device messages, device lists and signing
+        # keys both ways as EDUs; our users' keys served to other servers;
+        # remote users' keys for our clients from the cache or their server.
+        self.federation_e2ee = FederationE2EE(
+            self.server_name, FederationDeviceStore(db), self.e2e_keys, self.to_device,
+            self.device_lists, self.federation_sender.send_edu, lambda: self.federation_client,
+            self.sync.joined_rooms, self.event_store.members, is_local,
+        )
+        self.e2e_keys.federate_device_names = config.allow_device_name_federation
+        self.federation_e2ee.register(self.transactions.edu_handlers)
+        self.device_lists.on_key_changed.append(self.federation_e2ee.local_keys_changed)
+        self.devices.on_device_renamed.append(
+            lambda user_id, device_id: self.device_lists.key_changed(user_id)
+        )
+        self.event_store.persist_hooks.append(self.federation_e2ee.event_persisted)
+        if config.allow_federation:
+            self.to_device.remote_senders.append(self.federation_e2ee.send_to_device)
+            self.e2e_keys.remote_query = self.federation_e2ee.query
+            self.e2e_keys.remote_claim = self.federation_e2ee.claim
         # -- admin room: the bot, #admins and its commands (docs/admin.md)
         self.admin_store = AdminStore(db)
         self.registration_tokens = RegistrationTokenStore(db)
@@ -539,7 +610,13 @@ class HomeServer:
             self.media.store, self.keyring, db.backup,
             lambda: reactor.stop(),  # type: ignore[attr-defined]
             self.registration_tokens, self.federation_client, self.http_client, configure_logging,
+            lambda: self.appservices, self.device_lists.key_changed,
         ))
+        # -- shared-secret registration (Synapse's register_new_matrix_user)
+        self.shared_secret_registration = SharedSecretRegistration(
+            (config.registration_shared_secret or "").encode("utf-8") or None,
+            self.registration, self.devices, self.admin_room.add_admin, self.clock_ms,
+        )
         if config.auto_deactivate_banned_room_attempts:
             self.admin_room.auto_deactivate = self.account.deactivate
         self.events.validators.append(self.admin_room.check_event)
@@ -559,12 +636,142 @@ class HomeServer:
             self.room_history.find_by_timestamp, lambda: self.federation_client,
         )
         # Spaces: /hierarchy served; fetch_remote is for the client /hierarchy.
-        self.federation_hierarchy = SpaceHierarchy(
+        self.federation_hierarchy = FederationHierarchy(
             self.server_name, self.event_store, lambda: self.federation_client
         )
         if config.allow_federation:
             self.room_history.backfill = self.backfiller.backfill
             self.room_history.remote_timestamp = self.federation_timestamps.ask_remote
+        # -- relations and search: indexes filled by persist hooks (local and
+        # federation events alike); aggregations bundled by the serializer.
+        self.relations = RelationsHandler(
+            RelationStore(db), self.event_store, self.visibility, self.serializer,
+            self.room_history.check_access,
+        )
+        self.event_store.persist_hooks.append(self.relations.event_persisted)
+        self.events.validators.append(self.relations.check_thread)
+        self.serializer.bundle = self.relations.bundle
+        self.search = SearchHandler(
+            SearchStore(db), self.event_store, self.visibility, self.serializer
+        )
+        self.event_store.persist_hooks.append(self.search.event_persisted)
+        # -- spaces, directory, voip, openid. Rooms of other servers in a
+        # space or a summary come from spaces.remote_hierarchy /
+        # room_summaries.remote_summary (federation /hierarchy) when
+        # federation is on; otherwise they are skipped (404 for a summary).
+        self.room_summaries = RoomSummaries(self.event_store, self.directory.resolve_alias)
+        self.spaces = SpaceHierarchy(self.event_store, self.room_summaries)
+        self.user_directory = UserDirectory(
+            self.server_name, UserDirectoryStore(db), self.event_store, self.users
+        )
+        self.event_store.persist_hooks.append(self.user_directory.event_persisted)
+        self.profile.on_profile_changed.append(self.user_directory.profile_changed)
+        self.mutual_rooms = MutualRooms(self.event_store)
+        self.turn = TurnHandler(
+            TurnSettings(
+                uris=tuple(config.turn_uris), secret=config.turn_secret,
+                username=config.turn_username, password=config.turn_password,
+                ttl=config.turn_ttl, allow_guests=config.turn_allow_guests,
+            ),
+            self.clock_ms,
+        )
+        self.call_protection = CallProtection(self.directory_store.is_public)
+        self.events.validators.append(self.call_protection.check_event)
+        self.openid = OpenIdHandler(
+            self.server_name, OpenIdTokenStore(db), self.clock_ms, config.openid_token_ttl
+        )
+        if config.allow_federation:
+            self.spaces.remote_hierarchy = self.federation_hierarchy.fetch_remote
+            self.room_summaries.remote_summary = self.federation_hierarchy.fetch_summary
+        # -- appservices: the registry (admin room and app_service_config_files,
+        # loaded in setup), as_token identity assertion, appservice login and
+        # registration, exclusive namespaces, rate_limited.
+        # Requests to appservices: the same client class as every outgoing
+        # request (TLS policy, caps), its own pool for appservice_idle_timeout,
+        # appservice_timeout per request. ip_range_denylist does not apply:
+        # the URL is the admin's (bridges listen on loopback), as in Synapse.
+        self.appservice_http_client = LazyOutgoingHTTPClient(
+            reactor, config, idle_timeout=config.appservice_idle_timeout, ip_range_denylist=[]
+        )
+        self.appservice_client = AppserviceClient(
+            self.appservice_http_client, config.appservice_timeout
+        )
+        self.appservice_store = AppserviceStore(db)
+        self.appservices = AppserviceHandler(
+            self.server_name, self.appservice_store, self.users, self.device_store,
+            self.registration.create_user, self.auth.token_of, self.appservice_client,
+            self.clock_ms, config_files=config.app_service_config_files,
+        )
+        self.auth.appservice_requester = self.appservices.requester
+        self.login.appservice_login = self.appservices.login_check
+        self.registration.appservice_check = self.appservices.registration_check
+        self.registration.exclusive_checks.append(self.appservices.user_is_exclusive)
+        self.directory.alias_checks.append(self.appservices.check_alias)
+        self.room_creation.before_room_created.append(self.appservices.check_create_alias)
+        self.ratelimit.appservice_rate_limited = self.appservices.is_rate_limited
+        self.profile.unknown_user = self.appservices.query_user
+        self.directory.unknown_alias = self.appservices.query_alias
+        self.directory.network_rooms = self.appservices.network_rooms
+        # Pushing: events queued with the event (persist hook), ephemeral
+        # data and to-device messages from their handlers' hooks.
+
+        async def appservice_events(event_ids: list[str]) -> list[dict[str, Any]]:
+            found = await self.event_store.get_events(event_ids)
+            return await self.serializer.serialize_events(
+                [found[e] for e in event_ids if e in found]
+            )
+
+        # In-process bridges (plugins enabled by appservice_bridges) get
+        # their transactions by method call and act through a BridgeAPI.
+
+        def bridge_api(reg: Any) -> BridgeAPI:
+            return BridgeAPI(
+                reg, self.appservices.masquerade, self.registration.create_user, self.users.exists,
+                self.membership, self.events, self.room_creation,
+                self.appservice_store.get_bridge_data, self.appservice_store.put_bridge_data,
+            )
+
+        self.appservice_bridges = BridgeHost(
+            config.appservice_bridges, self.appservices, bridge_api, self.appservice_client.push,
+            lambda method, path, handler: self.router.add(method, path, handler), set(),
+        )
+        self.appservice_sender = AppserviceSender(
+            self.appservice_store, self.event_store, self.aliases_store, self.appservices.list,
+            self.appservice_bridges.deliver, appservice_events, reactor,
+        )
+        self.appservice_sender.local_ids = self.appservice_bridges.local_ids
+        self.appservices.on_unregistered.append(self.appservice_sender.forget)
+        self.event_store.persist_hooks.append(self.appservice_sender.event_persisted)
+        self.typing.on_local_typing.append(self.appservice_sender.typing)
+        self.receipts.on_receipt.append(self.appservice_sender.receipt)
+        self.presence.on_local_change.append(self.appservice_sender.presence)
+        self.to_device.on_local_delivered.append(self.appservice_sender.to_device)
+        # -- housekeeping: one timer service (started and stopped by
+        # service.ConduitService) sweeping what expired every
+        # cleanup_second_interval, and applying the media retention policies.
+        self.housekeeping_sweeps = Housekeeping(
+            self.clock_ms, self.tokens.purge_expired_login_tokens, self.openid.store.purge_expired,
+            self.media.expire_pending,
+            [self.event_store.rooms.purge_txns, self.to_device.store.purge_txns],
+            self.uia.expire_sessions,
+        )
+        self.media_retention = MediaRetention(
+            self.server_name, self.media.store, self.media, config.media.retention, self.clock_ms
+        )
+        self.housekeeping = PeriodicTasks(reactor)
+        self.housekeeping.add(
+            "cleanup", config.cleanup_second_interval, self.housekeeping_sweeps.run
+        )
+        if self.media_retention.enabled:
+            self.housekeeping.add(
+                "media_retention", self.media_retention.interval, self.media_retention.run
+            )
+        # -- JWT login: org.matrix.login.jwt (and JWTs as m.login.token)
+        # when jwt_secret is set.
+        if config.jwt_secret:
+            self.login.jwt_login = JWTLogin(
+                config.jwt_secret, self.server_name, self.registration, self.users, self.clock_ms
+            ).user_for
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
         # Requests wait until setup() has mounted the API.
@@ -584,6 +791,9 @@ class HomeServer:
         await self.federation_sender.start()  # -- federation sender: resend what is queued
         await self.registration_tokens.load()
         await self.admin_room.setup()
+        await self.appservices.load()  # -- appservices: registrations, bridges, queues
+        await self.appservice_bridges.start()
+        await self.appservice_sender.start()
         for module in API_MODULES:
             module.register(self.router, self)
         self.resource.release()
@@ -610,6 +820,11 @@ class HomeServer:
         except Exception:
             log.failure("Stopping the federation sender failed")
         self.typing.stop()
+        try:
+            await self.appservice_sender.stop()  # -- appservices
+            await self.appservice_bridges.stop()
+        except Exception:
+            log.failure("Stopping the appservice sender failed")
         # Pushes: the scheduled ones are dropped, the started ones finish
         # handing over, then the deliveries in flight (requests, retry
         # backoffs) are cancelled and awaited, before the client and the
@@ -619,7 +834,7 @@ class HomeServer:
             await self.pushers.stop()
         except Exception:
             log.failure("Stopping the pushers failed")
-        for client in (self.http_client, self.federation_client):
+        for client in (self.http_client, self.federation_client, self.appservice_http_client):
             try:
                 await client.close()
             except Exception:

@@ -6,7 +6,6 @@ from conduit_tw.config.declare import FEDERATION, key, section
 from conduit_tw.config.values import NONNEG, POSITIVE, integer
 
 _DNS = "DNS lookups use the system resolver and its settings"
-_APPSERVICES = "application services are not implemented yet"
 
 
 @section("dns")
@@ -96,13 +95,12 @@ class RequestKeys:
         POSITIVE,
     )
     appservice_timeout: int = key(
-        35, "Timeout of requests to appservices.", POSITIVE, not_effective=_APPSERVICES
+        35, "Timeout of requests to appservices.", POSITIVE
     )
     appservice_idle_timeout: int = key(
         300,
         "How long idle appservice connections are kept.",
         NONNEG,
-        not_effective=_APPSERVICES,
     )
     pusher_idle_timeout: int = key(
         15,

@@ -15,8 +15,8 @@ Inbound (L{FederationEdus.register} fills C{TransactionHandler.edu_handlers}):
   users who are in at least one room with us.
 - C{m.direct_to_device}, C{m.device_list_update},
   C{m.signing_key_update}: entries of the table that the end-to-end
-  encryption code replaces (C{edu_handlers[name] = handler}); until then
-  they are logged and dropped.
+  encryption code replaces (federation/e2ee.py); without it they are
+  logged and dropped.
 
 An EDU about a user of another server than the origin is ignored: only a
 server speaks for its users. Typing and receipts from a server the room's

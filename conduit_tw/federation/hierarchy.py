@@ -189,3 +189,11 @@ class SpaceHierarchy:
                 answer.setdefault("inaccessible_children", [])
                 return answer
         return None
+
+    async def fetch_summary(self, room_id: str, via: Iterable[str]) -> dict[str, Any] | None:
+        """
+        The summary of a room we are not in: the C{room} of its federation
+        C{/hierarchy} (MSC3266 has no federation endpoint of its own), or None.
+        """
+        answer = await self.fetch_remote(room_id, via)
+        return None if answer is None else answer["room"]

@@ -1,8 +1,7 @@
 """
 The admin room's command groups (docs/admin.md): C{users}, C{rooms},
-C{media}, C{server}, and the groups whose parts are not built yet
-(C{federation}, C{appservices}, C{tokens}, C{debug}), whose commands answer
-"not available yet".
+C{media}, C{server}, C{federation}, C{appservices}, C{tokens}, C{debug};
+commands whose parts are not built yet answer "not available yet".
 
 Each handler receives an L{Invocation} and uses the explicit dependencies
 in L{AdminDeps}; L{command_table} builds the root L{Group}. To add a group
@@ -22,10 +21,11 @@ import secrets
 import string
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from twisted.internet.threads import deferToThread
 
+from conduit_tw.appservice.registration import RegistrationError
 from conduit_tw.config.values import is_valid_server_name
 from conduit_tw.errors import MatrixError
 from conduit_tw.events.canonical_json import encode_canonical_json
@@ -35,9 +35,11 @@ from conduit_tw.events.signing import hash_and_sign_event, sign_json
 from conduit_tw.events.validation import validate_pdu
 from conduit_tw.handlers.admin_commands import Command, CommandError, Group, Invocation, Reply
 from conduit_tw.handlers.auth import Requester
+from conduit_tw.util.caches import clear_all
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.account import AccountHandler
+    from conduit_tw.handlers.appservices import AppserviceHandler
     from conduit_tw.handlers.admin_room import AdminRoom
     from conduit_tw.handlers.devices import DeviceHandler
     from conduit_tw.handlers.directory import DirectoryHandler
@@ -112,6 +114,10 @@ class AdminDeps:
     http_client: Any
     #: Applies a log filter (C{conduit_tw.logging.configure}).
     configure_logging: Callable[[str], None]
+    #: The appservice registry (built after the admin room).
+    appservices: Callable[[], "AppserviceHandler"]
+    #: C{DeviceListTracker.key_changed}: announce a user's devices changed.
+    device_keys_changed: Callable[[str], Awaitable[None]]
 
 
 def _unavailable(reason: str, *commands: tuple[str, str, tuple[str, ...]]) -> tuple[Command, ...]:
@@ -402,6 +408,40 @@ class AdminCommands:
             raise CommandError(f"No media {inv.args[0]} here")
         return Reply.text(f"Deleted {inv.args[0]}")
 
+    async def media_list(self, inv: Invocation) -> Reply:
+        user = inv.flag("user")
+        since = inv.flag("since")
+        if user is True or since is True:
+            raise CommandError("--user and --since need a value (e.g. --user @alice:example.org --since 7d)")
+        cutoff = self.d.clock_ms() - parse_duration_ms(since) if isinstance(since, str) else None
+        rows = []
+        for server_name, media_id, meta in await self.d.media_store.all_media():
+            if meta.get("pending"):
+                continue
+            if isinstance(user, str) and meta.get("uploader") != user:
+                continue
+            created = int(meta.get("created_ts", 0))
+            if cutoff is not None and created < cutoff:
+                continue
+            rows.append((
+                created, f"mxc://{server_name}/{media_id}", meta.get("uploader") or "(remote)",
+                str(meta.get("size", "?")), meta.get("content_type", "?"),
+                time.strftime("%Y-%m-%d %H:%M", time.gmtime(created / 1000)),
+            ))
+        rows.sort(reverse=True)
+        return Reply.table("Media, newest first", ["mxc", "uploader", "bytes", "type", "created (UTC)"],
+                           [r[1:] for r in rows])
+
+    async def media_delete_past_remote(self, inv: Invocation) -> Reply:
+        cutoff = self.d.clock_ms() - parse_duration_ms(inv.args[0])
+        deleted = 0
+        for server_name, media_id, meta in await self.d.media_store.all_media():
+            is_remote = server_name != self.d.server_name or meta.get("remote")
+            if is_remote and int(meta.get("created_ts", 0)) < cutoff:
+                if await self.d.media.delete(server_name, media_id):
+                    deleted += 1
+        return Reply.text(f"Deleted {deleted} remote media item(s) fetched before {inv.args[0]} ago")
+
     async def media_delete_list(self, inv: Invocation) -> Reply:
         deleted, failed = 0, []
         for line in inv.body_lines():
@@ -691,6 +731,58 @@ class AdminCommands:
             raise CommandError(f"No token {inv.args[0]}")
         return Reply.text(f"Deleted registration token {inv.args[0]}")
 
+    # -- caches and device lists
+
+    async def server_clear_caches(self, inv: Invocation) -> Reply:
+        caches, entries = clear_all()
+        return Reply.text(f"Cleared {entries} entries from {caches} in-memory caches")
+
+    async def debug_force_device_lists(self, inv: Invocation) -> Reply:
+        count = 0
+        for user_id in await self.d.users.list_user_ids():
+            acc = await self.d.users.get_account(user_id)
+            if acc is None or acc.deactivated:
+                continue
+            await self.d.device_keys_changed(user_id)
+            count += 1
+        return Reply.text(
+            f"Marked the device lists of {count} local users changed; "
+            "clients query their keys again"
+        )
+
+    # -- appservices
+
+    async def appservices_register(self, inv: Invocation) -> Reply:
+        try:
+            reg = await self.d.appservices().register(inv.need_body())
+        except RegistrationError as e:
+            raise CommandError(f"Registration refused: {e}") from None
+        return Reply.text(f"Appservice {reg.id} registered (sender {reg.sender}); it is active now")
+
+    async def appservices_unregister(self, inv: Invocation) -> Reply:
+        try:
+            await self.d.appservices().unregister(inv.args[0])
+        except KeyError:
+            raise CommandError(f"No appservice {inv.args[0]}") from None
+        except RegistrationError as e:
+            raise CommandError(str(e)) from None
+        return Reply.text(f"Appservice {inv.args[0]} unregistered")
+
+    async def appservices_list(self, inv: Invocation) -> Reply:
+        rows = [
+            (reg.id, reg.sender, reg.url or "(no URL)",
+             ", ".join(n.regex.pattern for n in reg.users) or "-")
+            for reg in self.d.appservices().list()
+        ]
+        return Reply.table("Appservices", ["id", "sender", "url", "user namespaces"], rows)
+
+    async def appservices_show(self, inv: Invocation) -> Reply:
+        try:
+            text = self.d.appservices().show(inv.args[0])
+        except KeyError:
+            raise CommandError(f"No appservice {inv.args[0]}") from None
+        return Reply.code(f"Registration of {inv.args[0]}:", text)
+
     # -- logging
 
     async def server_log_level(self, inv: Invocation) -> Reply:
@@ -801,11 +893,11 @@ def command_table(deps: AdminDeps) -> Group:
         Command("delete-list", "delete the media listed one MXC URI per line", c.media_delete_list,
                 body="MXC URIs", aliases=("purge-media-from-list",)),
         Command("info", "details of a media item", c.media_info, ("mxc",)),
-        *_unavailable(
-            "media listing and remote-media retention are not built yet",
-            ("list", "list media", ()),
-            ("delete-past-remote", "delete remote media older than a duration", ()),
-        ),
+        Command("list", "media newest first (local uploads and cached remote media)", c.media_list,
+                options={"user": True, "since": True}),
+        Command("delete-past-remote", "delete cached remote media fetched longer ago than a duration "
+                "(e.g. 30d); it is fetched again when asked for", c.media_delete_past_remote,
+                ("duration",)),
     ))
     server = Group("server", "the server itself", (
         Command("stats", "users, rooms, uptime", c.server_stats),
@@ -824,10 +916,8 @@ def command_table(deps: AdminDeps) -> Group:
         Command("change-log-level", "set the log filter until restart (e.g. debug or info,conduit_tw.api=debug)",
                 c.server_log_level, ("filter",)),
         Command("reload-log-level", "apply the configured log filter again", c.server_log_level),
-        *_unavailable(
-            "not built yet",
-            ("clear-caches", "clear the in-memory caches", ("clear-database-caches",)),
-        ),
+        Command("clear-caches", "empty the in-memory caches (they refill from the database)",
+                c.server_clear_caches, aliases=("clear-database-caches",)),
     ))
     federation = Group("federation", "federation with other servers", (
         Command("ping", "time a server's /_matrix/federation/v1/version", c.federation_ping, ("server",)),
@@ -842,12 +932,14 @@ def command_table(deps: AdminDeps) -> Group:
             ("incoming", "rooms whose federation is being processed", ("incoming-federation",)),
         ),
     ))
-    appservices = Group("appservices", "application services", _unavailable(
-        "application services are being built (issue 17)",
-        ("register", "register an appservice (YAML code block)", ("register-appservice",)),
-        ("unregister", "unregister an appservice", ("unregister-appservice",)),
-        ("list", "registered appservices", ("list-appservices",)),
-        ("show", "an appservice's registration", ("show-appservice-config",)),
+    appservices = Group("appservices", "application services", (
+        Command("register", "register an appservice (its registration YAML in a code block)",
+                c.appservices_register, body="registration YAML", aliases=("register-appservice",)),
+        Command("unregister", "unregister an appservice", c.appservices_unregister, ("id",),
+                aliases=("unregister-appservice",)),
+        Command("list", "registered appservices", c.appservices_list, aliases=("list-appservices",)),
+        Command("show", "an appservice's registration", c.appservices_show, ("id",),
+                aliases=("show-appservice-config",)),
     ))
     tokens = Group("tokens", "registration tokens (beyond the config's registration_token)", (
         Command("create", "create a token (random if not given); registration needs allow_registration",
@@ -867,10 +959,9 @@ def command_table(deps: AdminDeps) -> Group:
                 body="signed JSON object", aliases=("verify-json",)),
         Command("hash-and-sign-event", "add the content hash and the server's signature to an event",
                 c.debug_hash_and_sign, ("room_version",), body="event JSON"),
-        *_unavailable(
-            "device lists belong to end-to-end encryption, not built yet",
-            ("force-device-list-updates", "mark every device list changed", ()),
-        ),
+        Command("force-device-list-updates",
+                "mark every local user's device list changed (clients query their keys again)",
+                c.debug_force_device_lists),
     ))
     return Group("admin", "server administration", (
         users, rooms, media, server, federation, appservices, tokens, debug,

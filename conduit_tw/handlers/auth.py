@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from conduit_tw.errors import Codes, MatrixError
 from conduit_tw.storage.stores.tokens import TokenStore
@@ -28,6 +28,19 @@ class Requester:
     is_guest: bool = False
     appservice_id: str | None = None
     access_token: str | None = None
+
+
+def txn_scope(requester: Requester) -> str | None:
+    """
+    What a client transaction ID is scoped to: the device, else for an
+    appservice acting without one its ID (never its as_token, which would
+    end up stored with the event), else the token.
+    """
+    if requester.device_id:
+        return requester.device_id
+    if requester.appservice_id is not None:
+        return "appservice:" + requester.appservice_id
+    return requester.access_token
 
 
 def bearer_token(request) -> str | None:
@@ -78,6 +91,9 @@ class Auth:
         #: request (the device handler keeps last_seen_ip/ts with it). Must
         #: be cheap and synchronous.
         self.seen: Optional[Callable[[str, str, str], None]] = None
+        #: C{(request, token) -> Requester | None}: the appservice code's
+        #: answer for C{as_token}s (identity assertion), asked first.
+        self.appservice_requester: Optional[Callable[[Any, str], Awaitable[Optional["Requester"]]]] = None
 
     def token_of(self, request) -> str | None:
         """The request's access token: the header, else the query parameter."""
@@ -101,6 +117,10 @@ class Auth:
         token = self.token_of(request)
         if token is None:
             raise MatrixError(401, Codes.MISSING_TOKEN, "Missing access token.")
+        if self.appservice_requester is not None:
+            appservice = await self.appservice_requester(request, token)
+            if appservice is not None:
+                return appservice
         info = await self.tokens.lookup(token)
         if info is None:
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown access token.", soft_logout=False)

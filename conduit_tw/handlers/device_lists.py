@@ -31,6 +31,7 @@ from conduit_tw.notifier import Notifier
 from conduit_tw.storage.stores.device_lists import CHANGED, LEFT, DeviceListStore
 from conduit_tw.storage.stores.globals import GlobalsStore
 from conduit_tw.storage.txn import StoreTxn
+from conduit_tw.util.hooks import run_hooks
 
 JoinedRooms = Callable[[str], Awaitable[Iterable[str]]]
 
@@ -55,6 +56,9 @@ class DeviceListTracker:
         self.members = members
         self.membership = membership
         self.is_local = is_local
+        #: C{user_id -> None}, run after every L{key_changed} (federation:
+        #: device list updates to other servers).
+        self.on_key_changed: list[Callable[[str], Any]] = []
 
     async def shares_room(self, viewer: str, user_id: str) -> bool:
         """Whether both users are joined to a common room now."""
@@ -69,6 +73,7 @@ class DeviceListTracker:
             await self.store.put_key_change(user_id, position)
         rooms = list(await self.joined_rooms(user_id))
         self.notifier.notify(position, users=[user_id], rooms=rooms)
+        await run_hooks(self.on_key_changed, user_id, what="on_key_changed")
 
     async def signatures_changed(self, signer: str, targets: Iterable[str]) -> None:
         """

@@ -79,6 +79,9 @@ class DeviceHandler:
         #: Async or sync callables C{(user_id, device_ids)} run after devices
         #: are deleted (logout, DELETE /devices, deactivation ...).
         self.on_devices_deleted: list[DevicesDeletedHook] = []
+        #: Callables C{(user_id, device_id)} run after a device is renamed
+        #: (E2EE: display names are part of the device list).
+        self.on_device_renamed: list[Callable[[str, str], Any]] = []
         #: Async callables C{(user_id, device_id) -> bool}: is this ID taken by
         #: something else of the user (a cross-signing public key, E2EE)?
         self.device_id_reserved: list[Callable[[str, str], Awaitable[bool]]] = []
@@ -188,6 +191,7 @@ class DeviceHandler:
         name = check_display_name(name)
         if not await self.store.set_display_name(user_id, device_id, name):
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown device")
+        await run_hooks(self.on_device_renamed, user_id, device_id, what="on_device_renamed")
 
     async def delete_devices(self, user_id: str, device_ids: Iterable[str]) -> list[str]:
         """

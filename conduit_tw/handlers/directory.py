@@ -67,6 +67,7 @@ from conduit_tw.events.auth_rules import (
     get_user_power_level,
     split_identifier,
 )
+from conduit_tw.handlers.room_summary import SUMMARY_KEYS, public_chunk
 from conduit_tw.handlers.rooms import alias_forbidden
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.directory import DirectoryStore
@@ -90,19 +91,6 @@ _FEDERATION = "federation, which this server does not support yet"
 #: C{/publicRooms} without a C{limit}, and the most one page holds.
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
-
-#: The state a directory entry is built from.
-_SUMMARY_KEYS = [
-    CREATE_KEY,
-    ("m.room.name", ""),
-    ("m.room.topic", ""),
-    ("m.room.avatar", ""),
-    (CANONICAL_ALIAS, ""),
-    ("m.room.join_rules", ""),
-    ("m.room.history_visibility", ""),
-    ("m.room.guest_access", ""),
-]
-
 
 def is_valid_alias(alias: Any) -> bool:
     """
@@ -139,26 +127,6 @@ def _decode_token(token: str) -> tuple[bool, tuple[int, str]]:
         return direction == "f", (-int(joined), room_id)
     except (ValueError, IndexError, binascii.Error, UnicodeDecodeError):
         raise MatrixError(400, Codes.INVALID_PARAM, "Invalid since token") from None
-
-
-def _plain_topic(content: dict[str, Any]) -> str | None:
-    """The plain-text topic: C{topic}, else the text/plain entry of C{m.topic}."""
-    topic = content.get("topic")
-    if isinstance(topic, str) and topic:
-        return topic
-    block = content.get("m.topic")
-    if isinstance(block, dict):
-        block = block.get("m.text")
-    if isinstance(block, list):
-        for rep in block:
-            if (
-                isinstance(rep, dict)
-                and rep.get("mimetype", "text/plain") == "text/plain"
-                and isinstance(rep.get("body"), str)
-                and rep["body"]
-            ):
-                return rep["body"]
-    return None
 
 
 class _Entry:
@@ -218,6 +186,16 @@ class DirectoryHandler:
         #: C{(server, **public_rooms arguments) -> listing} of another
         #: server's directory (federation queries, installed by HomeServer).
         self.remote_public_rooms: Callable[..., Awaitable[dict[str, Any]]] | None = None
+        #: C{(alias, requester) -> None}, raising 400 M_EXCLUSIVE for an
+        #: alias in another's exclusive appservice namespace (installed by
+        #: HomeServer from the appservice registry).
+        self.alias_checks: list[Callable[[str, "Requester"], None]] = []
+        #: C{alias -> bool}: asks the appservices whose namespaces hold an
+        #: unknown local alias (application-service-api "Query Room Alias").
+        self.unknown_alias: Callable[[str], Awaitable[bool]] | None = None
+        #: C{instance_id or None -> room IDs}: the rooms appservices
+        #: published for one third-party network (None: for every one).
+        self.network_rooms: Callable[[str | None], Awaitable[list[str]]] | None = None
 
     # ------------------------------------------------------------------
     # Permissions
@@ -257,6 +235,8 @@ class DirectoryHandler:
         if not isinstance(room_id, str):
             raise MatrixError(400, Codes.BAD_JSON, "room_id must be a string")
         await self._local_room_or_404(room_id)
+        for check in self.alias_checks:
+            check(alias, requester)
         is_admin = await self._is_admin(requester)
         if not is_admin:
             if alias_forbidden(alias, self.forbidden_alias_names):
@@ -288,6 +268,8 @@ class DirectoryHandler:
         room_id = None
         if alias.partition(":")[2] == self.server_name:
             room_id = await self.aliases.get_room_for_alias(alias)
+            if room_id is None and self.unknown_alias is not None and await self.unknown_alias(alias):
+                room_id = await self.aliases.get_room_for_alias(alias)
         if room_id is None:
             raise not_found("Room alias %s not found." % (alias,))
         return {"room_id": room_id, "servers": await self.servers_in_room(room_id)}
@@ -466,38 +448,27 @@ class DirectoryHandler:
         entry = self._entries.get(statehash)
         if entry is not None and entry.chunk["room_id"] == room_id:
             return entry
-        state = await self.store.state_events(statehash, _SUMMARY_KEYS)
-
-        def content(etype: str) -> dict[str, Any]:
-            ev = state.get((etype, ""))
-            return ev.content if ev is not None else {}
-
-        chunk: dict[str, Any] = {"room_id": room_id}
-        for key, etype, field in (
-            ("name", "m.room.name", "name"),
-            ("avatar_url", "m.room.avatar", "url"),
-            ("canonical_alias", CANONICAL_ALIAS, "alias"),
-            ("join_rule", "m.room.join_rules", "join_rule"),
-            ("room_type", "m.room.create", "type"),
-        ):
-            value = content(etype).get(field)
-            if isinstance(value, str) and value:
-                chunk[key] = value
-        topic = _plain_topic(content("m.room.topic"))
-        if topic is not None:
-            chunk["topic"] = topic
-        chunk["world_readable"] = (
-            content("m.room.history_visibility").get("history_visibility") == "world_readable"
-        )
-        chunk["guest_can_join"] = content("m.room.guest_access").get("guest_access") == "can_join"
+        state = await self.store.state_events(statehash, SUMMARY_KEYS)
+        chunk = public_chunk(room_id, state)
         entry = _Entry(chunk)
         self._entries.set(statehash, entry)
         return entry
 
-    async def _listed(self) -> list[tuple[tuple[int, str], int, int]]:
-        """Published rooms with joined members: C{((-joined, room_id), joined, statehash)}, sorted."""
+    async def _listed(
+        self, network: str | None = None, all_networks: bool = False
+    ) -> list[tuple[tuple[int, str], int, int]]:
+        """
+        Published rooms with joined members: C{((-joined, room_id), joined,
+        statehash)}, sorted. The server's own list, or that of the
+        third-party C{network} (an instance ID), or both with C{all_networks}.
+        """
         rows = []
-        for room_id in await self.published.public_room_ids():
+        room_ids: set[str] = set()
+        if network is None:
+            room_ids |= await self.published.public_room_ids()
+        if (network is not None or all_networks) and self.network_rooms is not None:
+            room_ids |= set(await self.network_rooms(network))
+        for room_id in sorted(room_ids):
             room = await self.store.get_room(room_id)
             if room is None:
                 continue
@@ -540,10 +511,9 @@ class DirectoryHandler:
         forward, after = True, None
         if since is not None:
             forward, after = _decode_token(since)
-        rows = await self._listed()
+        rows = await self._listed(third_party_instance_id, include_all_networks)
         body: dict[str, Any] = {"chunk": [], "total_room_count_estimate": len(rows)}
-        if third_party_instance_id is not None or limit <= 0:
-            # No third-party networks exist here, so none has rooms.
+        if limit <= 0:
             return body
         term = search_term.casefold() if search_term else None
         types = set(room_types) if room_types else None

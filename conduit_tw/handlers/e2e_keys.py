@@ -21,11 +21,14 @@ the project:
   other users are shown only to their signer ("Cross-signing": only
   Alice sees her user-signing key's signature of Bob's master key).
 
-Remote users: no federation yet. Their entries in C{/keys/query} and
-C{/keys/claim} are answered through L{E2EKeysHandler.remote_query} and
-L{E2EKeysHandler.remote_claim} when set (the federation work), else they
-are reported in C{failures} by server name, as the spec does for
-unreachable servers.
+Remote users: their entries in C{/keys/query} and C{/keys/claim} are
+answered through L{E2EKeysHandler.remote_query} and
+L{E2EKeysHandler.remote_claim} (set by the federation work; federation/
+e2ee.py), one call per server, all servers at once; without them, or
+when a server fails, they are reported in C{failures} by server name.
+Other servers ask about our users through L{E2EKeysHandler.query_for_server},
+L{E2EKeysHandler.claim_for_server} and L{E2EKeysHandler.devices_for_server}
+(server-server-api "End-to-End Encryption", "Device Management").
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from nacl.signing import VerifyKey
+from twisted.internet.defer import Deferred, gatherResults
 
 from conduit_tw.errors import Codes, MatrixError
 from conduit_tw.events.hashes import decode_base64
@@ -163,6 +167,8 @@ class E2EKeysHandler:
         self.remote_query: RemoteQuery | None = None
         #: Set by the federation work: claims on a remote server (C{/keys/claim}).
         self.remote_claim: RemoteClaim | None = None
+        #: Whether other servers see device display names (C{allow_device_name_federation}).
+        self.federate_device_names = False
         #: Serialises key changes and claims per user (each key claimed once).
         self._lock = Linearizer("e2e_keys")
 
@@ -291,15 +297,17 @@ class E2EKeysHandler:
                     continue
                 key_id, public = _cross_signing_public_key(key)
                 out[QUERY_FIELDS[usage]][user_id] = await self._visible(key, user_id, public, viewer)
-        for server, users in remote.items():
-            await self._ask_remote(out, server, self.remote_query, users, timeout)
+        await self._ask_remotes(out, remote, self.remote_query, timeout)
         return out
 
     async def _local_device_keys(
-        self, viewer: str, user_id: str, device_ids: list[str]
+        self, viewer: str, user_id: str, device_ids: list[str], with_names: bool = True
     ) -> dict[str, JsonDict]:
         all_keys = await self.store.all_device_keys(user_id)
-        names = {d.device_id: d.display_name for d in await self.devices.list(user_id)}
+        names = {
+            d.device_id: d.display_name if with_names else None
+            for d in await self.devices.list(user_id)
+        }
         result = {}
         for device_id in device_ids or list(all_keys):
             keys = all_keys.get(device_id)
@@ -321,6 +329,14 @@ class E2EKeysHandler:
         }
         return _merge_signatures(key, {"signatures": extra}) if extra else dict(key)
 
+    async def _ask_remotes(self, out: JsonDict, remote: dict[str, Any], ask: Any, timeout: int) -> None:
+        """Ask every server at once; each answer is merged into C{out} as it comes."""
+        if remote:
+            await gatherResults([
+                Deferred.fromCoroutine(self._ask_remote(out, server, ask, request, timeout))
+                for server, request in remote.items()
+            ])
+
     async def _ask_remote(
         self, out: JsonDict, server: str, ask: Any, request: Any, timeout: int
     ) -> None:
@@ -333,8 +349,56 @@ class E2EKeysHandler:
             out["failures"][server] = {"errcode": Codes.UNKNOWN, "error": str(e)[:200]}
             return
         for key, value in answer.items():
-            if isinstance(value, dict) and key in out:
-                out[key].update(value)
+            if isinstance(value, dict) and key in out and key != "failures":
+                # Only the server's own users (it speaks for no one else).
+                out[key].update(
+                    (u, v) for u, v in value.items()
+                    if isinstance(u, str) and u.partition(":")[2] == server
+                )
+
+    async def query_for_server(self, wanted: Any) -> JsonDict:
+        """
+        C{POST /_matrix/federation/v1/user/keys/query}: our users' device
+        keys (display names per C{allow_device_name_federation}), master and
+        self-signing keys with their owners' signatures; other users are
+        left out (user_keys.yaml).
+        """
+        out: JsonDict = {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}}
+        for user_id, device_ids in wanted.items():
+            if not isinstance(user_id, str) or not self.is_local(user_id):
+                continue
+            if not isinstance(device_ids, list) or not all(isinstance(d, str) for d in device_ids):
+                raise MatrixError(400, Codes.BAD_JSON, "device_keys values must be lists of device IDs")
+            out["device_keys"][user_id] = await self._local_device_keys(
+                user_id, user_id, device_ids, self.federate_device_names
+            )
+            for field, key in (await self.cross_signing_for_server(user_id)).items():
+                out[field][user_id] = key
+        return out
+
+    async def cross_signing_for_server(self, user_id: str) -> JsonDict:
+        """C{{"master_keys"|"self_signing_keys": key}} of a local user, as other servers see them."""
+        out = {}
+        for usage, key in (await self.store.cross_signing_keys(user_id)).items():
+            if usage != "user_signing":
+                public = _cross_signing_public_key(key)[1]
+                out[QUERY_FIELDS[usage]] = await self._visible(key, user_id, public, user_id)
+        return out
+
+    async def devices_for_server(self, user_id: str) -> list[JsonDict]:
+        """
+        C{GET /_matrix/federation/v1/user/devices/{userId}}'s C{devices}:
+        every device of a local user that has keys (user_devices.yaml).
+        """
+        keys = await self._local_device_keys(user_id, user_id, [], self.federate_device_names)
+        out = []
+        for device_id, device_keys in sorted(keys.items()):
+            entry = {"device_id": device_id, "keys": dict(device_keys)}
+            name = entry["keys"].pop("unsigned", {}).get("device_display_name")
+            if name is not None:
+                entry["device_display_name"] = name
+            out.append(entry)
+        return out
 
     # ------------------------------------------------------------------
     # /keys/claim
@@ -353,17 +417,36 @@ class E2EKeysHandler:
             if not self.is_local(user_id):
                 remote.setdefault(user_id.partition(":")[2], {})[user_id] = devices
                 continue
-            claimed: dict[str, JsonDict] = {}
-            async with self._lock.queue(user_id):
-                for device_id, algorithm in devices.items():
-                    found = await self.store.claim(user_id, device_id, algorithm)
-                    if found is not None:
-                        claimed[device_id] = {found[0]: found[1]}
+            claimed = await self._claim_local(user_id, devices)
             if claimed:
                 out["one_time_keys"][user_id] = claimed
-        for server, users in remote.items():
-            await self._ask_remote(out, server, self.remote_claim, users, timeout)
+        await self._ask_remotes(out, remote, self.remote_claim, timeout)
         return out
+
+    async def claim_for_server(self, wanted: Any) -> JsonDict:
+        """
+        C{POST /_matrix/federation/v1/user/keys/claim}: claims on our
+        users' devices, atomic as the client endpoint's; others are left out.
+        """
+        out: JsonDict = {"one_time_keys": {}}
+        for user_id, devices in wanted.items():
+            if not isinstance(user_id, str) or not self.is_local(user_id):
+                continue
+            if not isinstance(devices, dict) or not all(isinstance(a, str) for a in devices.values()):
+                raise MatrixError(400, Codes.BAD_JSON, "one_time_keys values must map device IDs to algorithms")
+            claimed = await self._claim_local(user_id, devices)
+            if claimed:
+                out["one_time_keys"][user_id] = claimed
+        return out
+
+    async def _claim_local(self, user_id: str, devices: dict[str, str]) -> dict[str, JsonDict]:
+        claimed: dict[str, JsonDict] = {}
+        async with self._lock.queue(user_id):
+            for device_id, algorithm in devices.items():
+                found = await self.store.claim(user_id, device_id, algorithm)
+                if found is not None:
+                    claimed[device_id] = {found[0]: found[1]}
+        return claimed
 
     # ------------------------------------------------------------------
     # /keys/changes

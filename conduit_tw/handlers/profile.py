@@ -55,6 +55,10 @@ class ProfileHandler:
         self.on_profile_changed: list[ProfileChangedHook] = []
         #: Federation profile query, installed by the federation code.
         self.remote_query: RemoteQuery | None = None
+        #: C{user_id -> bool}: asks the appservices whose namespaces hold an
+        #: unknown local user (application-service-api "Query User");
+        #: installed by the appservice code.
+        self.unknown_user: Callable[[str], Awaitable[bool]] | None = None
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.startswith("@") and user_id.partition(":")[2] == self.server_name
@@ -69,7 +73,8 @@ class ProfileHandler:
 
     async def _local_account_or_404(self, user_id: str) -> None:
         if not await self.users.exists(user_id):
-            raise not_found("Profile not found")
+            if self.unknown_user is None or not await self.unknown_user(user_id):
+                raise not_found("Profile not found")
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         """C{GET /profile/{userId}}."""

@@ -5,7 +5,8 @@ Each limiter has a bucket per key (a user ID, or the client IP for
 unauthenticated requests) holding at most C{burst} tokens and refilled at
 C{per_second}; a request takes one token or is refused with 429
 C{M_LIMIT_EXCEEDED}, C{retry_after_ms} and a C{Retry-After} header.
-Appservices and server admins are exempt. A rate of 0 disables a limiter.
+Server admins and appservices registered with C{rate_limited: false}
+(and the users they act as) are exempt. A rate of 0 disables a limiter.
 
 Config keys (docs/configuration.md, "Rate limiting"):
 C{rc_registration_per_second}/C{rc_registration_burst_count} for
@@ -61,6 +62,18 @@ def check_json_size(value: Any, limit: int, what: str = "Content") -> None:
         )
 
 
+
+def limit_exceeded(wait_ms: int, msg: str = "Too many requests") -> MatrixError:
+    """429 M_LIMIT_EXCEEDED with C{retry_after_ms} and C{Retry-After} (spec: "Rate limiting")."""
+    wait_ms = max(1, wait_ms)
+    return MatrixError(
+        429,
+        Codes.LIMIT_EXCEEDED,
+        msg,
+        headers={"Retry-After": str(math.ceil(wait_ms / 1000))},
+        retry_after_ms=wait_ms,
+    )
+
 class RateLimiter:
     """One token bucket per key."""
 
@@ -94,14 +107,7 @@ class RateLimiter:
         now = self._clock_ms()
         level = self._level(key, now)
         if level < 1.0:
-            wait_ms = max(1, math.ceil((1.0 - level) / self.per_second * 1000))
-            raise MatrixError(
-                429,
-                Codes.LIMIT_EXCEEDED,
-                "Too many requests",
-                headers={"Retry-After": str(math.ceil(wait_ms / 1000))},
-                retry_after_ms=wait_ms,
-            )
+            raise limit_exceeded(math.ceil((1.0 - level) / self.per_second * 1000))
         if update:
             self._store(key, level - 1.0, now)
 
@@ -174,10 +180,18 @@ class RateLimits:
         self.keys = RateLimiter(config.rc_keys_per_second, config.rc_keys_burst_count, clock_ms)
         #: Largest stored user JSON (account data, tag set, filter, pusher).
         self.max_json_size = config.max_account_data_size
+        #: C{appservice_id -> bool}: the registration's C{rate_limited}
+        #: (set by the appservice code; without it appservices pass).
+        self.appservice_rate_limited: Callable[[str], bool] | None = None
 
     async def check_requester(self, limiter: RateLimiter, requester: "Requester") -> None:
-        """Rate-limit an authenticated request by user; appservices and admins pass."""
-        if not limiter.enabled or requester.appservice_id is not None:
+        """Rate-limit an authenticated request by user; admins and unlimited appservices pass."""
+        if not limiter.enabled:
+            return
+        if requester.appservice_id is not None and (
+            self.appservice_rate_limited is None
+            or not self.appservice_rate_limited(requester.appservice_id)
+        ):
             return
         if await self._users.is_admin(requester.user_id):
             return

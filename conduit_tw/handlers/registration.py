@@ -84,6 +84,8 @@ BOUND_PARAMS = (
 )
 #: The endpoint name of registration UIA sessions.
 UIA_ENDPOINT = "register"
+#: The login type appservices register their users with.
+APPSERVICE = "m.login.application_service"
 
 RegisteredHook = Callable[[str, bool], "Awaitable[None] | None"]
 
@@ -147,6 +149,10 @@ class RegistrationHandler:
         #: Callables C{user_id -> bool}: is it in an appservice's exclusive
         #: namespace? (filled by the appservice code).
         self.exclusive_checks: list[Callable[[str], bool]] = []
+        #: C{(request, user_id) -> appservice ID} for C{m.login.application_service}
+        #: registrations (raises 401 for a bad token, M_EXCLUSIVE outside
+        #: its namespaces); set by the appservice code.
+        self.appservice_check: Callable[[Any, str], Awaitable[str]] | None = None
         #: Async or sync C{(user_id, is_guest)} run after an account is made.
         self.on_registered: list[RegisteredHook] = []
 
@@ -200,9 +206,10 @@ class RegistrationHandler:
 
     # -- usernames
 
-    def check_username(self, username: Any) -> str:
+    def check_username(self, username: Any, exclusive: bool = True) -> str:
         """
-        Turn a requested username into a free local user ID (lower-cased).
+        Turn a requested username into a free local user ID (lower-cased);
+        appservice namespaces are checked unless not C{exclusive}.
 
         @raise MatrixError: 400 M_INVALID_USERNAME, M_EXCLUSIVE.
         """
@@ -224,7 +231,7 @@ class RegistrationHandler:
             raise MatrixError(400, Codes.INVALID_USERNAME, "User ID is too long")
         if any(p.search(localpart) for p in self._forbidden):
             raise MatrixError(400, Codes.INVALID_USERNAME, "This username is not allowed")
-        if any(check(user_id) for check in self.exclusive_checks):
+        if exclusive and any(check(user_id) for check in self.exclusive_checks):
             raise MatrixError(400, Codes.EXCLUSIVE, "This user ID is reserved by an application service")
         return user_id
 
@@ -313,11 +320,11 @@ class RegistrationHandler:
             return await self._register_guest(body, ip)
         if kind != "user":
             raise MatrixError(400, Codes.INVALID_PARAM, "kind must be 'user' or 'guest'")
+        auth = body.get("auth")
+        if body.get("type") == APPSERVICE or (isinstance(auth, dict) and auth.get("type") == APPSERVICE):
+            return await self._register_appservice_user(body, ip, request)
         if not self.enabled:
             raise forbidden("Registration has been disabled")
-        auth = body.get("auth")
-        if isinstance(auth, dict) and auth.get("type") == "m.login.application_service":
-            raise MatrixError(400, Codes.UNKNOWN, "Application service registration is not supported yet")
 
         sid = auth.get("session") if isinstance(auth, dict) else None
         known = self.uia.get_session(sid) if isinstance(sid, str) else None
@@ -460,6 +467,41 @@ class RegistrationHandler:
             ip=ip,
             expires_in_ms=self.login.access_token_lifetime_ms if refresh else None,
             with_refresh=refresh,
+        )
+        result.update(session)
+        return result
+
+    async def _register_appservice_user(
+        self, body: dict[str, Any], ip: str, request: Any
+    ) -> dict[str, Any]:
+        """
+        Registration by an appservice (application-service-api "Server
+        admin style permissions"): no UIA, not subject to
+        C{allow_registration}, only users of its own namespaces.
+        """
+        if self.appservice_check is None:
+            raise MatrixError(400, Codes.UNKNOWN, "Application service registration is not supported")
+        username = body.get("username")
+        if not isinstance(username, str) or not username:
+            raise MatrixError(400, Codes.INVALID_USERNAME, "Appservice registration needs a 'username'")
+        localpart = username.lower()
+        if localpart.startswith("@"):
+            localpart = localpart[1:].partition(":")[0]
+        user_id = f"@{localpart}:{self.server_name}"
+        appservice_id = await self.appservice_check(request, user_id)
+        # The usual username rules, except exclusivity, which is this
+        # appservice's own right here.
+        user_id = self.check_username(localpart, exclusive=False)
+        await self.create_user(user_id, None, appservice_id=appservice_id)
+        result: dict[str, Any] = {"user_id": user_id, "home_server": self.server_name}
+        if body.get("inhibit_login") is True:
+            return result
+        session = await self.devices.create_session(
+            user_id,
+            body.get("device_id"),
+            body.get("initial_device_display_name"),
+            ip=ip,
+            appservice_id=appservice_id,
         )
         result.update(session)
         return result

@@ -110,6 +110,24 @@ def parse_token(token: str) -> int:
     return min(LIVE_BASE + int(m.group(2)), _MAX_BOUNDARY)
 
 
+def pagination_bounds(
+    direction: str, from_token: str | None, to_token: str | None
+) -> tuple[bool, int | None, int | None]:
+    """
+    C{(forward, from boundary, to boundary)} of a C{dir}/C{from}/C{to}
+    query (/messages, /relations).
+
+    @raise MatrixError: 400 M_INVALID_PARAM.
+    """
+    if direction not in ("b", "f"):
+        raise MatrixError(400, Codes.INVALID_PARAM, "dir must be 'b' or 'f'")
+    return (
+        direction == "f",
+        parse_token(from_token) if from_token else None,
+        parse_token(to_token) if to_token else None,
+    )
+
+
 def token_for_position(position: int) -> str:
     """The token "after every live event up to stream C{position}" (sync's next_batch)."""
     return encode_token(LIVE_BASE + position)
@@ -273,11 +291,7 @@ class RoomHistoryHandler:
     ) -> JsonDict:
         """C{GET /rooms/{roomId}/messages}."""
         user_id = requester.user_id
-        if direction not in ("b", "f"):
-            raise MatrixError(400, Codes.INVALID_PARAM, "dir must be 'b' or 'f'")
-        forward = direction == "f"
-        boundary = parse_token(from_token) if from_token else None
-        stop = parse_token(to_token) if to_token else None
+        forward, boundary, stop = pagination_bounds(direction, from_token, to_token)
         event_filter = await self.filters.resolve_room_event_filter(user_id, filter_param)
         room, head, _, leave_order = await self.check_access(user_id, room_id)
         if limit is None:

@@ -73,6 +73,11 @@ def _bad(msg: str) -> MatrixError:
     return MatrixError(400, Codes.BAD_JSON, msg)
 
 
+#: Call events only moderators may send in rooms created published
+#: (conduwuit's call protection; handlers/voip.py).
+CALL_EVENTS = ("m.call.invite", "org.matrix.msc3401.call", "org.matrix.msc3401.call.member")
+
+
 def alias_forbidden(alias: str, patterns: Sequence[str]) -> bool:
     """
     Whether C{forbidden_alias_names} refuses C{alias}: each entry is a
@@ -141,7 +146,11 @@ class RoomCreationHandler:
         """
         fixed_room_id = room_id
         creator = requester.user_id
-        if not self.config.allow_room_creation and not await self.users.is_admin(creator):
+        if (
+            not self.config.allow_room_creation
+            and requester.appservice_id is None
+            and not await self.users.is_admin(creator)
+        ):
             raise forbidden("Room creation has been disabled on this server")
         if requester.is_guest:
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guests cannot create rooms")
@@ -414,6 +423,10 @@ def create_content(req: CreateRoomRequest) -> dict[str, Any]:
 def power_levels_events(req: CreateRoomRequest) -> list[InitialEvent]:
     """Step 3: m.room.power_levels with the override on top (unless in C{initial_state})."""
     pl = default_power_levels(req.version, req.creator, req.preset, req.invites)
+    if req.body.get("visibility") == "public":
+        # conduwuit's call protection: in rooms created published, only
+        # moderators start calls (handlers/voip.py, CALL_EVENTS).
+        pl["events"].update(dict.fromkeys(CALL_EVENTS, 50))
     if req.pl_override:
         pl.update(req.pl_override)
     if ("m.room.power_levels", "") in req.given():

@@ -16,11 +16,17 @@ Redactions also carry C{redacts} at the top level in every room version
 
 Use L{EventSerializer.serialize_events} for lists: it loads the replaced
 and redaction events of the whole list in one go.
+
+Bundled aggregations (client-server-api "Aggregations of child events"):
+C{unsigned.m.relations} comes from L{EventSerializer.bundle}, assigned by
+the HomeServer (handlers/relations.py), so every place that serves events
+(/sync, /messages, /context, /event, /relations, /threads, /search,
+notifications) serves them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from conduit_tw.storage.stores.timeline import StoredEvent
 
@@ -79,6 +85,12 @@ class EventSerializer:
     def __init__(self, store: "EventStore", clock_ms: Callable[[], int]) -> None:
         self.store = store
         self.clock_ms = clock_ms
+        #: C{(events, user_id, device_id, depth) -> {event_id: m.relations}},
+        #: the bundled aggregations (handlers/relations.py); None: none.
+        self.bundle: (
+            Callable[[list[StoredEvent], str | None, str | None, int], Awaitable[dict[str, JsonDict]]]
+            | None
+        ) = None
 
     async def serialize_events(
         self,
@@ -86,8 +98,13 @@ class EventSerializer:
         user_id: str | None = None,
         device_id: str | None = None,
         include_room_id: bool = True,
+        depth: int = 2,
     ) -> list[JsonDict]:
-        """The client format of C{events}, in order."""
+        """
+        The client format of C{events}, in order, with C{depth} levels of
+        bundled aggregations (0: none; 2: an event's thread summary
+        carries the latest thread event's own aggregations).
+        """
         events = list(events)
         wanted: set[str] = set()
         for ev in events:
@@ -98,6 +115,10 @@ class EventSerializer:
             if rb:
                 wanted.add(rb)
         related = await self.store.get_events(wanted) if wanted else {}
+        bundles = (
+            await self.bundle(events, user_id, device_id, depth)
+            if self.bundle is not None and depth > 0 else {}
+        )
         now = self.clock_ms()
         out = []
         for ev in events:
@@ -106,14 +127,16 @@ class EventSerializer:
             if rb and rb in related:
                 redaction = client_event(related[rb], now, user_id, device_id)
             rs = ev.extras.get("rs")
-            out.append(
-                client_event(
-                    ev, now, user_id, device_id,
-                    prev=related.get(rs) if rs else None,
-                    redaction=redaction,
-                    include_room_id=include_room_id,
-                )
+            serialized = client_event(
+                ev, now, user_id, device_id,
+                prev=related.get(rs) if rs else None,
+                redaction=redaction,
+                include_room_id=include_room_id,
             )
+            relations = bundles.get(ev.event_id)
+            if relations:
+                serialized["unsigned"]["m.relations"] = relations
+            out.append(serialized)
         return out
 
     async def serialize_event(

@@ -45,14 +45,19 @@ class ToDeviceHandler:
         globals_store: GlobalsStore,
         notifier: Notifier,
         is_local: Callable[[str], bool],
+        clock_ms: Callable[[], int],
     ) -> None:
         self.store = store
+        self._clock_ms = clock_ms
         self.devices = devices
         self.globals = globals_store
         self.notifier = notifier
         self.is_local = is_local
         #: Hand-off of messages for remote users (see the module docstring).
         self.remote_senders: list[RemoteSender] = []
+        #: C{(sender, event_type, [(user, device, content)])} run after
+        #: messages for local devices are stored (appservices, MSC2409).
+        self.on_local_delivered: list[Callable[[str, str, list[tuple[str, str, Any]]], Any]] = []
         self._lock = Linearizer("to_device")
 
     async def send(
@@ -81,9 +86,12 @@ class ToDeviceHandler:
                     continue
                 local.extend(await self._expand(user_id, per_device))
             async with self.globals.stream_position() as position:
-                await self.store.put(sender, device_key, txn_id, event_type, position, local)
+                await self.store.put(
+                    sender, device_key, txn_id, event_type, position, local, self._clock_ms()
+                )
         if local:
             self.notifier.notify(position, users={user for user, _, _ in local})
+            await run_hooks(self.on_local_delivered, sender, event_type, local, what="on_local_delivered")
         for destination, users in remote.items():
             await self._send_remote(destination, sender, event_type, users)
 
@@ -112,6 +120,33 @@ class ToDeviceHandler:
             self.remote_senders, destination, sender, event_type, message_id, users,
             what="remote_senders",
         )
+
+    async def receive_remote(
+        self, sender: str, event_type: str, message_id: str, messages: dict[str, Any]
+    ) -> None:
+        """
+        Deliver an inbound C{m.direct_to_device} EDU's messages to our
+        users' devices (C{*}: every device), once per sender and
+        C{message_id} (server-server-api "Send-to-device messaging"); the
+        caller has checked that the sender belongs to the origin.
+        """
+        async with self._lock.queue((sender, "")):
+            if await self.store.seen_txn(sender, "", message_id):
+                return
+            local: list[tuple[str, str, Any]] = []
+            for user_id, per_device in messages.items():
+                if not isinstance(user_id, str) or not self.is_local(user_id):
+                    continue
+                if not isinstance(per_device, dict):
+                    continue
+                per_device = {d: c for d, c in per_device.items() if isinstance(c, dict)}
+                local.extend(await self._expand(user_id, per_device))
+            async with self.globals.stream_position() as position:
+                await self.store.put(
+                    sender, "", message_id, event_type, position, local, self._clock_ms()
+                )
+        if local:
+            self.notifier.notify(position, users={user for user, _, _ in local})
 
     async def devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
         """C{DeviceHandler.on_devices_deleted}: drop their inboxes."""

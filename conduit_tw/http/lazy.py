@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 class LazyOutgoingHTTPClient:
     """Stands in for L{OutgoingHTTPClient}; builds it on first attribute use."""
 
-    def __init__(self, reactor: Any, config: Any) -> None:
+    def __init__(self, reactor: Any, config: Any, **options: Any) -> None:
         self._reactor = reactor
         self._config = config
+        #: Keyword arguments of L{OutgoingHTTPClient} (timeouts, pool size).
+        self._options = options
         self._client: "OutgoingHTTPClient | None" = None
 
     @property
@@ -31,7 +33,7 @@ class LazyOutgoingHTTPClient:
         if self._client is None:
             from conduit_tw.http.client import OutgoingHTTPClient
 
-            self._client = OutgoingHTTPClient(self._reactor, self._config)
+            self._client = OutgoingHTTPClient(self._reactor, self._config, **self._options)
         return self._client
 
     def __getattr__(self, name: str) -> Any:

@@ -15,6 +15,7 @@ from signedjson.key import encode_verify_key_base64, get_verify_key
 
 from tests.api.rooms import V3
 from tests.api.sync_helpers import SyncTestCase
+from tests.federation.fake_client import FakeFederationClient
 from tests.server import Response
 
 
@@ -68,6 +69,13 @@ def cross_signing_key(user_id: str, usage: str) -> tuple[dict[str, Any], Any]:
 
 class E2EETestCase(SyncTestCase):
     """Sync and rooms helpers plus devices with keys."""
+
+    async def _start(self) -> None:
+        await super()._start()
+        #: Other servers, as the federation client sees them (no answer set:
+        #: every request fails as an unknown endpoint would).
+        self.federation = FakeFederationClient()
+        self.hs.federation_client = self.federation
 
     async def device(self, name: str, device_id: str | None = None) -> Device:
         """Register C{name} (or log in a new device when C{device_id} is given)."""

@@ -114,6 +114,28 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     )],
     "POST /_matrix/client/v3/logout": [("/logout", {}, {})],
     "POST /_matrix/client/v3/logout/all": [("/logout/all", {}, {})],
+    # Third-party identifiers: none are kept (api/client/threepid.py).
+    **{f"POST /_matrix/client/v3/{path}": [(f"/{path}", {}, keys)] for path, keys in (
+        ("account/3pid", {"three_pid_creds": k("object", True)}),
+        ("account/3pid/add", {
+            "client_secret": k("string", True), "sid": k("string", True), "auth": k("object"),
+        } | AUTH),
+        ("account/3pid/bind", {
+            "client_secret": k("string", True), "id_server": k("string", True),
+            "id_access_token": k("string", True), "sid": k("string", True),
+        }),
+        *((f"{where}/{medium}/requestToken", {
+            "client_secret": k("string", True), "send_attempt": k("integer", True),
+            "next_link": k("string"), "id_server": k("string"), "id_access_token": k("string"),
+        } | ({"email": k("string", True)} if medium == "email" else
+             {"country": k("string", True), "phone_number": k("string", True)}))
+          for where in ("account/3pid", "register", "account/password")
+          for medium in ("email", "msisdn")),
+    )},
+    **{f"POST /_matrix/client/v3/account/3pid/{name}": [(
+        f"/account/3pid/{name}", {"medium": "email", "address": "a@example.org"},
+        {"medium": k("string", True), "address": k("string", True), "id_server": k("string")},
+    )] for name in ("delete", "unbind")},
     "POST /_matrix/client/v3/account/password": [(
         "/account/password", {"new_password": "new pw"},
         {"new_password": k("string", True), "logout_devices": k("boolean"), "auth": k("object")} | AUTH,
@@ -288,6 +310,34 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
             "is_verified": k("boolean", True), "session_data": k("object", True),
         },
     )],
+    "POST /_matrix/client/v3/search": [(
+        "/search",
+        {"search_categories": {"room_events": {
+            "search_term": "x", "keys": ["content.body"], "order_by": "rank",
+            "event_context": {"before_limit": 1, "after_limit": 1, "include_profile": True},
+            "include_state": True, "groupings": {"group_by": [{"key": "room_id"}]},
+            "filter": {"limit": 5},
+        }}},
+        {
+            "search_categories": k("object", True),
+            "search_categories/room_events": k("object"),
+            "search_categories/room_events/search_term": k("string", True),
+            "search_categories/room_events/keys": k("array"),
+            "search_categories/room_events/keys/[]": k("string"),
+            "search_categories/room_events/order_by": k("string"),
+            "search_categories/room_events/filter": k("object"),
+            "search_categories/room_events/filter/limit": k("integer"),
+            "search_categories/room_events/event_context": k("object"),
+            "search_categories/room_events/event_context/before_limit": k("integer"),
+            "search_categories/room_events/event_context/after_limit": k("integer"),
+            "search_categories/room_events/event_context/include_profile": k("boolean"),
+            "search_categories/room_events/include_state": k("boolean"),
+            "search_categories/room_events/groupings": k("object"),
+            "search_categories/room_events/groupings/group_by": k("array"),
+            "search_categories/room_events/groupings/group_by/[]": k("object"),
+            "search_categories/room_events/groupings/group_by/[]/key": k("string"),
+        },
+    )],
     "POST /_matrix/client/v3/user/{user_id}/filter": [(
         "/user/{alice}/filter", {},
         {
@@ -317,8 +367,22 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     "PUT /_matrix/client/v3/directory/room/{room_alias}": [(
         "/directory/room/{alias}", {"room_id": "{room}"}, {"room_id": k("string", True)},
     )],
+    "PUT /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}": [(
+        "/directory/list/appservice/irc/{room}", {"visibility": "public"},
+        {"visibility": k("string", True)},
+    )],
+    "POST /_matrix/client/v1/appservice/{appserviceId}/ping": [(
+        "/../v1/appservice/irc/ping", {}, {"transaction_id": k("string")},
+    )],
     "PUT /_matrix/client/v3/directory/list/room/{room_id}": [(
         "/directory/list/room/{room}", {"visibility": "public"}, {"visibility": k("string")},
+    )],
+    "POST /_matrix/client/v3/user/{user_id}/openid/request_token": [
+        ("/user/{alice}/openid/request_token", {}, {}),
+    ],
+    "POST /_matrix/client/v3/user_directory/search": [(
+        "/user_directory/search", {"search_term": "a"},
+        {"search_term": k("string", True), "limit": k("integer")},
     )],
     "POST /_matrix/client/v3/publicRooms": [(
         "/publicRooms", {},

@@ -20,8 +20,7 @@ class LoginTests(AccountsTestCase):
             types = {f["type"]: f for f in r.json["flows"]}
             self.assertIn("m.login.password", types)
             self.assertEqual(types["m.login.token"]["get_login_token"], True)
-            # Not offered until appservices can log in.
-            self.assertNotIn("m.login.application_service", types)
+            self.assertIn("m.login.application_service", types)
 
     async def test_password_login_identifiers(self) -> None:
         await self.register("alice")
@@ -97,12 +96,14 @@ class LoginTests(AccountsTestCase):
         )
         self.assertMatrixError(r, 403, "M_FORBIDDEN")
 
-    async def test_appservice_login_not_yet(self) -> None:
+    async def test_appservice_login_without_token(self) -> None:
+        # application-service-api "Server admin style permissions": 401
+        # as for any missing token (tests/api/test_appservice_auth.py has the rest).
         r = await self.request(
             "POST", LOGIN,
             {"type": "m.login.application_service", "identifier": {"type": "m.id.user", "user": "x"}},
         )
-        self.assertMatrixError(r, 400, "M_UNKNOWN")
+        self.assertMatrixError(r, 401, "M_MISSING_TOKEN")
 
     async def test_device_display_name_and_last_seen(self) -> None:
         await self.register("alice")

@@ -139,6 +139,11 @@ class RequesterLimitTests(AccountsTestCase):
         limits = self.hs.ratelimit
         admin = Requester("@admin:test", "D")
         bob = Requester("@bob:test", "D")
+        # Appservices registered with rate_limited: false are exempt.
+        await self.hs.appservices.register(
+            "id: irc\nurl: null\nas_token: a\nhs_token: h\nsender_localpart: bridge\n"
+            "namespaces: {}\nrate_limited: false\n"
+        )
         appservice = Requester("@bridge:test", None, appservice_id="irc")
         for _ in range(5):
             await limits.check_requester(limits.message, admin)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
+
 from conduit_tw.federation.errors import RemoteError
 
 
@@ -41,3 +43,6 @@ class FakeFederationClient:
 
     async def post_json(self, destination: str, path: str, content: Any, args: Any = None, **kw: Any) -> Any:
         return await self.request_json("POST", destination, path, args, content, **kw)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)

@@ -95,3 +95,59 @@ class ServerTestCase(unittest.SynchronousTestCase):
         finally:
             for client in clients:
                 await client.close()
+
+
+class E2EETestCase(ServerTestCase):
+    """nio clients with encryption, synced as C{sync_forever} would."""
+
+    def _client(self, base_url: str, user: str, **kwargs: Any) -> Any:
+        """An encrypting client with its own store directory (C{kwargs} for nio)."""
+        store = os.path.abspath(self.mktemp())
+        os.makedirs(store)
+        config = nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=True)
+        return nio.AsyncClient(base_url, user, store_path=store, config=config, **kwargs)
+
+    async def _register(self, *clients: Any) -> None:
+        """Register each client (password C{password-<name>}); its keys are uploaded after."""
+        for client in clients:
+            resp = await client.register(client.user, "password-" + client.user)
+            self.assertIsInstance(resp, nio.RegisterResponse, resp)
+            await self._sync(client)
+            # Device and one-time keys are on the server now.
+            self.assertFalse(client.should_upload_keys)
+
+    async def _sync(self, client: Any, timeout: int = 0) -> Any:
+        """One sync plus the key work nio's sync_forever does between syncs."""
+        resp = await client.sync(timeout=timeout)
+        self.assertIsInstance(resp, nio.SyncResponse, resp)
+        if client.should_upload_keys:
+            r = await client.keys_upload()
+            self.assertIsInstance(r, nio.KeysUploadResponse, r)
+        if client.should_query_keys:
+            r = await client.keys_query()
+            self.assertIsInstance(r, nio.KeysQueryResponse, r)
+        if client.should_claim_keys:
+            r = await client.keys_claim(client.get_users_for_key_claiming())
+            self.assertIsInstance(r, nio.KeysClaimResponse, r)
+        await client.send_to_device_messages()
+        return resp
+
+    async def _until(self, client: Any, predicate: Any, what: str, rounds: int = 20) -> None:
+        """Sync C{client} until C{predicate()} holds."""
+        for _ in range(rounds):
+            await self._sync(client, timeout=500)
+            if predicate():
+                return
+        self.fail(f"never: {what}")
+
+    async def _receive(self, client: Any, room: str, body: str, rounds: int = 20) -> Any:
+        """Sync until C{client} has the decrypted message C{body} in C{room}."""
+        for _ in range(rounds):
+            resp = await self._sync(client, timeout=1000)
+            info = resp.rooms.join.get(room)
+            for event in info.timeline.events if info is not None else ():
+                if isinstance(event, nio.MegolmEvent):
+                    continue  # not (yet) decryptable: keep syncing
+                if getattr(event, "body", None) == body:
+                    return event
+        self.fail(f"{client.user_id}/{client.device_id} never decrypted {body!r}")

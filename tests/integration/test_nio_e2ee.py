@@ -13,10 +13,7 @@ new device decrypts the later messages.
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-from tests.integration.nio_support import NIO_MISSING, ServerTestCase, nio
+from tests.integration.nio_support import NIO_MISSING, E2EETestCase, nio
 
 if nio is not None:
     from nio.crypto import ENCRYPTION_ENABLED
@@ -29,66 +26,19 @@ ENCRYPTION_STATE = {
 }
 
 
-class NioE2EETests(ServerTestCase):
+class NioE2EETests(E2EETestCase):
     skip = NIO_MISSING or (None if ENCRYPTION_ENABLED else "matrix-nio has no e2e support (install matrix-nio[e2e])")
 
     def test_encrypted_messages_and_new_device(self) -> None:
         server = self._server()
         self._run_async(self._session(server.base_url))
 
-    def _client(self, base_url: str, user: str) -> Any:
-        store = os.path.abspath(self.mktemp())
-        os.makedirs(store)
-        config = nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=True)
-        client = nio.AsyncClient(base_url, user, store_path=store, config=config)
-        return client
-
-    async def _sync(self, client: Any, timeout: int = 0) -> Any:
-        """One sync plus the key work nio's sync_forever does between syncs."""
-        resp = await client.sync(timeout=timeout)
-        self.assertIsInstance(resp, nio.SyncResponse, resp)
-        if client.should_upload_keys:
-            r = await client.keys_upload()
-            self.assertIsInstance(r, nio.KeysUploadResponse, r)
-        if client.should_query_keys:
-            r = await client.keys_query()
-            self.assertIsInstance(r, nio.KeysQueryResponse, r)
-        if client.should_claim_keys:
-            r = await client.keys_claim(client.get_users_for_key_claiming())
-            self.assertIsInstance(r, nio.KeysClaimResponse, r)
-        await client.send_to_device_messages()
-        return resp
-
-    async def _receive(self, client: Any, room: str, body: str) -> Any:
-        """Sync until C{client} has the decrypted message C{body} in C{room}."""
-        for _ in range(20):
-            resp = await self._sync(client, timeout=1000)
-            info = resp.rooms.join.get(room)
-            for event in info.timeline.events if info is not None else ():
-                if isinstance(event, nio.MegolmEvent):
-                    continue  # not (yet) decryptable: keep syncing
-                if getattr(event, "body", None) == body:
-                    return event
-        self.fail(f"{client.user_id}/{client.device_id} never decrypted {body!r}")
-
-    async def _until(self, client: Any, predicate: Any, what: str) -> None:
-        for _ in range(20):
-            await self._sync(client, timeout=500)
-            if predicate():
-                return
-        self.fail(f"never: {what}")
-
     async def _session(self, base_url: str) -> None:
         alice = self._client(base_url, "alice")
         bob = self._client(base_url, "bob")
         bob2 = self._client(base_url, "bob")
         try:
-            for client in (alice, bob):
-                resp = await client.register(client.user, "password-" + client.user)
-                self.assertIsInstance(resp, nio.RegisterResponse, resp)
-                await self._sync(client)
-                # Device and one-time keys are on the server now.
-                self.assertFalse(client.should_upload_keys)
+            await self._register(alice, bob)
 
             created = await alice.room_create(
                 name="Secret", invite=[bob.user_id], initial_state=[ENCRYPTION_STATE]

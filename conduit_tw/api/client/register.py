@@ -30,11 +30,16 @@ def register(router: Router, hs: "HomeServer") -> None:
 
     async def post_register(request: MatrixRequest):
         ip = request.client_ip
-        limits.registration.check(ip, update=False)
-        kind = request.arg("kind", "user")
         body = request.json_object()
+        # Bridges register many users: appservices with rate_limited false
+        # are not limited by address.
+        limited = not hs.appservices.unlimited_registration(request, body)
+        if limited:
+            limits.registration.check(ip, update=False)
+        kind = request.arg("kind", "user")
         result = await hs.registration.register(body, kind, ip, request)
-        limits.registration.take(ip)
+        if limited:
+            limits.registration.take(ip)
         return result
 
     async def get_available(request: MatrixRequest):

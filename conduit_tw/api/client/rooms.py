@@ -23,6 +23,7 @@ from conduit_tw.api.client._paths import client_route
 from conduit_tw.api.resource import MatrixRequest
 from conduit_tw.api.router import Router
 from conduit_tw.errors import Codes, MatrixError
+from conduit_tw.handlers.auth import txn_scope
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.auth import Requester
@@ -71,7 +72,7 @@ class _RoomServlet:
         await hs.ratelimit.check_requester(hs.ratelimit.message, requester)
         return await self.events.send(
             room_id, requester.user_id, event_type, content,
-            device_id=requester.device_id or requester.access_token, txn_id=txn_id, **kwargs,
+            device_id=txn_scope(requester), txn_id=txn_id, **kwargs,
         )
 
 

@@ -1,0 +1,1 @@
+"""Application services (application-service-api): registrations, pushing, bridges."""

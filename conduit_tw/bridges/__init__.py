@@ -1,0 +1,1 @@
+"""In-process bridges shipped with conduit-tw (docs/plugins/bridges.md)."""

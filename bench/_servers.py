@@ -24,6 +24,30 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from tests.integration.process import ServerProcess, free_port  # noqa: E402
+from tests.postgresql import PostgreSQLCluster, find_bin_dir  # noqa: E402
+
+_cluster: PostgreSQLCluster | None = None
+
+
+def postgresql_cluster() -> PostgreSQLCluster:
+    """
+    The PostgreSQL cluster of this bench run, shared by conduit-tw and
+    Synapse on PostgreSQL (a database each): initdb in a temporary directory,
+    unix socket only, with fsync on (commits durable, like SQLite's), removed
+    at exit.
+    """
+    global _cluster
+    if _cluster is None:
+        bin_dir = find_bin_dir()
+        if bin_dir is None:
+            raise SystemExit("PostgreSQL is not installed: `make postgresql` installs it")
+        _cluster = PostgreSQLCluster(bin_dir, durable=True)
+    return _cluster
+
+
+def postgresql_size(name: str) -> int:
+    """The size of database C{name} in bytes (pg_database_size)."""
+    return int(postgresql_cluster().admin("SELECT pg_database_size(%s)", name)[0][0])
 
 
 def rss_mb(pid: int) -> float:
@@ -48,10 +72,17 @@ def synapse_python() -> str | None:
 
 
 class SynapseProcess:
-    """A throwaway Synapse with SQLite on a free loopback port."""
+    """
+    A throwaway Synapse on a free loopback port, with SQLite or, with
+    C{backend="postgresql"}, a database of L{postgresql_cluster} (psycopg2
+    in Synapse's environment: bench/setup-synapse.sh installs it).
+    """
 
-    def __init__(self, python: str, extra_config: str = "") -> None:
+    def __init__(self, python: str, extra_config: str = "", backend: str = "sqlite") -> None:
         self.python = python
+        self.backend = backend
+        #: The PostgreSQL database's name, with C{backend="postgresql"}.
+        self.dbname: str | None = None
         self.dir = tempfile.mkdtemp(prefix="bench-synapse-")
         self.port = free_port()
         self.config = os.path.join(self.dir, "homeserver.yaml")
@@ -66,6 +97,18 @@ class SynapseProcess:
         text = re.sub(r"port: 8008", f"port: {self.port}", text)
         text = text.replace("bind_addresses: ['::1', '127.0.0.1']", "bind_addresses: ['127.0.0.1']")
         text += "\nsuppress_key_server_warning: true\ntrusted_key_servers: []\n" + extra_config
+        if backend == "postgresql":
+            pg = postgresql_cluster()
+            self.dbname = pg.create_database()
+            text, n = re.subn(
+                r"database:\n  name: sqlite3\n  args:\n    database: .*\n",
+                "database:\n  name: psycopg2\n  args:\n"
+                f"    user: postgres\n    database: {self.dbname}\n    host: {pg.socket_dir}\n"
+                "    cp_min: 5\n    cp_max: 10\n",
+                text,
+            )
+            if n != 1:
+                raise RuntimeError("Synapse's generated config has no SQLite database section")
         with open(self.config, "w") as f:
             f.write(text)
         self.proc: subprocess.Popen | None = None
@@ -133,15 +176,26 @@ rc_presence: {{per_user: {r}}}
 class ConduitProcess(ServerProcess):
     """A throwaway conduit-tw: L{cleanup} stops it and deletes its directory."""
 
+    #: The PostgreSQL database's name, on the postgresql backend.
+    dbname: str | None = None
+
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def conduit_server(backend: str = "sqlite", extra: str = "") -> ConduitProcess:
-    """A throwaway conduit-tw server process."""
+    """
+    A throwaway conduit-tw server process; on C{postgresql}, with a database
+    of L{postgresql_cluster} (its name in the server's C{dbname}).
+    """
     workdir = tempfile.mkdtemp(prefix="bench-conduit-")
     port = free_port()
+    dbname = None
+    if backend == "postgresql":
+        pg = postgresql_cluster()
+        dbname = pg.create_database()
+        extra = f'database_url = "{pg.url(dbname)}"\n' + extra
     text = (
         "[global]\n"
         'server_name = "localhost"\n'
@@ -152,6 +206,7 @@ def conduit_server(backend: str = "sqlite", extra: str = "") -> ConduitProcess:
     )
     server = ConduitProcess(workdir, config_text=text)
     server.port = port
+    server.dbname = dbname
     return server
 
 

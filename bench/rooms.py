@@ -16,7 +16,8 @@ Figures (targets for conduit-tw; Synapse 1.163.2 for reference):
 - database growth per 1,000 messages (stop, measure, send 1,000, stop,
   measure, so checkpoints and WAL files do not blur it): <= 2 MB.
 
-    .venv/bin/python bench/rooms.py [--duration 4] [--backend sqlite]
+    .venv/bin/python bench/rooms.py [--duration 4] [--backends sqlite,postgresql]
+        [--synapse-backends sqlite,postgresql]
     SYNAPSE_PYTHON=/tmp/synapse-venv/bin/python .venv/bin/python bench/rooms.py
 
 The client is asyncio + aiohttp in this process; check its own CPU figure
@@ -39,7 +40,8 @@ from typing import Any, Callable
 import aiohttp
 
 from _servers import (
-    CONDUIT_OPEN, SynapseProcess, conduit_server, started, synapse_open, synapse_python,
+    CONDUIT_OPEN, SynapseProcess, conduit_server, postgresql_size, started, synapse_open,
+    synapse_python,
 )
 
 CLIENTS = 8
@@ -219,7 +221,10 @@ def dir_size(pattern: str) -> int:
 
 
 def bench_server(server: Any, duration: float, db_files: str) -> dict[str, float]:
-    """The workload against C{server} (conduit or Synapse); C{db_files} globs its database."""
+    """
+    The workload against C{server} (conduit or Synapse); C{db_files} globs
+    its database files, or is the name of its PostgreSQL database.
+    """
     with started(server):
 
         async def restart() -> int:
@@ -227,17 +232,24 @@ def bench_server(server: Any, duration: float, db_files: str) -> dict[str, float
             server.start()
             return server.proc.pid
 
-        size = lambda: dir_size(db_files)  # noqa: E731
+        if getattr(server, "dbname", None) == db_files:
+            size = lambda: postgresql_size(db_files)  # noqa: E731
+        else:
+            size = lambda: dir_size(db_files)  # noqa: E731
         return asyncio.run(run_workload(server.base_url, server.proc.pid, duration, restart, size))
 
 
 def bench_conduit(backend: str, duration: float) -> dict[str, float]:
     server = conduit_server(backend, CONDUIT_EXTRA)
+    if server.dbname is not None:
+        return bench_server(server, duration, server.dbname)
     return bench_server(server, duration, os.path.join(server.workdir, "data", "**"))
 
 
-def bench_synapse(python: str, duration: float) -> dict[str, float]:
-    syn = SynapseProcess(python, SYNAPSE_EXTRA)
+def bench_synapse(python: str, duration: float, backend: str = "sqlite") -> dict[str, float]:
+    syn = SynapseProcess(python, SYNAPSE_EXTRA, backend)
+    if syn.dbname is not None:
+        return bench_server(syn, duration, syn.dbname)
     return bench_server(syn, duration, os.path.join(syn.dir, "homeserver.db*"))
 
 
@@ -257,32 +269,58 @@ ROWS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per throughput phase")
-    parser.add_argument("--backend", default="sqlite")
+    parser.add_argument(
+        "--backends", "--backend", default="sqlite",
+        help="conduit-tw backends, comma-separated: sqlite,lmdb,postgresql",
+    )
+    parser.add_argument(
+        "--synapse-backends", default="sqlite",
+        help="Synapse's databases, comma-separated: sqlite,postgresql",
+    )
     parser.add_argument("--no-synapse", action="store_true")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    results = {f"conduit-tw/{args.backend}": bench_conduit(args.backend, args.duration)}
+    results: dict[str, dict[str, float]] = {}
+    for backend in args.backends.split(","):
+        results[f"conduit-tw/{backend}"] = bench_conduit(backend, args.duration)
     py = None if args.no_synapse else synapse_python()
     if py:
-        results["synapse"] = bench_synapse(py, args.duration)
+        for backend in args.synapse_backends.split(","):
+            results[f"synapse/{backend}"] = bench_synapse(py, args.duration, backend)
     names = list(results)
-    print(f"{'figure':<26} {'unit':>7} {'target':>7} " + " ".join(f"{n:>18}" for n in names)
-          + ("   ratio" if "synapse" in results else ""))
+    print(f"{'figure':<26} {'unit':>7} {'target':>7} " + " ".join(f"{n:>22}" for n in names))
     for key, label, unit, target, higher in ROWS:
         vals = [results[n][key] for n in names]
         line = f"{label:<26} {unit:>7} {target if target is not None else '':>7} " + " ".join(
-            f"{v:>18.3f}" for v in vals
+            f"{v:>22.3f}" for v in vals
         )
-        if "synapse" in results and key != "client_cpu_share":
-            ours, theirs = vals[0], results["synapse"][key]
-            if ours > 0 and theirs > 0:
-                ratio = ours / theirs if higher else theirs / ours
-                line += f"   {ratio:6.1f}x better" if ratio >= 1 else f"   {1 / ratio:6.1f}x worse"
         if target is not None:
             ok = vals[0] >= target if higher else vals[0] <= target
-            line += "" if ok else "   (misses target)"
+            line += "" if ok else "   (first misses target)"
         print(line)
-    if "synapse" not in results:
+    # Each conduit-tw backend against Synapse on the same database kind
+    # (else Synapse's first).
+    for name in names:
+        if not name.startswith("conduit-tw/"):
+            continue
+        backend = name.split("/", 1)[1]
+        syn = f"synapse/{backend}" if f"synapse/{backend}" in results else next(
+            (n for n in names if n.startswith("synapse/")), None
+        )
+        if syn is None:
+            continue
+        ratios = []
+        for key, label, unit, target, higher in ROWS:
+            ours, theirs = results[name][key], results[syn][key]
+            if key != "client_cpu_share" and ours > 0 and theirs > 0:
+                ratio = ours / theirs if higher else theirs / ours
+                ratios.append(f"{key} {ratio:.1f}x")
+        print(f"{name} vs {syn} (higher is better): " + ", ".join(ratios))
+    if not py:
         print("(Synapse not importable: set SYNAPSE_PYTHON or run bench/setup-synapse.sh)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
     sys.stdout.flush()
 
 

@@ -11,6 +11,7 @@ Workloads and targets (Synapse's figures from our reference run in brackets):
 5. resident memory after these workloads                  <= 80 MB   [230 MB]
 
     .venv/bin/python bench/sync.py [--rooms 200] [--events 20] [--members 200]
+        [--backends sqlite,postgresql] [--synapse-backends sqlite,postgresql]
     SYNAPSE_PYTHON=/path/to/python-with-synapse .venv/bin/python bench/sync.py
 
 Without Synapse the script runs conduit-tw alone. Each initial sync uses
@@ -113,6 +114,8 @@ async def workload(
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         tag = str(int(time.time()))[-5:]
         # -- 1. initial sync in many rooms
+        # conduit-tw makes its first user an admin, joined to #admins: not the reader.
+        await Client(session, base).register("first" + tag)
         user = Client(session, base)
         await user.register("reader" + tag)
         room_ids = await gather_limited(10, [user.create_room(name=f"room {i}") for i in range(rooms)])
@@ -237,8 +240,8 @@ def run_conduit(args: argparse.Namespace, backend: str) -> dict[str, float]:
     return run_server(args, conduit_server(backend, CONDUIT_EXTRA + args.conduit_extra.replace("\\n", "\n")))
 
 
-def run_synapse(args: argparse.Namespace, python: str) -> dict[str, float]:
-    return run_server(args, SynapseProcess(python, SYNAPSE_EXTRA))
+def run_synapse(args: argparse.Namespace, python: str, backend: str = "sqlite") -> dict[str, float]:
+    return run_server(args, SynapseProcess(python, SYNAPSE_EXTRA, backend))
 
 
 def main() -> None:
@@ -247,7 +250,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--members", type=int, default=200)
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--backends", default="sqlite", help="comma-separated: sqlite,lmdb")
+    parser.add_argument("--backends", default="sqlite", help="comma-separated: sqlite,lmdb,postgresql")
+    parser.add_argument(
+        "--synapse-backends", default="sqlite",
+        help="Synapse's databases, comma-separated: sqlite,postgresql",
+    )
     parser.add_argument("--no-synapse", action="store_true")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(
@@ -260,7 +267,8 @@ def main() -> None:
         results[f"conduit-tw/{backend}"] = run_conduit(args, backend)
     py = None if args.no_synapse else synapse_python()
     if py:
-        results["synapse"] = run_synapse(args, py)
+        for backend in args.synapse_backends.split(","):
+            results[f"synapse/{backend}"] = run_synapse(args, py, backend)
     names = list(results)
     print(f"{'workload':<46}" + "".join(f"{n:>20}" for n in names) + f"{'target':>10}")
     for key, (label, target) in TARGETS.items():
@@ -270,13 +278,17 @@ def main() -> None:
     stages = sorted({k for r in results.values() for k in r if k.startswith("rss_after_")})
     for key in stages:
         print(f"{key:<46}" + "".join(f"{results[n].get(key, float('nan')):>20.1f}" for n in names))
-    if "synapse" in results:
-        syn = results["synapse"]
-        for n in names:
-            if n == "synapse":
-                continue
-            ratios = ", ".join(f"{k} {syn[k] / results[n][k]:.1f}x" for k in TARGETS if results[n][k])
-            print(f"{n} vs Synapse (higher is better): {ratios}")
+    # Each conduit-tw backend against Synapse on the same database kind
+    # (else Synapse's first).
+    synapses = [n for n in names if n.startswith("synapse/")]
+    for n in names:
+        if not n.startswith("conduit-tw/") or not synapses:
+            continue
+        same = "synapse/" + n.split("/", 1)[1]
+        name = same if same in results else synapses[0]
+        syn = results[name]
+        ratios = ", ".join(f"{k} {syn[k] / results[n][k]:.1f}x" for k in TARGETS if results[n][k])
+        print(f"{n} vs {name} (higher is better): {ratios}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

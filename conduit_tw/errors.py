@@ -53,6 +53,16 @@ class Codes:
     INVALID_SIGNATURE = "M_INVALID_SIGNATURE"
 
 
+class StorageUnavailable(Exception):
+    """
+    The database cannot answer now (a network backend lost its
+    connection): the call failed with nothing of it applied and can be
+    retried; the backend reconnects by itself. Requests that meet it are
+    answered 503 (api/resource.py), and code that swallows errors
+    (hooks) lets it through, so that no write goes on without a part of it.
+    """
+
+
 class MatrixError(Exception):
     """
     An error answered to the client as a Matrix error response.

@@ -260,6 +260,10 @@ class HomeServer:
         self.db = db
         self.globals = GlobalsStore(db)
         self.notifier = Notifier(reactor)
+        # -- stream positions (issue 19): /sync's "now" never passes a
+        # position whose write is still running (storage/stores/globals.py).
+        self.notifier.committed_upto = self.globals.committed_upto
+        self.globals.on_advance = self.notifier.advance
         self.tokens = TokenStore(db)
         self.auth = Auth(
             self.tokens, self.clock_ms,

@@ -16,7 +16,7 @@ the event after a chunk's worth of work instead of after everyone's.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -40,16 +40,50 @@ class Notifier:
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._waiters: dict[tuple[str, str], set[_Waiter]] = {}
-        #: The highest stream position announced so far.
+        #: The highest stream position announced so far: /sync's "now".
         self.position = 0
+        #: C{None}, or the storage's "committed up to" position
+        #: (C{GlobalsStore.committed_upto}, wired by HomeServer): then
+        #: L{position} never passes it, and a change announced above it
+        #: is held until it does (L{advance}), so no sync answers past a
+        #: position whose write is still running (a backend that answers
+        #: later commits positions out of order).
+        self.committed_upto: Callable[[], int] | None = None
+        self._held: list[tuple[int, Iterable[str], Iterable[str]]] = []
 
     def notify(
         self, position: int = 0, users: Iterable[str] = (), rooms: Iterable[str] = ()
     ) -> None:
         """
         Announce a committed change at stream C{position} that concerns
-        C{users} and C{rooms}: every matching waiter fires with C{True}.
+        C{users} and C{rooms}: every matching waiter fires with C{True}
+        (once every position before it is committed, see
+        L{committed_upto}).
         """
+        if self.committed_upto is not None and position > self.committed_upto():
+            self._held.append((position, tuple(users), tuple(rooms)))
+            return
+        self._announce(position, users, rooms)
+
+    def advance(self) -> None:
+        """
+        The committed-up-to position moved forward: move L{position} to it
+        and announce the held changes it now covers.
+        """
+        if self.committed_upto is None:
+            return
+        upto = self.committed_upto()
+        held, self._held = self._held, []
+        for entry in held:
+            if entry[0] > upto:
+                self._held.append(entry)
+        if upto > self.position:
+            self.position = upto
+        for position, users, rooms in held:
+            if position <= upto:
+                self._announce(position, users, rooms)
+
+    def _announce(self, position: int, users: Iterable[str], rooms: Iterable[str]) -> None:
         if position > self.position:
             self.position = position
         woken: set[_Waiter] = set()

@@ -33,6 +33,12 @@ class Options(usage.Options):
         ["config", "c", None, "Path to conduit.toml (default: $CONDUIT_CONFIG)."],
         ["server-name", None, None, "Override global.server_name."],
         ["port", "p", None, "Override global.port (listen on this port)."],
+        [
+            "copy-database-to", None, None,
+            "Copy the configured database to TARGET (postgresql://..., lmdb:DIR, "
+            "sqlite:DIR), verify it and exit instead of serving "
+            "(conduit_tw/copy_database.py).",
+        ],
     ]
 
     config: Config
@@ -54,6 +60,11 @@ class Options(usage.Options):
             raise usage.UsageError(f"configuration error: {e}") from None
         except OSError as e:
             raise usage.UsageError(f"cannot read the configuration: {e}") from None
+        if self["copy-database-to"]:
+            from conduit_tw.copy_database import react_copy
+
+            # Runs the reactor for the copy and exits: no service is made.
+            react_copy(self.config, self["copy-database-to"], False, "twistd conduit")
 
 
 def makeService(options: Options) -> ConduitService:

@@ -46,8 +46,10 @@ def find_bin_dir() -> str | None:
 class PostgreSQLCluster:
     """A running cluster in a temporary directory (see the module docstring)."""
 
-    def __init__(self, bin_dir: str) -> None:
+    def __init__(self, bin_dir: str, durable: bool = False) -> None:
         self.bin_dir = bin_dir
+        #: Whether commits are fsynced (benchmarks); tests run without.
+        self.durable = durable
         self.dir = tempfile.mkdtemp(prefix="conduit-pg-")
         self.data = os.path.join(self.dir, "data")
         self.socket_dir = self.dir
@@ -69,13 +71,21 @@ class PostgreSQLCluster:
         # its own (tests of a refused login).
         with open(os.path.join(self.data, "pg_hba.conf"), "w") as f:
             f.write("local all postgres trust\nlocal all all scram-sha-256\n")
+        self.start_server()
+        atexit.register(self.stop)
+
+    def start_server(self) -> None:
+        """Start the server (again), on the cluster's unix socket."""
         self._run(
             "pg_ctl", "-D", self.data, "-w", "-s", "-l", os.path.join(self.dir, "log"),
-            "-o", f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off "
-            "-c full_page_writes=off -c max_connections=200",
+            "-o", f"-k {self.socket_dir} -c listen_addresses='' -c max_connections=200"
+            + ("" if self.durable else " -c fsync=off -c full_page_writes=off"),
             "start",
         )
-        atexit.register(self.stop)
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server (C{fast}: disconnect every session), keeping the cluster."""
+        self._run("pg_ctl", "-D", self.data, "-w", "-s", "-m", mode, "stop")
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(

@@ -29,7 +29,7 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.static import NoRangeStaticProducer
 
 from conduit_tw.api.router import Router
-from conduit_tw.errors import Codes, InteractiveAuthRequired, MatrixError
+from conduit_tw.errors import Codes, InteractiveAuthRequired, MatrixError, StorageUnavailable
 from conduit_tw.logging import get_logger, is_enabled
 
 log = get_logger("conduit_tw.api")
@@ -576,7 +576,19 @@ def _respond_error(failure: Failure, request: MatrixRequest) -> None:
     if isinstance(exc, InteractiveAuthRequired):
         _respond((401, exc.body), request)
         return
-    if not isinstance(exc, MatrixError):
+    if isinstance(exc, StorageUnavailable):
+        # One line, no traceback: the database is down or restarting.
+        log.warn(
+            "{method} {path}: {error}",
+            method=request.method.decode("ascii", "replace"),
+            path=request.path.decode("ascii", "replace"),
+            error=str(exc),
+        )
+        exc = MatrixError(
+            503, Codes.UNKNOWN, "The database is unavailable; try again",
+            headers={"Retry-After": "1"},
+        )
+    elif not isinstance(exc, MatrixError):
         log.failure(
             "Unhandled error in {method} {path}",
             failure,

@@ -126,8 +126,8 @@ class AccountDataHandler:
         Set account data without API checks (receipts use it for
         C{m.fully_read}); returns its stream position and wakes the user.
         """
-        position = await self.globals.next_position()
-        await self.store.put(user_id, room_id, event_type, content, position)
+        async with self.globals.stream_position() as position:
+            await self.store.put(user_id, room_id, event_type, content, position)
         if event_type == IGNORED_USER_LIST and room_id is None:
             self._ignored.pop(user_id, None)
         self.notifier.notify(position, users=[user_id])
@@ -360,11 +360,11 @@ class PushRulesHandler:
         async with self.account_data.locks.queue(user_id):
             delta = await self.store.get(user_id)
             fn(delta)
-            position = await self.globals.next_position()
-            await self.store.put_with_account_data(
-                user_id, delta, self.account_data.store, PUSH_RULES,
-                {"global": render_ruleset(user_id, delta)}, position,
-            )
+            async with self.globals.stream_position() as position:
+                await self.store.put_with_account_data(
+                    user_id, delta, self.account_data.store, PUSH_RULES,
+                    {"global": render_ruleset(user_id, delta)}, position,
+                )
             self._compiled.pop(user_id, None)
             self.notifier.notify(position, users=[user_id])
 

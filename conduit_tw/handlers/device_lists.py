@@ -69,8 +69,8 @@ class DeviceListTracker:
 
     async def key_changed(self, user_id: str) -> None:
         """Announce that C{user_id}'s devices or keys changed (wakes their rooms' syncs)."""
-        position = await self.globals.next_position()
-        await self.store.put_key_change(user_id, position)
+        async with self.globals.stream_position() as position:
+            await self.store.put_key_change(user_id, position)
         rooms = list(await self.joined_rooms(user_id))
         self.notifier.notify(position, users=[user_id], rooms=rooms)
         await run_hooks(self.on_key_changed, user_id, what="on_key_changed")
@@ -80,8 +80,8 @@ class DeviceListTracker:
         C{signer} signed other users' keys: only the signer sees those
         signatures, so only the signer's device lists show the change.
         """
-        position = await self.globals.next_position()
-        await self.store.add_viewer_changes(position, [(signer, CHANGED, t) for t in targets])
+        async with self.globals.stream_position() as position:
+            await self.store.add_viewer_changes(position, [(signer, CHANGED, t) for t in targets])
         self.notifier.notify(position, users=[signer])
 
     async def event_persisted(self, txn: StoreTxn, event: Any) -> None:

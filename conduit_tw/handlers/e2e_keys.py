@@ -222,8 +222,8 @@ class E2EKeysHandler:
                 # Re-uploading the same key keeps its "used" mark.
                 used = bool(old and old["id"] == key_id and old["key"] == key and old["used"])
                 fallbacks[alg] = (key_id, key, used)
-            position = await self.globals.next_position() if otks else 0
-            await self.store.put_keys(user_id, device_id, new_keys, otks, fallbacks, position)
+            async with self.globals.stream_position(needed=bool(otks)) as position:
+                await self.store.put_keys(user_id, device_id, new_keys, otks, fallbacks, position)
         if announce:
             await self.device_lists.key_changed(user_id)
         return {"one_time_key_counts": await self.one_time_key_counts(user_id, device_id)}

@@ -191,9 +191,9 @@ class PresenceHandler:
     async def _record(
         self, user_id: str, presence: str, status_msg: str | None, last_active: int
     ) -> PresenceRecord:
-        position = await self.globals.next_position()
-        record = PresenceRecord(presence, status_msg, last_active, position)
-        await self.store.put(user_id, record)
+        async with self.globals.stream_position() as position:
+            record = PresenceRecord(presence, status_msg, last_active, position)
+            await self.store.put(user_id, record)
         rooms = await self.rooms_of(user_id)
         self.notifier.notify(position, users=[user_id], rooms=rooms)
         return record

@@ -38,6 +38,7 @@ from conduit_tw.storage.stores.receipts import SENT, Receipt, ReceiptStore, rece
 from conduit_tw.storage.stores.timeline import StoredEvent
 from conduit_tw.storage.txn import StoreTxn
 from conduit_tw.util.hooks import run_hooks
+from conduit_tw.util.linearizer import Linearizer
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.account_data import AccountDataHandler
@@ -122,6 +123,10 @@ class ReceiptsHandler:
         self.on_read_changed: list[Any] = []
         #: Hooks C{(room_id, receipt)} once a public receipt is stored.
         self.on_receipt: list[Any] = []
+        #: One read-then-write at a time per user and room: the check
+        #: "only forwards" and the replaced receipt read before the write
+        #: must still hold when it commits, also when storage answers later.
+        self._locks = Linearizer("receipts")
 
     # -- the client API
 
@@ -199,12 +204,15 @@ class ReceiptsHandler:
 
     async def set_fully_read(self, user_id: str, room: "RoomInfo", event: StoredEvent) -> None:
         """Move the C{m.fully_read} marker (room account data) forwards only."""
-        current = await self.account_data.get(user_id, room.room_id, FULLY_READ)
-        if current is not None:
-            old = await self.events.get_event(str(current.get("event_id")))
-            if old is not None and old.shortroomid == room.short and old.order >= event.order:
-                return
-        await self.account_data.put(user_id, room.room_id, FULLY_READ, {"event_id": event.event_id})
+        async with self._locks.queue((user_id, room.short, FULLY_READ)):
+            current = await self.account_data.get(user_id, room.room_id, FULLY_READ)
+            if current is not None:
+                old = await self.events.get_event(str(current.get("event_id")))
+                if old is not None and old.shortroomid == room.short and old.order >= event.order:
+                    return
+            await self.account_data.put(
+                user_id, room.room_id, FULLY_READ, {"event_id": event.event_id}
+            )
 
     async def put_receipt(
         self,
@@ -219,17 +227,18 @@ class ReceiptsHandler:
         Store a receipt (ignored when it would move backwards); True if
         stored. C{ts}: when it was read (a remote server's), default now.
         """
-        existing = await self.store.user_receipts(user_id, room.short)
-        old = next(
-            (r for r in existing if r.receipt_type == receipt_type and r.thread_id == thread_id),
-            None,
-        )
-        if old is not None and old.order >= event.order:
-            return False
-        ts = self.clock_ms() if ts is None else ts
-        position = await self.store.add(
-            room.short, user_id, receipt_type, event.event_id, thread_id, ts, event.order, old,
-        )
+        async with self._locks.queue((user_id, room.short)):
+            existing = await self.store.user_receipts(user_id, room.short)
+            old = next(
+                (r for r in existing if r.receipt_type == receipt_type and r.thread_id == thread_id),
+                None,
+            )
+            if old is not None and old.order >= event.order:
+                return False
+            ts = self.clock_ms() if ts is None else ts
+            position = await self.store.add(
+                room.short, user_id, receipt_type, event.event_id, thread_id, ts, event.order, old,
+            )
         self._read_changed(user_id, room.short)
         if receipt_type == READ_PRIVATE:
             self.notifier.notify(position, users=[user_id])

@@ -10,10 +10,10 @@ is bounded by ("now"): every query is a range C{(since, now]} over an
 index (room timelines by order, receipts per room, account data and
 membership changes per user, presence by position), so successive syncs
 neither lose nor repeat anything. "Now" is C{Notifier.position}, the
-highest position announced after its commit. Assumption: positions are
-committed in the order they are reserved, which holds because the
-embedded backends reserve, write and notify in one reactor turn (a
-network backend would need a "committed up to" tracker here).
+highest position announced after its commit, and never past a position
+whose write is still running (a backend that answers later commits
+positions out of order: the notifier holds announcements back to
+C{GlobalsStore.committed_upto}).
 C{HomeServer.setup} seeds the notifier with the stored counter, so tokens
 survive restarts.
 

@@ -85,10 +85,10 @@ class ToDeviceHandler:
                     remote.setdefault(user_id.partition(":")[2], {})[user_id] = per_device
                     continue
                 local.extend(await self._expand(user_id, per_device))
-            position = await self.globals.next_position()
-            await self.store.put(
-                sender, device_key, txn_id, event_type, position, local, self._clock_ms()
-            )
+            async with self.globals.stream_position() as position:
+                await self.store.put(
+                    sender, device_key, txn_id, event_type, position, local, self._clock_ms()
+                )
         if local:
             self.notifier.notify(position, users={user for user, _, _ in local})
             await run_hooks(self.on_local_delivered, sender, event_type, local, what="on_local_delivered")
@@ -141,10 +141,10 @@ class ToDeviceHandler:
                     continue
                 per_device = {d: c for d, c in per_device.items() if isinstance(c, dict)}
                 local.extend(await self._expand(user_id, per_device))
-            position = await self.globals.next_position()
-            await self.store.put(
-                sender, "", message_id, event_type, position, local, self._clock_ms()
-            )
+            async with self.globals.stream_position() as position:
+                await self.store.put(
+                    sender, "", message_id, event_type, position, local, self._clock_ms()
+                )
         if local:
             self.notifier.notify(position, users={user for user, _, _ in local})
 

@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping
 from conduit_tw.events.auth_rules import CREATE_KEY, POWER_LEVELS_KEY, get_named_level, get_user_power_level
 from conduit_tw.events.event import Event
 from conduit_tw.events.redaction import redact_pdu
+from conduit_tw.errors import StorageUnavailable
 from conduit_tw.events.signing import server_name_of, SignatureError
 from conduit_tw.logging import get_logger
 from conduit_tw.notifier import Notifier
@@ -446,7 +447,7 @@ class EventStore:
             )
             room = await self.rooms.add_room(stored.room_id_or_create(), event.room_version, txn)
             old = await self.membership_store.get(target, room.room_id)
-            position = await self.globals.reserve_position()
+            position = await self.globals.reserve_position(txn)
             new = MembershipRecord(
                 room.room_id, membership, position, stored.short,
                 old.last_join_order if old else 0,
@@ -456,6 +457,8 @@ class EventStore:
             for hook in self.persist_hooks:
                 try:
                     await hook(txn, stored)
+                except StorageUnavailable:
+                    raise  # the batch would go on without the hook's part
                 except Exception:
                     log.failure("A persist hook failed for {event_id}", event_id=event.event_id)
             if self.notifier is not None:
@@ -533,7 +536,7 @@ class EventStore:
         if kind == OUTLIER_KIND:
             flags |= OUTLIER
         if live:
-            position = await self.globals.reserve_position()
+            position = await self.globals.reserve_position(txn)
             order = LIVE_BASE + position
         elif kind == BACKFILL and not rejected and not soft_failed:
             flags |= BACKFILLED
@@ -602,6 +605,8 @@ class EventStore:
             for hook in self.persist_hooks:
                 try:
                     await hook(txn, stored)
+                except StorageUnavailable:
+                    raise  # the batch would go on without the hook's part
                 except Exception:
                     log.failure("A persist hook failed for {event_id}", event_id=event.event_id)
         if live and self.notifier is not None:

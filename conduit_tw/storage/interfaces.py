@@ -158,6 +158,15 @@ class IKeyValueDatabase(Interface):
     def batch() -> IWriteBatch:
         """A new, empty write batch for L{write}."""
 
+    def tree_names():
+        """
+        The name of every tree in the database: opened by this process or
+        an earlier one, holding keys or not (the copy command moves every
+        tree with it; conduit_tw/storage/copy.py).
+
+        @return: a L{Deferred} firing with a sorted list of C{str}.
+        """
+
     def write(batch: IWriteBatch):
         """
         Apply every change of C{batch} atomically: after a crash either all

@@ -446,6 +446,18 @@ class LMDBDatabase:
         """A new, empty L{WriteBatch}."""
         return WriteBatch()
 
+    def tree_names(self) -> Deferred[list[str]]:
+        """
+        Every tree: the named sub-databases, which LMDB lists as the keys
+        of its main database (see L{IKeyValueDatabase.tree_names}).
+        """
+        try:
+            with self._env.begin() as txn:
+                names = [bytes(k).decode("utf-8") for k, _ in txn.cursor()]
+        except BaseException:
+            return _fail()
+        return _succeed(sorted(names))
+
     def write(self, batch: IWriteBatch) -> Deferred[None]:
         """Apply C{batch} in one write transaction (see L{IKeyValueDatabase.write})."""
         dbis = self._dbis

@@ -18,11 +18,15 @@ Design
     on the network. One connection executed in order gives the guarantees
     of the interface for free: a read sees every write issued before it,
     and writes become durable in the order they were issued.
-  - Each write (C{write}, C{insert}, C{remove}, C{increment}) is one
-    transaction, committed before its Deferred fires
-    (C{synchronous_commit} is left at the server's setting, C{on} by
-    default: durable at commit). C{writes_visible_at_once} is C{False}:
-    a write is visible once its Deferred fired.
+  - Each write (C{write}, C{insert}, C{remove}, C{increment}) is
+    committed before its Deferred fires (C{synchronous_commit} is left at
+    the server's setting, C{on} by default: durable at commit).
+    C{writes_visible_at_once} is C{False}: a write is visible once its
+    Deferred fired. Group commit: batches queued one after the other
+    while the thread was busy (concurrent requests) are applied in one
+    transaction, each in a savepoint of its own (one that fails fails
+    alone), with one commit, so one fsync serves up to L{GROUP_LIMIT}
+    writes; the order of calls is kept (a queued read ends a group).
   - A batch is read (iterated) and checked on the reactor thread, so a
     batch that fails to iterate, holds a non-C{bytes} value or names a tree
     never opened fails before anything is sent; the rest is one
@@ -47,12 +51,14 @@ import os
 import queue
 import struct
 import threading
+import time
 from typing import Any, Callable, Iterable
 
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from conduit_tw.errors import StorageUnavailable
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.batch import WriteBatch
 from conduit_tw.storage.interfaces import IKeyValueDatabase, IKeyValueTree, IWriteBatch
@@ -63,6 +69,8 @@ from conduit_tw.storage.watchers import PrefixWatchers
 BACKUP_FILE = "conduit.pgcopy"
 #: The session advisory lock the server holds (one server per database).
 LOCK_ID = 0x636F6E64756974  # "conduit"
+#: Tries, 0.1 s apart, to take the lock before refusing to start.
+LOCK_TRIES = 30
 TABLE = "conduit_kv"
 
 _U64 = struct.Struct(">Q")
@@ -70,7 +78,7 @@ _U64 = struct.Struct(">Q")
 log = get_logger("conduit_tw.storage.postgresql")
 
 
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(StorageUnavailable):
     """
     The connection to PostgreSQL failed or was lost: the call failed (a
     write was not committed) and can be retried; the next call reconnects.
@@ -106,6 +114,13 @@ def describe_url(url: str) -> str:
     return f"{user + '@' if user else ''}{host}:{port}/{p.get('dbname') or user or '?'}"
 
 
+#: Marks a write queued with L{_Worker.submit_write}.
+_GROUP = object()
+_NOTHING = object()
+#: The most writes committed together (group commit).
+GROUP_LIMIT = 64
+
+
 class _Worker:
     """
     A thread that owns the connection and runs queued calls in order.
@@ -123,17 +138,61 @@ class _Worker:
         self._queue.put((fn, args, d))
         return d
 
+    def submit_write(self, group: Callable[[list[Any]], list[Any]], change: Any) -> Deferred[Any]:
+        """
+        Queue a write: consecutive queued writes are handed to C{group}
+        together (group commit), which returns one result per change (an
+        exception instance for a change that failed alone) or raises (all
+        failed).
+        """
+        d: Deferred[Any] = Deferred()
+        self._queue.put((_GROUP, (group, change), d))
+        return d
+
     def _run(self) -> None:
         call = self._reactor.callFromThread
+        held: Any = _NOTHING
         while True:
-            job = self._queue.get()
+            if held is _NOTHING:
+                job = self._queue.get()
+            else:
+                job, held = held, _NOTHING
             if job is None:
                 return
             fn, args, d = job
+            if fn is _GROUP:
+                jobs = [job]
+                while len(jobs) < GROUP_LIMIT:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is not None and nxt[0] is _GROUP and nxt[1][0] == args[0]:
+                        jobs.append(nxt)
+                    else:
+                        held = nxt  # run after the group, in order
+                        break
+                self._run_group(args[0], jobs)
+                continue
             try:
                 result = fn(*args)
             except BaseException:
                 call(d.errback, Failure())
+            else:
+                call(d.callback, result)
+
+    def _run_group(self, group: Callable[[list[Any]], list[Any]], jobs: list[Any]) -> None:
+        call = self._reactor.callFromThread
+        try:
+            results = group([args[1] for _, args, _ in jobs])
+        except BaseException:
+            failure = Failure()
+            for _, _, d in jobs:
+                call(d.errback, failure)
+            return
+        for (_, _, d), result in zip(jobs, results):
+            if isinstance(result, BaseException):
+                call(d.errback, Failure(result))
             else:
                 call(d.callback, result)
 
@@ -295,7 +354,14 @@ class PostgreSQLDatabase:
         try:
             if self._timeout:
                 conn.execute(f"SET statement_timeout = {int(self._timeout)}")
-            (locked,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_ID,)).fetchone()
+            # A server stopped just now (a restart, a copy right after the
+            # stop) may hold the lock until PostgreSQL has ended its
+            # session: wait a little before refusing.
+            for _ in range(LOCK_TRIES):
+                (locked,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_ID,)).fetchone()
+                if locked:
+                    break
+                time.sleep(0.1)
             if not locked:
                 raise DatabaseUnavailable(
                     f"database_url: the database {where} is in use by another "
@@ -399,6 +465,35 @@ class PostgreSQLDatabase:
         )
         return [(bytes(k), bytes(v)) for k, v in conn.execute(sql, args).fetchall()]
 
+    def _apply_group(self, changes: list[tuple[Any, Any]]) -> list[Any]:
+        """
+        Worker thread: apply several batches in one transaction, each in a
+        savepoint (a batch that fails, e.g. a key too long, fails alone),
+        with one commit for all (group commit: one fsync). A lost
+        connection fails them all, none committed.
+        """
+        return self._run(self._apply_many, changes)
+
+    @classmethod
+    def _apply_many(cls, conn: Any, changes: list[tuple[Any, Any]]) -> list[Any]:
+        import psycopg
+
+        if len(changes) == 1:
+            cls._apply(conn, *changes[0])
+            return [None]
+        results: list[Any] = []
+        with conn.transaction():
+            for puts, deletes in changes:
+                try:
+                    cls._apply(conn, puts, deletes)
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as e:
+                    results.append(e)
+                else:
+                    results.append(None)
+        return results
+
     @staticmethod
     def _apply(conn: Any, puts: list[tuple[str, bytes, bytes]], deletes: list[tuple[str, bytes]]) -> None:
         with conn.transaction():
@@ -447,6 +542,28 @@ class PostgreSQLDatabase:
         """A new, empty L{WriteBatch}."""
         return WriteBatch()
 
+    def tree_names(self) -> Deferred[list[str]]:
+        """
+        Every tree holding a row, and every tree opened by this process
+        (see L{IKeyValueDatabase.tree_names}; a tree is rows, so an empty
+        one opened by an earlier process is not remembered).
+        """
+        opened = set(self._trees)
+        d = self._call(self._tree_names)
+        return d.addCallback(lambda names: sorted(opened.union(names)))
+
+    @staticmethod
+    def _tree_names(conn: Any) -> list[str]:
+        # A loose index scan: one index descent per tree, not a full scan.
+        sql = (
+            f"WITH RECURSIVE t(name) AS ("
+            f" (SELECT tree FROM {TABLE} ORDER BY tree LIMIT 1)"
+            f" UNION ALL SELECT (SELECT tree FROM {TABLE} WHERE tree > t.name"
+            f" ORDER BY tree LIMIT 1) FROM t WHERE t.name IS NOT NULL)"
+            f" SELECT name FROM t WHERE name IS NOT NULL"
+        )
+        return [name for (name,) in conn.execute(sql).fetchall()]
+
     def write(self, batch: IWriteBatch) -> Deferred[None]:
         """
         Apply C{batch} in one transaction (see L{IKeyValueDatabase.write}).
@@ -471,7 +588,9 @@ class PostgreSQLDatabase:
             return self._call(lambda conn: None)
         puts = [(t, k, v) for (t, k), v in last.items() if v is not None]
         deletes = [(t, k) for (t, k), v in last.items() if v is None]
-        d = self._call(self._apply, puts, deletes)
+        if self._closed:
+            return fail(DatabaseUnavailable("the database is closed"))
+        d = self._worker.submit_write(self._apply_group, (puts, deletes))
         watchers = self._watchers
 
         def wake(_: None) -> None:

@@ -411,6 +411,17 @@ class SQLiteDatabase:
         """A new, empty L{WriteBatch}."""
         return WriteBatch()
 
+    def tree_names(self) -> Deferred[list[str]]:
+        """Every tree: the tables of the file (see L{IKeyValueDatabase.tree_names})."""
+        try:
+            rows = self._cur.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+            ).fetchall()
+        except BaseException:
+            return defer.fail()
+        return defer.succeed(sorted(name for (name,) in rows))
+
     #: Writes are visible to reads as soon as L{write} returns, before they
     #: are durable (L{conduit_tw.storage.txn.StoreTxn.apply} relies on it).
     writes_visible_at_once = True

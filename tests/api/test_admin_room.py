@@ -427,7 +427,7 @@ class BackupTests(AdminRoomTestCase):
     async def test_backup_opens_and_holds_users(self) -> None:
         import os
 
-        from conduit_tw.storage.database import open_database
+        from conduit_tw.storage.database import database_ready, open_database
         from conduit_tw.storage.stores.users import UserStore
 
         await self.user("bob")
@@ -439,8 +439,15 @@ class BackupTests(AdminRoomTestCase):
         self.assertEqual(len(names), 2)
         for name in names:
             self.assertIn(name, listing)
-        db = open_database(self.config.database_backend, os.path.join(self.backups, names[-1]), {})
+        options = {}
+        if self.config.database_backend == "postgresql":
+            # A PostgreSQL backup opens by restoring it into an empty database.
+            from tests.postgresql import database_url
+
+            options["database_url"] = database_url(self)
+        db = open_database(self.config.database_backend, os.path.join(self.backups, names[-1]), options)
         try:
+            await database_ready(db)
             users = await UserStore(db).list_user_ids()
         finally:
             db.close()

@@ -7,7 +7,7 @@ runs that way with C{CONDUIT_TEST_BACKEND=deferred}.
 
 from __future__ import annotations
 
-from tests.api import test_media, test_rooms_send, test_sync
+from tests.api import test_account_data, test_media, test_receipts, test_rooms_send, test_sync
 from tests.server import on_backend
 
 on_backend(
@@ -22,4 +22,6 @@ on_backend(
     test_sync.MembershipSectionTests,
     test_sync.IncrementalBehaviourTests,
     test_media.AsyncUploadTests,
+    test_receipts.ReceiptTests,
+    test_account_data.AccountDataTests,
 )

@@ -185,6 +185,19 @@ class KeyValueDatabaseConformanceMixin(_Base):
         b = self.db.open_tree("t")
         self.assertEqual(a.name, b.name)
 
+    async def test_tree_names(self) -> None:
+        """Every tree holding keys is listed, sorted, also after reopening."""
+        await self.db.open_tree("zeta").insert(b"k", b"")
+        await self.db.open_tree("alpha \u00e9 \"q\"").insert(b"k", b"v")
+        self.db.open_tree("opened")
+        names = await self.db.tree_names()
+        self.assertEqual(names, sorted(names))
+        self.assertTrue({"zeta", "alpha \u00e9 \"q\"", "opened"} <= set(names), names)
+        self.close(self.db)
+        db = self.open(self.path)
+        names = await db.tree_names()
+        self.assertTrue({"zeta", "alpha \u00e9 \"q\""} <= set(names), names)
+
     # -- point reads and writes ----------------------------------------------
 
     async def test_get_insert_remove(self) -> None:

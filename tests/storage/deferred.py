@@ -119,6 +119,9 @@ class DeferredDatabase:
     def batch(self) -> IWriteBatch:
         return self._db.batch()
 
+    def tree_names(self) -> Deferred[Any]:
+        return later(self._db.tree_names())
+
     def write(self, batch: IWriteBatch) -> Deferred[Any]:
         return later(self._db.write(batch))
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import secrets
 import string
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
 
 from nacl.signing import SigningKey
 
@@ -43,41 +44,116 @@ class GlobalsStore:
         self.tree = db.open_tree("global")
         #: The newest position handed out, once loaded (see L{reserve_position}).
         self._last: int | None = None
+        #: Positions handed out whose write has neither committed nor failed.
+        self._pending: set[int] = set()
+        self._upto = 0
+        #: Called (no arguments) when L{committed_upto} moves forward; the
+        #: notifier's C{advance} (HomeServer wires it).
+        self.on_advance: Callable[[], None] | None = None
 
-    async def next_position(self) -> int:
-        """
-        Reserve and return the next global stream position, and write the
-        counter. Returns without waiting for that write to be durable:
-        the caller's own write of data at this position follows in the
-        same reactor turn, and writes become durable in the order they
-        are applied (so when the caller's write has fired, the counter is
-        durable too). Waiting here would let other writers reserve, commit
-        and announce higher positions before this one's data is applied,
-        and syncs would skip it.
-        """
-        position = await self.reserve_position()
-        # Always store the newest reserved value, so the stored counter
-        # never moves back whatever order writes commit in.
-        self.tree.insert(_COUNTER, u64(self._last)).addErrback(  # type: ignore[arg-type]
-            lambda f: log.failure("Writing the stream counter failed", f)
-        )
-        return position
+    # -- committed up to ------------------------------------------------------
+    #
+    # Writers reserve positions in order but, on a backend that answers
+    # later, commit them in any order: event A reserves 5, reads state
+    # (the read yields), event B reserves 6 and commits first. A /sync
+    # answering "up to 6" then would never show A's event (the next sync
+    # starts after 6). So every position is tracked from its reservation
+    # until its write committed or failed, and the sync's "now" (the
+    # notifier's position) only moves up to the highest position below
+    # which nothing is pending (L{committed_upto}). On the embedded
+    # backends nothing is ever pending across a reactor turn, so this
+    # changes nothing there.
 
-    async def reserve_position(self) -> int:
+    def committed_upto(self) -> int:
         """
-        Reserve the next position in memory only; the caller writes the
-        counter in the batch that uses it with L{put_position_in_batch}
-        (one commit per event instead of two). Positions reserved by a
-        batch that then fails are skipped, never reused.
+        The highest position P such that the writes of every position up
+        to P have committed (or failed, so hold nothing).
         """
+        return self._upto
+
+    def release(self, position: int) -> None:
+        """The write at C{position} committed or failed; it is no longer pending."""
+        self._pending.discard(position)
+        upto = (min(self._pending) - 1) if self._pending else (self._last or 0)
+        if upto > self._upto:
+            self._upto = upto
+            if self.on_advance is not None:
+                self.on_advance()
+
+    async def _reserve(self) -> int:
         if self._last is None:
             stored = await self.current_position()
             # Another caller may have loaded (and advanced) it while this
             # read was answered (a backend that answers later): keep theirs.
             if self._last is None:
                 self._last = stored
+                self._upto = max(self._upto, stored)
         self._last += 1
+        self._pending.add(self._last)
         return self._last
+
+    def _write_counter(self) -> None:
+        # Always store the newest reserved value, so the stored counter
+        # never moves back whatever order writes commit in.
+        self.tree.insert(_COUNTER, u64(self._last)).addErrback(  # type: ignore[arg-type]
+            lambda f: log.failure("Writing the stream counter failed", f)
+        )
+
+    @asynccontextmanager
+    async def stream_position(self, needed: bool = True) -> AsyncIterator[int]:
+        """
+        Reserve the next global stream position for the data the caller
+        writes inside the C{async with} block, and write the counter::
+
+            async with globals.stream_position() as position:
+                await store.put(..., position)
+            notifier.notify(position, ...)
+
+        The position is pending until the block ends (its write committed
+        or raised): syncs do not answer past it before (see
+        L{committed_upto}). The counter write is not awaited: writes become
+        durable in the order they are issued, so once the caller's write
+        has fired the counter is durable too.
+
+        @param needed: C{False}: nothing is reserved and the position is 0
+            (callers that write at a position only sometimes).
+        """
+        if not needed:
+            yield 0
+            return
+        position = await self._reserve()
+        self._write_counter()
+        try:
+            yield position
+        finally:
+            self.release(position)
+
+    async def next_position(self) -> int:
+        """
+        Reserve the next position with nothing written at it (a marker,
+        as tests use), write the counter, and release it at once. Data
+        written at a position goes through L{stream_position} or
+        L{reserve_position}.
+        """
+        position = await self._reserve()
+        self._write_counter()
+        self.release(position)
+        return position
+
+    async def reserve_position(self, txn: Any) -> int:
+        """
+        Reserve the next position in memory only, for data written by the
+        L{StoreTxn} C{txn}, which also records the counter (call
+        L{put_position_in_batch} or L{put_position_on_commit}): one commit
+        per event instead of two. The position is pending until C{txn}
+        committed or failed. Positions reserved by a batch that then fails
+        are skipped, never reused.
+        """
+        position = await self._reserve()
+        release = self.release
+        txn.after_commit(lambda: release(position))
+        txn.after_failure(lambda: release(position))
+        return position
 
     def put_position_in_batch(self, batch: Any) -> None:
         """Record the newest reserved position in C{batch} (call just before writing it)."""
@@ -96,7 +172,11 @@ class GlobalsStore:
         if self._last is not None:
             return self._last
         raw = await self.tree.get(_COUNTER)
-        return from_u64(raw) if raw else 0
+        stored = from_u64(raw) if raw else 0
+        # Every stored position is committed or failed (a restart ends
+        # whatever was pending).
+        self._upto = max(self._upto, stored)
+        return stored
 
     async def get_or_create_signing_key(self) -> SigningKey:
         """

@@ -162,10 +162,14 @@ class ReceiptStore:
         C{old}, in one commit with the stream counter; returns the position.
         """
         txn = StoreTxn(self.db)
-        position = await self.globals.reserve_position()
-        receipt = Receipt(user_id, receipt_type, event_id, thread_id, ts, position)
-        self.put(txn, shortroomid, receipt, order, old)
-        self.globals.put_position_on_commit(txn)
+        position = await self.globals.reserve_position(txn)
+        try:
+            receipt = Receipt(user_id, receipt_type, event_id, thread_id, ts, position)
+            self.put(txn, shortroomid, receipt, order, old)
+            self.globals.put_position_on_commit(txn)
+        except BaseException:
+            txn.abort()  # releases the position
+            raise
         await txn.commit()
         return position
 

@@ -26,7 +26,13 @@ is never reused after a crash, and one whose batch failed is just
 skipped (or reused, which is equally harmless: nothing refers to it).
 Mappings created in a transaction are visible to other callers at once (so
 two rooms cannot give one state key two ids) and are forgotten again if
-the transaction fails.
+the transaction fails. A lookup that missed the cache reads storage, and
+while that read is answered (a backend that answers later) another caller
+may create the mapping: so after the read the cache is looked at again,
+and a caller that takes a mapping whose transaction is still running
+writes its records in its own batch too (the same values), so that its
+data never refers to an id whose record could be lost with the other
+transaction.
 """
 
 from __future__ import annotations
@@ -85,6 +91,28 @@ class ShortIds:
         # State keys (types x members) are hot: a large cache.
         self._sk_fwd: LruCache[tuple[str, str], int] = LruCache(scaled(500_000, cache_modifier))
         self._sk_rev: LruCache[int, tuple[str, str]] = LruCache(scaled(500_000, cache_modifier))
+        #: The records of mappings whose transaction has not committed yet,
+        #: by (kind, name): see the module docstring.
+        self._pending: dict[tuple[bytes, object], list[tuple[str, bytes, bytes]]] = {}
+
+    def _record(self, txn: StoreTxn, kind: bytes, name: object, records: list[tuple[str, bytes, bytes]]) -> None:
+        """Put a new mapping's C{records} in C{txn}, pending until it commits."""
+        for tree, key, value in records:
+            txn.batch.put(tree, key, value)
+        pending = self._pending
+        pending[(kind, name)] = records
+
+        def done() -> None:
+            if pending.get((kind, name)) is records:
+                del pending[(kind, name)]
+
+        txn.after_commit(done)
+        txn.after_failure(done)
+
+    def _reuse(self, txn: StoreTxn, kind: bytes, name: object) -> None:
+        """Another caller's mapping is taken: write its records in C{txn} too, if still pending."""
+        for tree, key, value in self._pending.get((kind, name), ()):
+            txn.batch.put(tree, key, value)
 
     async def load(self) -> None:
         """Find the last id of each kind (call once at start-up)."""
@@ -111,7 +139,8 @@ class ShortIds:
         if short is None:
             raw = await self.roomid_short.get(fit_key(room_id.encode("utf-8")))
             if raw is None:
-                return None
+                # Made by another caller while the read was answered?
+                return self._rooms.get(room_id)
             short = self._rooms[room_id] = from_u64(raw)
         return short
 
@@ -119,9 +148,10 @@ class ShortIds:
         """C{(short id, created)}; a new id is written with C{txn}."""
         short = await self.get_shortroomid(room_id)
         if short is not None:
+            self._reuse(txn, b"room", room_id)
             return short, False
         short = self._allocate(b"room", txn)
-        txn.batch.put(ROOMID_SHORT, fit_key(room_id.encode("utf-8")), u64(short))
+        self._record(txn, b"room", room_id, [(ROOMID_SHORT, fit_key(room_id.encode("utf-8")), u64(short))])
         self._rooms[room_id] = short
         txn.after_failure(lambda: self._rooms.pop(room_id, None))
         return short, True
@@ -134,7 +164,8 @@ class ShortIds:
         if short is None:
             raw = await self.eventid_short.get(fit_key(event_id.encode("utf-8")))
             if raw is None:
-                return None
+                # Made by another caller while the read was answered?
+                return self._events_fwd.get(event_id)
             short = from_u64(raw)
             self._events_fwd.set(event_id, short)
         return short
@@ -158,6 +189,7 @@ class ShortIds:
         """C{(short id, created)}; a new id is written with C{txn}."""
         short = await self.get_shorteventid(event_id)
         if short is not None:
+            self._reuse(txn, b"event", event_id)
             return short, False
         return self.allocate_shorteventid(event_id, txn), True
 
@@ -168,8 +200,10 @@ class ShortIds:
         the lookup.
         """
         short = self._allocate(b"event", txn)
-        txn.batch.put(EVENTID_SHORT, fit_key(event_id.encode("utf-8")), u64(short))
-        txn.batch.put(SHORT_EVENTID, u64(short), event_id.encode("utf-8"))
+        self._record(txn, b"event", event_id, [
+            (EVENTID_SHORT, fit_key(event_id.encode("utf-8")), u64(short)),
+            (SHORT_EVENTID, u64(short), event_id.encode("utf-8")),
+        ])
         self._events_fwd.set(event_id, short)
         self._events_rev.set(short, event_id)
 
@@ -213,7 +247,8 @@ class ShortIds:
         if short is None:
             raw = await self.statekey_short.get(fit_key(statekey_bytes(event_type, state_key)))
             if raw is None:
-                return None
+                # Made by another caller while the read was answered?
+                return self._sk_fwd.get(pair)
             short = from_u64(raw)
             self._sk_fwd.set(pair, short)
             self._sk_rev.set(short, pair)
@@ -223,14 +258,17 @@ class ShortIds:
         self, event_type: str, state_key: str, txn: StoreTxn
     ) -> int:
         """The short id of C{(type, state_key)}, allocated with C{txn} if new."""
+        pair = (event_type, state_key)
         short = await self.get_shortstatekey(event_type, state_key)
         if short is not None:
+            self._reuse(txn, b"statekey", pair)
             return short
         short = self._allocate(b"statekey", txn)
         raw = statekey_bytes(event_type, state_key)
-        txn.batch.put(STATEKEY_SHORT, fit_key(raw), u64(short))
-        txn.batch.put(SHORT_STATEKEY, u64(short), raw)
-        pair = (event_type, state_key)
+        self._record(txn, b"statekey", pair, [
+            (STATEKEY_SHORT, fit_key(raw), u64(short)),
+            (SHORT_STATEKEY, u64(short), raw),
+        ])
         self._sk_fwd.set(pair, short)
         self._sk_rev.set(short, pair)
 

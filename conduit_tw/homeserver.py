@@ -389,7 +389,7 @@ class HomeServer:
             self.filters, self.account_data, self.presence, self.typing, self.receipts,
             cache_modifier,
         )
-        self.event_store.persist_hooks.append(self.sync.event_persisted)
+        self.event_store.membership_hooks.append(self.sync.forget_user_rooms)
         # Typing and presence are used by sync and need its membership
         # answers: the cycle is broken with callables assigned here.
         self.typing.is_joined = self.sync.is_joined
@@ -442,6 +442,7 @@ class HomeServer:
         self.device_lists = DeviceListTracker(
             DeviceListStore(db), self.globals, self.notifier, self.sync.joined_rooms,
             self.event_store.members, self.event_store.membership, is_local,
+            self.event_store.joined_at,
         )
         self.event_store.persist_hooks.append(self.device_lists.event_persisted)
         self.e2e_keys = E2EKeysHandler(

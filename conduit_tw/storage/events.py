@@ -95,6 +95,12 @@ class EventStore:
         #: callbacks (push evaluation: handlers/notifications.py). Failures
         #: are logged and do not stop the event.
         self.persist_hooks: list[Callable[[StoreTxn, StoredEvent], Awaitable[None]]] = []
+        #: C{hook(user_id)} after the commit of a live event for every user
+        #: whose membership of the room it changed: its own target, and the
+        #: other members whose membership the room's new current state
+        #: changed (a join's state from send_join, a resolved fork), which
+        #: the persist hooks, seeing only the event, cannot know about.
+        self.membership_hooks: list[Callable[[str], None]] = []
 
     async def setup(self) -> None:
         """Load counters (call once before use)."""
@@ -297,6 +303,15 @@ class EventStore:
         """IDs of the rooms the user is joined to."""
         return [r.room_id for r in await self.rooms_for_user(user_id, ("join",))]
 
+    async def joined_at(self, statehash: int, txn: StoreTxn | None = None) -> list[str]:
+        """
+        The joined members of a state (read from its member events, so it
+        works inside the batch that writes them, unlike L{members}).
+        """
+        keys = [k for k in await self.state_ids(statehash) if k[0] == _MEMBER]
+        events = await self.state_events(statehash, keys, txn)
+        return sorted(user for (_, user), ev in events.items() if ev.membership() == "join")
+
     async def members(self, room_id: str, membership: str = "join") -> list[str]:
         """User IDs with C{membership} in the room's current state."""
         room = await self.get_room(room_id)
@@ -431,8 +446,8 @@ class EventStore:
         outlier, with the room's stripped state in its extras (C{"irs"},
         served as C{invite_state}/C{knock_state} by /sync), and the
         user's membership record moved to it at a new stream position, all
-        in one batch. The persist hooks run (sync's room list, invite
-        notifications) and the notifier wakes the user.
+        in one batch. The membership and persist hooks run (sync's room
+        list, invite notifications) and the notifier wakes the user.
         """
         target = event.state_key
         membership = event.membership()
@@ -453,6 +468,7 @@ class EventStore:
             )
             self.membership_store.put(txn, target, room.room_id, room.short, old, new)
             txn.before_commit(lambda: self.globals.put_position_in_batch(txn.batch))
+            self._membership_changed(txn, [target])
             for hook in self.persist_hooks:
                 try:
                     await hook(txn, stored)
@@ -604,12 +620,20 @@ class EventStore:
                     await hook(txn, stored)
                 except Exception:
                     log.failure("A persist hook failed for {event_id}", event_id=event.event_id)
+        if live:
+            self._membership_changed(txn, notify_users)
         if live and self.notifier is not None:
             notifier = self.notifier
             txn.after_commit(
                 lambda: notifier.notify(position, users=notify_users, rooms=[room_id])
             )
         return stored
+
+    def _membership_changed(self, txn: StoreTxn, users: list[str]) -> None:
+        """Run the L{membership_hooks} for C{users} once C{txn} commits."""
+        if users and self.membership_hooks:
+            hooks, users = list(self.membership_hooks), list(users)
+            txn.after_commit(lambda: [hook(user) for hook in hooks for user in users])
 
     async def _save_state_map(
         self, state: Mapping[StateKey, str], txn: StoreTxn, base: int

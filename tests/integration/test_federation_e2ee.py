@@ -9,8 +9,6 @@ room: Alice on A sends, Bob on B decrypts the exact plaintext.
 
 from __future__ import annotations
 
-import os
-import ssl
 from typing import Any, Awaitable, Callable
 
 from twisted.internet import reactor
@@ -21,11 +19,10 @@ from twisted.trial import unittest
 from tests.api.e2ee_helpers import Device
 from tests.api.rooms import V3, q
 from tests.integration.federation import start_homeserver
-from tests.integration.nio_support import NIO_MISSING, E2EETestCase, nio, server_config
-from tests.integration.process import ServerProcess, free_port
+from tests.integration.nio_support import NIO_MISSING, E2EETestCase, nio
+from tests.integration.process import ServerProcess
 from tests.integration.test_federation_membership import Server
 from tests.integration.test_nio_e2ee import ENCRYPTION_ENABLED, ENCRYPTION_STATE
-from tests.integration.test_twistd import _self_signed
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], what: str, seconds: float = 15) -> Any:
@@ -130,12 +127,45 @@ class FederatedE2EETests(unittest.TestCase):
     def test_keys_to_device_and_device_lists(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._scenario())
 
+    async def _joined_remote_room(self) -> None:
+        a = Server(await start_homeserver(self))
+        b = Server(await start_homeserver(self))
+        alice = await self.device(a, "alice", "ALICE1")
+        bob = await self.device(b, "bob", "BOB1")
+        await self.upload(b, bob)
+        r = await b.request("POST", V3 + "/createRoom", {"preset": "public_chat"}, bob.token)
+        self.assertEqual(r.code, 200, r.body)
+        room = r.json["room_id"]
+        # Something asked A about bob's rooms before the join (none then).
+        self.assertFalse(await a.hs.federation_e2ee.shared_with_us(bob.user_id))
+        since = (await a.sync(alice.token))["next_batch"]
+        r = await a.request("POST", V3 + "/join/%s?via=%s" % (q(room), q(b.name)), {}, alice.token)
+        self.assertEqual(r.code, 200, r.body)
+        # Alice now shares a room with bob: he is "changed" for her.
+        body = await a.request("GET", V3 + "/sync?timeout=0&since=" + q(since), token=alice.token)
+        self.assertIn(bob.user_id, body.json.get("device_lists", {}).get("changed", []))
+        # A learnt bob's membership from the send_join state: bob's device
+        # list updates are tracked, and a new device is seen by alice.
+        self.assertTrue(await a.hs.federation_e2ee.shared_with_us(bob.user_id))
+        since = (await a.sync(alice.token))["next_batch"]
+        r = await b.request(
+            "POST", V3 + "/login",
+            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"},
+             "password": "secret pw", "device_id": "BOB2"},
+        )
+        self.assertEqual(r.code, 200, r.body)
+        await self.upload(b, Device(bob.user_id, "BOB2", r.json["access_token"]))
 
-def _insecure() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+        async def alice_sees_bob_changed() -> Any:
+            body = await a.request("GET", V3 + "/sync?timeout=0&since=" + q(since), token=alice.token)
+            return bob.user_id in body.json.get("device_lists", {}).get("changed", [])
+
+        await eventually(alice_sees_bob_changed, "bob's new device in alice's device_lists.changed")
+        cached = await a.hs.federation_e2ee.store.remote_user(bob.user_id)
+        self.assertEqual(sorted(cached["devices"]), ["BOB1", "BOB2"])
+
+    def test_device_lists_of_remote_room_members(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._joined_remote_room())
 
 
 class NioFederatedE2EETests(E2EETestCase):
@@ -143,32 +173,9 @@ class NioFederatedE2EETests(E2EETestCase):
 
     skip = NIO_MISSING or (None if ENCRYPTION_ENABLED else "matrix-nio has no e2e support")
 
-    def _tls_server(self) -> ServerProcess:
-        workdir = os.path.abspath(self.mktemp())
-        os.makedirs(workdir)
-        cert, key = _self_signed(workdir)
-        port = free_port()
-        extra = (
-            self.server_extra
-            + "ip_range_denylist = []\n"
-            + "allow_invalid_tls_certificates = true\n"
-            + "trusted_servers = []\n"
-            + f'\n[global.tls]\ncerts = "{cert}"\nkey = "{key}"\n'
-        )
-        config = server_config(os.path.join(workdir, "data"), port, extra).replace(
-            'server_name = "localhost"', f'server_name = "localhost:{port}"'
-        )
-        server = ServerProcess(workdir, config_text=config, server_name=f"localhost:{port}")
-        server.port = port
-        server.scheme = "https"
-        server.ssl_context = _insecure()
-        self.addCleanup(server.stop)
-        server.start()
-        return server
-
     def test_encrypted_message_across_servers(self) -> None:
-        a = self._tls_server()
-        b = self._tls_server()
+        a = self._federating_server()
+        b = self._federating_server()
         self._run_async(self._session(a, b))
 
     async def _session(self, a: ServerProcess, b: ServerProcess) -> None:

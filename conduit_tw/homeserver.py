@@ -596,7 +596,7 @@ class HomeServer:
             self.media.store, self.keyring, db.backup,
             lambda: reactor.stop(),  # type: ignore[attr-defined]
             self.registration_tokens, self.federation_client, self.http_client, configure_logging,
-            lambda: self.appservices,
+            lambda: self.appservices, federation_incoming=self.federation_pdus.incoming,
         ))
         if config.auto_deactivate_banned_room_attempts:
             self.admin_room.auto_deactivate = self.account.deactivate
@@ -623,6 +623,11 @@ class HomeServer:
         if config.allow_federation:
             self.room_history.backfill = self.backfiller.backfill
             self.room_history.remote_timestamp = self.federation_timestamps.ask_remote
+        # -- federated rooms 3: rooms whose incoming federation the operator
+        # disabled (admin room `federation disable-room`, federation/disabled_rooms.py).
+        self.federation_pdus.room_disabled = self.admin_store.is_federation_disabled
+        self.federation_edus.room_disabled = self.admin_store.is_federation_disabled
+        self.federated_membership.room_disabled = self.admin_store.is_federation_disabled
         # -- relations and search: indexes filled by persist hooks (local and
         # federation events alike); aggregations bundled by the serializer.
         self.relations = RelationsHandler(

@@ -143,8 +143,7 @@ class ParsingTests(AdminRoomTestCase):
         self.assertIn("Uptime", await self.body("!admin server uptime"))
 
     async def test_not_available(self) -> None:
-        for cmd in ("federation disable-room !r:test",
-                    "server clear-caches", "debug force-device-list-updates", "media list"):
+        for cmd in ("server clear-caches", "debug force-device-list-updates", "media list"):
             self.assertIn("not available yet", await self.body("!admin " + cmd), cmd)
 
     async def test_non_admin_ignored(self) -> None:
@@ -536,6 +535,18 @@ class FederationAndLoggingCommandTests(AdminRoomTestCase):
         self.assertIn("did not answer", body)
         self.assertIn("forbidden_remote_server_names", body)
         self.assertIn("not a server name", await self.body("!admin federation ping 'a b'"))
+
+    async def test_disable_room_persisted(self) -> None:
+        from conduit_tw.storage.stores.admin import AdminStore
+
+        room = await self.create_room(self.alice_token, room_alias_name="quiet")
+        self.assertIn("disabled", await self.body("!admin disable-room #quiet:test"))
+        # Persisted: a fresh store over the same database (as after a restart) sees it.
+        self.assertEqual(await AdminStore(self.hs.db).federation_disabled_room_ids(), [room])
+        self.assertIn("not known", await self.body("!admin federation disable-room !nope:test"))
+        self.assertIn("Usage", await self.body("!admin federation enable-room"))
+        await self.body(f"!admin federation enable-room {room}")
+        self.assertEqual(await AdminStore(self.hs.db).federation_disabled_room_ids(), [])
 
     async def test_remote_user_in_rooms(self) -> None:
         self.assertIn("(0)", await self.body("!admin federation remote-user-in-rooms @x:elsewhere.example"))

@@ -388,7 +388,9 @@ class EventStore:
             at once (the caller commits; later events of the same
             transaction see this one's effects).
         @return: the stored event (the existing one if it was already
-            stored), once durable (with C{txn}: once added to it).
+            stored, except that an accepted outlier stored again as
+            L{BACKFILL} history moves into the timeline), once durable
+            (with C{txn}: once added to it).
         """
         if txn is not None:
             try:
@@ -508,7 +510,12 @@ class EventStore:
         if not created:
             existing = await self.get_event_by_short(short, txn)
             if existing is not None:
-                return existing
+                if not self._promotes(existing, event, kind, soft_failed):
+                    return existing
+                # An outlier met again in backfilled history takes its place
+                # in the timeline, as stored (a redaction applied stays).
+                extras = {**existing.extras, **(extras or {})}
+                event = existing
         pending_events: dict[int, StoredEvent] = txn.data.setdefault("events", {})
         heads: dict[int, RoomHead] = txn.data.setdefault("heads", {})
         old_head = heads.get(room.short) or await self.rooms.get_head(room.short)
@@ -628,6 +635,19 @@ class EventStore:
                 lambda: notifier.notify(position, users=notify_users, rooms=[room_id])
             )
         return stored
+
+    @staticmethod
+    def _promotes(existing: StoredEvent, event: Event, kind: str, soft_failed: bool) -> bool:
+        """
+        Whether storing C{event} again moves the C{existing} copy into the
+        timeline: an accepted outlier (fetched for the state or auth chain
+        of a join or a gap) that backfill now finds in the room's history,
+        accepted there too.
+        """
+        return (
+            kind == BACKFILL and bool(existing.flags & OUTLIER) and not existing.rejected
+            and not event.rejected and not soft_failed
+        )
 
     def _membership_changed(self, txn: StoreTxn, users: list[str]) -> None:
         """Run the L{membership_hooks} for C{users} once C{txn} commits."""

@@ -628,6 +628,9 @@ class HomeServer:
         self.federation_pdus.room_disabled = self.admin_store.is_federation_disabled
         self.federation_edus.room_disabled = self.admin_store.is_federation_disabled
         self.federated_membership.room_disabled = self.admin_store.is_federation_disabled
+        # Remote members met through a remote join's state: their cached
+        # device lists may be stale (federation/e2ee.py event_persisted).
+        self.federation_e2ee.joined_at = self.event_store.joined_at
         # -- relations and search: indexes filled by persist hooks (local and
         # federation events alike); aggregations bundled by the serializer.
         self.relations = RelationsHandler(

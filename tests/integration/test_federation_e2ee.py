@@ -35,6 +35,10 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str, seconds: fl
     raise AssertionError(f"never: {what}")
 
 
+async def _not_sharing(server: Server, user_id: str) -> bool:
+    return not await server.hs.federation_e2ee.servers_sharing(user_id)
+
+
 class FederatedE2EETests(unittest.TestCase):
     timeout = 120
 
@@ -166,6 +170,55 @@ class FederatedE2EETests(unittest.TestCase):
 
     def test_device_lists_of_remote_room_members(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._joined_remote_room())
+
+    async def _stale_list_after_rejoin(self) -> None:
+        a = Server(await start_homeserver(self))
+        b = Server(await start_homeserver(self))
+        alice = await self.device(a, "alice", "ALICE1")
+        bob = await self.device(b, "bob", "BOB1")
+        await self.upload(b, bob)
+
+        async def bobs_devices_on_a() -> list[str]:
+            r = await a.request("POST", V3 + "/keys/query", {"device_keys": {bob.user_id: []}}, alice.token)
+            return sorted(r.json["device_keys"].get(bob.user_id, {}))
+
+        async def room_of_bob() -> str:
+            r = await b.request("POST", V3 + "/createRoom", {"preset": "public_chat"}, bob.token)
+            self.assertEqual(r.code, 200, r.body)
+            return r.json["room_id"]
+
+        first, second = await room_of_bob(), await room_of_bob()
+        r = await a.request("POST", V3 + "/join/%s?via=%s" % (q(first), q(b.name)), {}, alice.token)
+        self.assertEqual(r.code, 200, r.body)
+        # A tracks bob's list while they share a room (a new device of his
+        # makes B send an update, and A caches the list).
+        r = await b.request(
+            "POST", V3 + "/login",
+            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"},
+             "password": "secret pw", "device_id": "BOB2"},
+        )
+        await self.upload(b, Device(bob.user_id, "BOB2", r.json["access_token"]))
+        await eventually(
+            lambda: a.hs.federation_e2ee.store.remote_user(bob.user_id), "bob's list cached on A"
+        )
+        # Alice leaves: B stops telling A about bob's devices.
+        r = await a.request("POST", V3 + "/rooms/%s/leave" % q(first), {}, alice.token)
+        self.assertEqual(r.code, 200, r.body)
+        await eventually(lambda: _not_sharing(b, bob.user_id), "B no longer sharing bob with A")
+        r = await b.request(
+            "POST", V3 + "/login",
+            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"},
+             "password": "secret pw", "device_id": "BOB3"},
+        )
+        await self.upload(b, Device(bob.user_id, "BOB3", r.json["access_token"]))
+        # Alice joins bob's other room: A must not answer from the list it
+        # kept from before, which lacks BOB3.
+        r = await a.request("POST", V3 + "/join/%s?via=%s" % (q(second), q(b.name)), {}, alice.token)
+        self.assertEqual(r.code, 200, r.body)
+        self.assertEqual(await bobs_devices_on_a(), ["BOB1", "BOB2", "BOB3"])
+
+    def test_no_stale_device_list_after_joining_again(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._stale_list_after_rejoin())
 
 
 class NioFederatedE2EETests(E2EETestCase):

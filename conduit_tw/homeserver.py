@@ -25,6 +25,7 @@ from conduit_tw.api.client import login as login_api
 from conduit_tw.api.client import profile as profile_api
 from conduit_tw.api.client import register as register_api
 from conduit_tw.api.client import versions
+from conduit_tw.api.client import threepid as threepid_api
 from conduit_tw.api.federation import version
 from conduit_tw.api.resource import MatrixResource
 from conduit_tw.api.router import Router
@@ -112,6 +113,12 @@ from conduit_tw.handlers.ratelimit import RateLimiter
 from conduit_tw.handlers.url_preview import URLPreviewer
 from conduit_tw.storage.stores.media import MediaStore
 from conduit_tw.storage.stores.media_files import MediaFiles
+# -- housekeeping (util/periodic.py, handlers/{housekeeping,media_retention}.py)
+from conduit_tw.handlers.housekeeping import Housekeeping
+from conduit_tw.handlers.media_retention import MediaRetention
+from conduit_tw.util.periodic import PeriodicTasks
+# -- JWT login (handlers/jwt_login.py)
+from conduit_tw.handlers.jwt_login import JWTLogin
 # -- key backup (handlers/key_backup.py)
 from conduit_tw.api.client import key_backup as key_backup_api
 from conduit_tw.handlers.key_backup import KeyBackupHandler
@@ -154,6 +161,9 @@ from conduit_tw.federation.e2ee import FederationE2EE
 from conduit_tw.storage.stores.federation_devices import FederationDeviceStore
 # -- admin room (handlers/admin_{room,commands,groups}, docs/admin.md)
 from conduit_tw.api.client import admin as admin_api
+# -- shared-secret registration (handlers/shared_secret.py, api/synapse_admin.py)
+from conduit_tw.api import synapse_admin as synapse_admin_api
+from conduit_tw.handlers.shared_secret import SharedSecretRegistration
 from conduit_tw.handlers.admin_groups import AdminDeps, command_table
 from conduit_tw.handlers.admin_room import AdminRoom, AdminRoomDeps
 from conduit_tw.logging import configure as configure_logging
@@ -199,7 +209,7 @@ log = get_logger("conduit_tw.homeserver")
 #: Modules that mount endpoints: each has C{register(router, hs)}.
 API_MODULES: list[Any] = [
     account_data_api, tags_api, filter_api, push_rules_api, pushers_api, presence_api, typing_api,
-    versions, wellknown, keys, version,
+    versions, threepid_api, wellknown, keys, version,
     register_api, login_api, account_api, devices_api, profile_api, capabilities_api,
     rooms_api, membership_api,
     room_history_api, room_upgrades_api, reporting_api,
@@ -214,7 +224,7 @@ API_MODULES: list[Any] = [
     federation_media_api,
     federation_membership_api,
     federation_user_keys_api,
-    admin_api,
+    admin_api, synapse_admin_api,
     federation_timestamp_api, federation_hierarchy_api,
     relations_api, search_api,
     voip_api, openid_api, spaces_api, user_directory_api,
@@ -432,7 +442,7 @@ class HomeServer:
         self.media_ratelimit = RateLimiter(
             config.rc_media_per_second, config.rc_media_burst_count, self.clock_ms
         )
-        self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms)
+        self.url_previews = URLPreviewer(config, self.http_client, self.clock_ms, self.media)
         # -- key backup
         self.key_backup = KeyBackupHandler(KeyBackupStore(db))
         self.account.on_deactivated.append(self.key_backup.user_deactivated)
@@ -450,7 +460,8 @@ class HomeServer:
         )
         to_device_store = ToDeviceStore(db)
         self.to_device = ToDeviceHandler(
-            to_device_store, self.device_store, self.globals, self.notifier, is_local
+            to_device_store, self.device_store, self.globals, self.notifier, is_local,
+            self.clock_ms,
         )
         self.devices.on_devices_deleted.append(self.e2e_keys.devices_deleted)
         self.devices.on_devices_deleted.append(self.to_device.devices_deleted)
@@ -596,8 +607,14 @@ class HomeServer:
             self.media.store, self.keyring, db.backup,
             lambda: reactor.stop(),  # type: ignore[attr-defined]
             self.registration_tokens, self.federation_client, self.http_client, configure_logging,
-            lambda: self.appservices, federation_incoming=self.federation_pdus.incoming,
+            lambda: self.appservices, self.device_lists.key_changed,
+            federation_incoming=self.federation_pdus.incoming,
         ))
+        # -- shared-secret registration (Synapse's register_new_matrix_user)
+        self.shared_secret_registration = SharedSecretRegistration(
+            (config.registration_shared_secret or "").encode("utf-8") or None,
+            self.registration, self.devices, self.admin_room.add_admin, self.clock_ms,
+        )
         if config.auto_deactivate_banned_room_attempts:
             self.admin_room.auto_deactivate = self.account.deactivate
         self.events.validators.append(self.admin_room.check_event)
@@ -676,10 +693,11 @@ class HomeServer:
         # loaded in setup), as_token identity assertion, appservice login and
         # registration, exclusive namespaces, rate_limited.
         # Requests to appservices: the same client class as every outgoing
-        # request (ip_range_denylist, TLS policy, caps), its own pool for
-        # appservice_idle_timeout, appservice_timeout per request.
+        # request (TLS policy, caps), its own pool for appservice_idle_timeout,
+        # appservice_timeout per request. ip_range_denylist does not apply:
+        # the URL is the admin's (bridges listen on loopback), as in Synapse.
         self.appservice_http_client = LazyOutgoingHTTPClient(
-            reactor, config, idle_timeout=config.appservice_idle_timeout
+            reactor, config, idle_timeout=config.appservice_idle_timeout, ip_range_denylist=[]
         )
         self.appservice_client = AppserviceClient(
             self.appservice_http_client, config.appservice_timeout
@@ -734,6 +752,32 @@ class HomeServer:
         self.receipts.on_receipt.append(self.appservice_sender.receipt)
         self.presence.on_local_change.append(self.appservice_sender.presence)
         self.to_device.on_local_delivered.append(self.appservice_sender.to_device)
+        # -- housekeeping: one timer service (started and stopped by
+        # service.ConduitService) sweeping what expired every
+        # cleanup_second_interval, and applying the media retention policies.
+        self.housekeeping_sweeps = Housekeeping(
+            self.clock_ms, self.tokens.purge_expired_login_tokens, self.openid.store.purge_expired,
+            self.media.expire_pending,
+            [self.event_store.rooms.purge_txns, self.to_device.store.purge_txns],
+            self.uia.expire_sessions,
+        )
+        self.media_retention = MediaRetention(
+            self.server_name, self.media.store, self.media, config.media.retention, self.clock_ms
+        )
+        self.housekeeping = PeriodicTasks(reactor)
+        self.housekeeping.add(
+            "cleanup", config.cleanup_second_interval, self.housekeeping_sweeps.run
+        )
+        if self.media_retention.enabled:
+            self.housekeeping.add(
+                "media_retention", self.media_retention.interval, self.media_retention.run
+            )
+        # -- JWT login: org.matrix.login.jwt (and JWTs as m.login.token)
+        # when jwt_secret is set.
+        if config.jwt_secret:
+            self.login.jwt_login = JWTLogin(
+                config.jwt_secret, self.server_name, self.registration, self.users, self.clock_ms
+            ).user_for
         self.router = Router()
         self.resource = MatrixResource(self.router, gzip_compression=config.gzip_compression)
         # Requests wait until setup() has mounted the API.

@@ -1,6 +1,7 @@
 """
 The Twisted service tree: L{ConduitService} (a MultiService) owning the
-L{HomeServer} and one listener service per address.
+L{HomeServer}, one listener service per address and the housekeeping
+timers (C{HomeServer.housekeeping}).
 
 Shutdown (SIGTERM/SIGINT through twistd) runs in order: stop listening,
 let in-flight requests finish for up to L{SHUTDOWN_GRACE_SECONDS}, close
@@ -48,10 +49,16 @@ class ConduitService(MultiService):
             trusted_proxies=self.config.trusted_proxies,
             tracker=self.tracker,
         )
+        self.listener_names: list[str] = []
         for description, make_listener in listeners(self.config, self.reactor):
             svc = make_listener(self.site)
             svc.setName(description)
             svc.setServiceParent(self)
+            self.listener_names.append(description)
+        # Periodic housekeeping: started with the listeners (after setup),
+        # stopped with them (waiting for a run in progress) before the
+        # database closes.
+        homeserver.housekeeping.setServiceParent(self)
         self.ready: Deferred[None] = Deferred()
         if hasattr(homeserver.db, "on_fatal"):
             homeserver.db.on_fatal = self._database_failed
@@ -89,7 +96,7 @@ class ConduitService(MultiService):
             log.info(
                 "conduit-tw serving {server_name} on {where}",
                 server_name=self.config.server_name,
-                where=", ".join(s.name for s in self),
+                where=", ".join(self.listener_names),
             )
             self.ready.callback(None)
 
@@ -134,7 +141,8 @@ def listeners(config: Config, reactor: Any) -> list[tuple[str, Any]]:
     The listeners for the config, as C{(description, factory -> service)}:
     a UNIX socket when C{unix_socket_path} is set, else every C{address}
     x C{port} combination; TLS when C{[global.tls]} gives a certificate and
-    key. (twisted.internet.endpoints is not used: it imports pyOpenSSL,
+    key, and plain HTTP on the same ports too with its C{dual_protocol}
+    (L{conduit_tw.dual_protocol}). (twisted.internet.endpoints is not used: it imports pyOpenSSL,
     which costs 14 MB of memory even when TLS is off.)
     """
     if config.unix_socket_path:
@@ -149,7 +157,10 @@ def listeners(config: Config, reactor: Any) -> list[tuple[str, Any]]:
     tls = config.tls
     context_factory = _tls_context(tls.certs, tls.key) if tls is not None else None
     for address, port in config.listen_addresses():
-        if context_factory is not None:
+        if context_factory is not None and tls is not None and tls.dual_protocol:
+            desc = f"https+http://{_host(address)}:{port}"
+            result.append((desc, _dual_server(port, context_factory, address, reactor)))
+        elif context_factory is not None:
             desc = f"https://{_host(address)}:{port}"
             result.append((desc, _ssl_server(port, context_factory, address, reactor)))
         else:
@@ -164,6 +175,14 @@ def _tcp_server(port: int, address: str, reactor: Any):
 
 def _ssl_server(port: int, context_factory: Any, address: str, reactor: Any):
     return lambda site: SSLServer(port, site, context_factory, interface=address, reactor=reactor)
+
+
+def _dual_server(port: int, context_factory: Any, address: str, reactor: Any):
+    from conduit_tw.dual_protocol import DualProtocolFactory
+
+    return lambda site: TCPServer(
+        port, DualProtocolFactory(site, context_factory), interface=address, reactor=reactor
+    )
 
 
 def _tls_context(certs_path: str, key_path: str) -> Any:

@@ -27,15 +27,13 @@ stable and unstable names).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.python.failure import Failure
+from twisted.internet.interfaces import IReactorTime
 
 from conduit_tw.appservice.registration import Registration
 from conduit_tw.logging import get_logger
+from conduit_tw.util.transaction_queue import QueueState, Transaction, TransactionQueues
 
 if TYPE_CHECKING:
     from conduit_tw.storage.events import EventStore
@@ -55,24 +53,11 @@ Deliver = Callable[[Registration, str, dict[str, Any]], Awaitable[None]]
 Serialize = Callable[[list[str]], Awaitable[list[dict[str, Any]]]]
 
 
-@dataclass
-class _Transaction:
-    txn_id: str
-    body: dict[str, Any]
-    keys: list[bytes]
-
-
-@dataclass
-class _State:
-    sending: bool = False
-    dirty: bool = False
-    pending: _Transaction | None = None
-    backoff_s: float = 0.0
-    retry: IDelayedCall | None = None
-
-
-class AppserviceSender:
+class AppserviceSender(TransactionQueues[QueueState]):
     """See the module docstring."""
+
+    initial_backoff_s = INITIAL_BACKOFF_S
+    what = "appservice"
 
     def __init__(
         self,
@@ -86,6 +71,7 @@ class AppserviceSender:
         *,
         backoff_limit_s: float = 3600,
     ) -> None:
+        super().__init__(reactor, backoff_limit_s, log)
         self.store = store
         self.events = events
         self.aliases = aliases
@@ -93,11 +79,6 @@ class AppserviceSender:
         self.registrations = registrations
         self.deliver = deliver
         self.serialize = serialize
-        self.reactor = reactor
-        self.backoff_limit_s = backoff_limit_s
-        self._states: dict[str, _State] = {}
-        self._running: set[Deferred[None]] = set()
-        self._stopped = False
         #: IDs of in-process bridges (they need no URL), set by the bridge loader.
         self.local_ids: set[str] = set()
 
@@ -108,20 +89,8 @@ class AppserviceSender:
         for appservice_id in await self.store.load_queues():
             self._kick(appservice_id)
 
-    def stop(self) -> Deferred[None]:
-        """Cancel retries and transactions in flight (they stay queued)."""
-        self._stopped = True
-        for state in self._states.values():
-            if state.retry is not None and state.retry.active():
-                state.retry.cancel()
-        for d in list(self._running):
-            d.cancel()
-        return Deferred.fromCoroutine(self.wait_idle())
-
-    async def wait_idle(self) -> None:
-        """Return once no transaction is being sent."""
-        while self._running:
-            await DeferredList(list(self._running))
+    def _new_state(self) -> QueueState:
+        return QueueState()
 
     def forget(self, reg: Registration) -> None:
         """The registry's C{on_unregistered}: drop the appservice's state."""
@@ -245,37 +214,13 @@ class AppserviceSender:
         for appservice_id in appservice_ids:
             self._kick(appservice_id)
 
-    def _kick(self, appservice_id: str) -> None:
-        if self._stopped:
-            return
-        state = self._states.setdefault(appservice_id, _State())
-        if state.sending:
-            state.dirty = True
-            return
-        if state.retry is not None and state.retry.active():
-            return
-        state.sending = True
-        d = Deferred.fromCoroutine(self._run(appservice_id, state))
-        self._running.add(d)
-
-        def failed(f: Failure) -> None:
-            if not (self._stopped and f.check(CancelledError)):
-                log.failure("Pushing to appservice {id} failed", f, id=appservice_id)
-
-        def done(_: object) -> None:
-            self._running.discard(d)
-            state.sending = False
-
-        d.addErrback(failed)
-        d.addBoth(done)
-
     def _registration(self, appservice_id: str) -> Registration | None:
         for reg in self.registrations():
             if reg.id == appservice_id:
                 return reg
         return None
 
-    async def _run(self, appservice_id: str, state: _State) -> None:
+    async def _run(self, appservice_id: str, state: QueueState) -> None:
         while not self._stopped:
             reg = self._registration(appservice_id)
             if reg is None:
@@ -299,7 +244,7 @@ class AppserviceSender:
             state.backoff_s = 0.0
             await self.store.remove(appservice_id, txn.keys)
 
-    async def _next_transaction(self, appservice_id: str, state: _State) -> _Transaction | None:
+    async def _next_transaction(self, appservice_id: str, state: QueueState) -> Transaction | None:
         pending = await self.store.pending(appservice_id)
         if pending is not None:
             # Handed out before a restart: the same ID for the same items.
@@ -327,18 +272,4 @@ class AppserviceSender:
             txn_id = pending[0]
         else:
             txn_id = await self.store.start_transaction(appservice_id, keys[-1])
-        return _Transaction(str(txn_id), body, keys)
-
-    def _failed(self, appservice_id: str, state: _State, error: Exception) -> None:
-        state.backoff_s = min(max(INITIAL_BACKOFF_S, state.backoff_s * 2), float(self.backoff_limit_s))
-        log.info(
-            "Transaction to appservice {id} failed ({err}); retrying in {s}s",
-            id=appservice_id, err=error, s=state.backoff_s,
-        )
-        state.retry = self.reactor.callLater(state.backoff_s, self._retry, appservice_id)
-
-    def _retry(self, appservice_id: str) -> None:
-        state = self._states.get(appservice_id)
-        if state is not None:
-            state.retry = None
-        self._kick(appservice_id)
+        return Transaction(str(txn_id), body, keys)

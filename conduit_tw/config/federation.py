@@ -201,8 +201,9 @@ class FederationKeys:
     )
     ip_range_denylist: list[str] = key(
         list(DEFAULT_IP_RANGE_DENYLIST),
-        "CIDR ranges outgoing requests may never connect to, checked after DNS resolution. "
-        "`[]` disables it (needed for test federations on loopback).",
+        "CIDR ranges outgoing requests (federation, media, push gateways, URL previews) may "
+        "never connect to, checked after DNS resolution; appservices are exempt (their URL "
+        "is the admin's). `[]` disables it (needed for test federations on loopback).",
         values.list_of(values.NETWORK, "CIDR ranges"),
         doc_default=(
             "RFC 1918, loopback, link-local, multicast, documentation ranges (conduwuit's list)"

@@ -160,7 +160,6 @@ class MediaConfig:
         "List of `[[global.media.retention]]` policies, see below.",
         Type("list of tables", _retention),
         doc_default="none (keep everything)",
-        not_effective="media retention policies are not applied yet",
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from typing import Any
 
 from conduit_tw.config import values
@@ -103,10 +105,21 @@ class RegistrationKeys:
         "logins and registrations get 429 `M_LIMIT_EXCEEDED` with `retry_after_ms`.",
         values.integer(0, 100_000),
     )
+    registration_shared_secret: str | None = key(
+        None,
+        "Enables Synapse's shared-secret registration (`/_synapse/admin/v1/register`, used by "
+        "Synapse's `register_new_matrix_user` script): whoever knows this secret can create "
+        "users and admins, even when `allow_registration` is false.",
+    )
+    registration_shared_secret_path: str | None = key(
+        None,
+        "File holding the shared secret (when `registration_shared_secret` is unset); created "
+        "with a random secret, mode 0600, when missing (as Synapse does).",
+    )
     jwt_secret: str | None = key(
         None,
-        "Secret for the JWT login type (`org.matrix.login.jwt`).",
-        not_effective="JWT login (org.matrix.login.jwt) is not implemented yet",
+        "HS256 secret for JWT login (`org.matrix.login.jwt`, or a JWT as `m.login.token` "
+        "as Conduit takes it): `sub` names the user (registered if new), `exp` is required.",
     )
     openid_token_ttl: int = key(
         3600,
@@ -138,7 +151,42 @@ def _check_registration_token(config: Any, g: dict[str, Any]) -> None:
             )
 
 
+def load_shared_secret(path: str) -> str:
+    """
+    The shared secret held in C{path}; a new random one is written there
+    (mode 0600, atomically) when the file does not exist, as Synapse does.
+
+    @raise ConfigError: the file cannot be read or written, or is empty.
+    """
+    key = "global.registration_shared_secret_path"
+    try:
+        if not os.path.exists(path):
+            tmp = f"{path}.tmp{os.getpid()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(secrets.token_urlsafe(48) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        with open(path, encoding="utf-8") as f:
+            value = f.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{key}: cannot read or create {path}: {e}") from None
+    if not value:
+        raise ConfigError(f"{key}: {path} is empty; write a long random secret into it")
+    return value
+
+
 def after_load(config: Any, g: dict[str, Any], notices: list[str]) -> None:
+    if "registration_shared_secret" in g and not (config.registration_shared_secret or "").strip():
+        raise ConfigError(
+            "global.registration_shared_secret: empty or only whitespace; set it to a long "
+            "random secret, or remove it"
+        )
+    if not config.registration_shared_secret and config.registration_shared_secret_path:
+        config.registration_shared_secret = load_shared_secret(
+            config.registration_shared_secret_path
+        )
     if config.allow_registration:
         _check_registration_token(config, g)
     if config.allow_registration and not (

@@ -25,8 +25,9 @@ class TlsConfig:
     #: Also accept plain HTTP on the same port (conduwuit's C{dual_protocol}).
     dual_protocol: bool = declare.key(
         False,
-        "Also accept plain HTTP on the same ports.",
-        not_effective="HTTPS listeners accept only TLS",
+        "Also accept plain HTTP on the same ports (the first byte tells a TLS handshake from "
+        "HTTP). Insecure for clients that use plain HTTP; meant for a reverse proxy or "
+        "local tools on the same host.",
     )
 
 
@@ -112,9 +113,10 @@ class StorageKeys:
     )
     cleanup_second_interval: int = key(
         60,
-        "Seconds between database housekeeping runs (e.g. WAL checkpoints).",
+        "Seconds between database housekeeping runs: expired login and OpenID tokens, "
+        "expired `/create` media ids, day-old client transaction IDs and UIA sessions are "
+        "forgotten.",
         values.POSITIVE,
-        not_effective="there is no periodic database housekeeping yet",
     )
 
     def database_options(self) -> dict[str, Any]:

@@ -33,12 +33,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.python.failure import Failure
+from twisted.internet.interfaces import IReactorTime
 
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.federation_queue import FederationQueueStore, QueuedItem
+from conduit_tw.util.transaction_queue import QueueState, Transaction, TransactionQueues
 
 log = get_logger("conduit_tw.federation.sender")
 
@@ -51,30 +50,18 @@ PutJson = Callable[..., Awaitable[Any]]
 
 
 @dataclass
-class _Transaction:
-    txn_id: str
-    body: dict[str, Any]
-    keys: list[bytes]
-
-
-@dataclass
-class _Destination:
+class _Destination(QueueState):
     """What the sender knows about one destination, in memory."""
 
-    #: A coroutine is sending to it (one transaction in flight at most).
-    sending: bool = False
-    #: More was queued while sending: look at the queue again.
-    dirty: bool = False
-    #: The failed transaction to retry as it is (same ID, same content).
-    pending: _Transaction | None = None
-    backoff_s: float = 0.0
-    retry: IDelayedCall | None = None
     #: Ephemeral (unpersisted) EDUs not yet in a transaction.
     ephemeral: list[dict[str, Any]] = field(default_factory=list)
 
 
-class FederationSender:
+class FederationSender(TransactionQueues[_Destination]):
     """See the module docstring."""
+
+    initial_backoff_s = INITIAL_BACKOFF_S
+    what = "destination"
 
     def __init__(
         self,
@@ -92,14 +79,13 @@ class FederationSender:
         enabled: bool = True,
         refused: Callable[[str], bool] = lambda destination: False,
     ) -> None:
+        super().__init__(reactor, backoff_limit_s, log)
         self.store = store
         #: C{put_json(destination, path, body, *, timeout=None) -> Awaitable[dict]}.
         self.put_json = put_json
         self.get_pdu = get_pdu
-        self.reactor = reactor
         self.clock_ms = clock_ms
         self.server_name = server_name
-        self.backoff_limit_s = backoff_limit_s
         self.netburst = netburst
         self.netburst_keep = netburst_keep
         self.timeout_s = timeout_s
@@ -107,9 +93,6 @@ class FederationSender:
         self.enabled = enabled
         #: Destinations never sent to (C{forbidden_remote_server_names}).
         self.refused = refused
-        self._destinations: dict[str, _Destination] = {}
-        self._running: set[Deferred[None]] = set()
-        self._stopped = False
 
     # -- lifecycle
 
@@ -128,30 +111,8 @@ class FederationSender:
                     )
             self._kick(destination)
 
-    def stop(self) -> Deferred[None]:
-        """
-        Cancel the retry timers and the transactions in flight (they stay
-        queued and are sent again after a restart); nothing is written
-        afterwards. The Deferred fires once no transaction is running.
-        """
-        self._stopped = True
-        for state in self._destinations.values():
-            if state.retry is not None and state.retry.active():
-                state.retry.cancel()
-        for d in list(self._running):
-            d.cancel()
-        return Deferred.fromCoroutine(self.wait_idle())
-
-    async def wait_idle(self) -> None:
-        """Return once no transaction is being sent (retries may be scheduled)."""
-        while self._running:
-            await DeferredList(list(self._running))
-
-    def _state(self, destination: str) -> _Destination:
-        state = self._destinations.get(destination)
-        if state is None:
-            state = self._destinations[destination] = _Destination()
-        return state
+    def _new_state(self) -> _Destination:
+        return _Destination()
 
     # -- queueing
 
@@ -218,7 +179,7 @@ class FederationSender:
         The destination contacted us: forget its backoff and retry now
         if a retry was waiting.
         """
-        state = self._destinations.get(destination)
+        state = self._states.get(destination)
         if state is None or self._stopped:
             return
         state.backoff_s = 0.0
@@ -229,32 +190,8 @@ class FederationSender:
 
     def backing_off(self, destination: str) -> bool:
         """Whether a retry of the destination is scheduled."""
-        state = self._destinations.get(destination)
+        state = self._states.get(destination)
         return state is not None and state.retry is not None and state.retry.active()
-
-    def _kick(self, destination: str) -> None:
-        if self._stopped:
-            return
-        state = self._state(destination)
-        if state.sending:
-            state.dirty = True
-            return
-        if state.retry is not None and state.retry.active():
-            return  # backing off: the retry takes everything queued
-        state.sending = True
-        d = Deferred.fromCoroutine(self._run(destination, state))
-        self._running.add(d)
-
-        def done(result: object) -> None:
-            self._running.discard(d)
-            state.sending = False
-
-        def failed(f: Failure) -> None:
-            if not (self._stopped and f.check(CancelledError)):
-                log.failure("Sending to {dest} failed", f, dest=destination)
-
-        d.addErrback(failed)
-        d.addBoth(done)
 
     async def _run(self, destination: str, state: _Destination) -> None:
         while not self._stopped:
@@ -282,7 +219,7 @@ class FederationSender:
             state.backoff_s = 0.0
             await self.store.remove(txn.keys)
 
-    async def _next_transaction(self, destination: str, state: _Destination) -> _Transaction | None:
+    async def _next_transaction(self, destination: str, state: _Destination) -> Transaction | None:
         items: list[QueuedItem] = await self.store.peek(destination, MAX_PDUS, MAX_EDUS)
         pdus: list[dict[str, Any]] = []
         edus: list[dict[str, Any]] = []
@@ -310,19 +247,4 @@ class FederationSender:
         }
         if edus:
             body["edus"] = edus
-        return _Transaction(await self.store.next_txn_id(self.clock_ms()), body, keys)
-
-    def _failed(self, destination: str, state: _Destination, error: Exception) -> None:
-        state.backoff_s = min(
-            max(INITIAL_BACKOFF_S, state.backoff_s * 2), float(self.backoff_limit_s)
-        )
-        log.info(
-            "Transaction to {dest} failed ({err!r}); retrying in {s}s",
-            dest=destination, err=error, s=state.backoff_s,
-        )
-        state.retry = self.reactor.callLater(state.backoff_s, self._retry, destination)
-
-    def _retry(self, destination: str) -> None:
-        state = self._state(destination)
-        state.retry = None
-        self._kick(destination)
+        return Transaction(await self.store.next_txn_id(self.clock_ms()), body, keys)

@@ -21,7 +21,7 @@ import secrets
 import string
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from urllib.parse import quote
 
 from twisted.internet.threads import deferToThread
@@ -38,6 +38,7 @@ from conduit_tw.events.validation import validate_pdu
 from conduit_tw.federation.pdu_checks import PduError, check_pdu
 from conduit_tw.handlers.admin_commands import Command, CommandError, Group, Invocation, Reply
 from conduit_tw.handlers.auth import Requester
+from conduit_tw.util.caches import clear_all
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.account import AccountHandler
@@ -119,6 +120,8 @@ class AdminDeps:
     configure_logging: Callable[[str], None]
     #: The appservice registry (built after the admin room).
     appservices: Callable[[], "AppserviceHandler"]
+    #: C{DeviceListTracker.key_changed}: announce a user's devices changed.
+    device_keys_changed: Callable[[str], Awaitable[None]]
     #: C{PduPipeline.incoming}: rooms with incoming PDUs in the pipeline now.
     federation_incoming: Callable[[], list["Incoming"]] = list
 
@@ -741,6 +744,25 @@ class AdminCommands:
             raise CommandError(f"No token {inv.args[0]}")
         return Reply.text(f"Deleted registration token {inv.args[0]}")
 
+    # -- caches and device lists
+
+    async def server_clear_caches(self, inv: Invocation) -> Reply:
+        caches, entries = clear_all()
+        return Reply.text(f"Cleared {entries} entries from {caches} in-memory caches")
+
+    async def debug_force_device_lists(self, inv: Invocation) -> Reply:
+        count = 0
+        for user_id in await self.d.users.list_user_ids():
+            acc = await self.d.users.get_account(user_id)
+            if acc is None or acc.deactivated:
+                continue
+            await self.d.device_keys_changed(user_id)
+            count += 1
+        return Reply.text(
+            f"Marked the device lists of {count} local users changed; "
+            "clients query their keys again"
+        )
+
     # -- appservices
 
     async def appservices_register(self, inv: Invocation) -> Reply:
@@ -940,10 +962,8 @@ def command_table(deps: AdminDeps) -> Group:
         Command("change-log-level", "set the log filter until restart (e.g. debug or info,conduit_tw.api=debug)",
                 c.server_log_level, ("filter",)),
         Command("reload-log-level", "apply the configured log filter again", c.server_log_level),
-        *_unavailable(
-            "not built yet",
-            ("clear-caches", "clear the in-memory caches", ("clear-database-caches",)),
-        ),
+        Command("clear-caches", "empty the in-memory caches (they refill from the database)",
+                c.server_clear_caches, aliases=("clear-database-caches",)),
     ))
     federation = Group("federation", "federation with other servers", (
         Command("ping", "time a server's /_matrix/federation/v1/version", c.federation_ping, ("server",)),
@@ -988,10 +1008,9 @@ def command_table(deps: AdminDeps) -> Group:
                 body="signed JSON object", aliases=("verify-json",)),
         Command("hash-and-sign-event", "add the content hash and the server's signature to an event",
                 c.debug_hash_and_sign, ("room_version",), body="event JSON"),
-        *_unavailable(
-            "device lists belong to end-to-end encryption, not built yet",
-            ("force-device-list-updates", "mark every device list changed", ()),
-        ),
+        Command("force-device-list-updates",
+                "mark every local user's device list changed (clients query their keys again)",
+                c.debug_force_device_lists),
     ))
     return Group("admin", "server administration", (
         users, rooms, media, server, federation, appservices, tokens, debug,

@@ -4,9 +4,12 @@ Logging in and out (client-server-api "Login", "Refreshing access tokens",
 
 Login types: C{m.login.password} (identifier C{m.id.user} with a full or
 local user ID, or the deprecated top-level C{user}), C{m.login.token}
-(single-use, short-lived tokens from C{/login/get_token}) and
+(single-use, short-lived tokens from C{/login/get_token}),
 C{m.login.application_service}, which is answered 400 M_UNKNOWN until an
-appservice checker is installed in L{LoginHandler.appservice_login}.
+appservice checker is installed in L{LoginHandler.appservice_login}, and
+C{org.matrix.login.jwt} when C{jwt_secret} is set
+(L{conduit_tw.handlers.jwt_login}; a JWT sent as C{m.login.token}, as
+Conduit expects it, is accepted too).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 LOGIN_PASSWORD = "m.login.password"
 LOGIN_TOKEN = "m.login.token"
 LOGIN_APPSERVICE = "m.login.application_service"
+LOGIN_JWT = "org.matrix.login.jwt"
 
 #: Lifetime of tokens from /login/get_token (the spec recommends 2 minutes).
 LOGIN_TOKEN_LIFETIME_MS = 2 * 60 * 1000
@@ -109,6 +113,10 @@ class LoginHandler:
         #: HomeServer from C{rc_login_*}); guards against brute force from
         #: many addresses.
         self.failed_login_limiter: Any = None
+        #: C{await jwt_login(token)} -> the user a JSON Web Token names
+        #: (L{conduit_tw.handlers.jwt_login.JWTLogin.user_for}); None when
+        #: C{jwt_secret} is not set.
+        self.jwt_login: Callable[[str], Awaitable[str]] | None = None
 
     def flows(self) -> list[dict[str, Any]]:
         """
@@ -122,6 +130,8 @@ class LoginHandler:
         ]
         if self.appservice_login is not None:
             flows.append({"type": LOGIN_APPSERVICE})
+        if self.jwt_login is not None:
+            flows.append({"type": LOGIN_JWT})
         return flows
 
     async def check_password(self, user_id: str | None, password: Any) -> str:
@@ -183,9 +193,16 @@ class LoginHandler:
             if not isinstance(token, str):
                 raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'token'")
             found = await self.tokens.consume_login_token(token, self._clock_ms())
+            if found is None and self.jwt_login is not None and token.count(".") == 2:
+                found = await self.jwt_login(token)  # Conduit's way of sending a JWT
             if found is None:
                 raise forbidden("Invalid login token")
             user_id = found
+        elif kind == LOGIN_JWT and self.jwt_login is not None:
+            token = body.get("token")
+            if not isinstance(token, str):
+                raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'token'")
+            user_id = await self.jwt_login(token)
         elif kind == LOGIN_APPSERVICE:
             if self.appservice_login is None:
                 raise MatrixError(400, Codes.UNKNOWN, "Application service login is not supported yet")

@@ -28,6 +28,7 @@ from conduit_tw.handlers import thumbnailer
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.media import MediaStore
 from conduit_tw.storage.stores.media_files import MediaFiles, UploadSpool, media_key
+from conduit_tw.util.caches import LruCache
 from conduit_tw.util.linearizer import Linearizer
 
 log = get_logger("conduit_tw.media")
@@ -52,6 +53,9 @@ THUMBNAIL_CONCURRENCY = 2
 #: are safe to answer to a thumbnail request as they are.
 WEB_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _ANIMATABLE = frozenset({"image/gif", "image/webp", "image/png", "image/apng"})
+#: Downloads of one media (or thumbnail) are recorded at most this often
+#: (retention policies' C{accessed}; saves a write per download).
+ACCESS_RESOLUTION_MS = 60_000
 
 
 @dataclass
@@ -147,14 +151,37 @@ class MediaHandler:
         self._uploading: set[str] = set()
         self._thumb_locks = Linearizer("thumbnails")
         self._cpu = DeferredSemaphore(THUMBNAIL_CONCURRENCY)
+        #: Last access written per media key (see L{ACCESS_RESOLUTION_MS}).
+        self._touched: LruCache[tuple[str, str, str], int] = LruCache(10_000)
 
     async def setup(self) -> None:
         """Create the directories, drop leftovers of a crash and expired ids."""
         self.files.setup()
+        await self.expire_pending()
+
+    async def expire_pending(self) -> int:
+        """
+        Forget the ids made by C{/create} whose content never came before
+        C{unused_expires_at} (at start-up and by the periodic housekeeping).
+        Returns how many.
+        """
         now = self._clock_ms()
+        expired = 0
         for user_id, media_id, expires in await self.store.all_pending():
             if expires <= now:
                 await self.store.delete(self.server_name, media_id, user_id, [])
+                expired += 1
+        return expired
+
+    async def _touch(self, server_name: str, media_id: str, variant: str = "") -> None:
+        """Record a download for the C{accessed} retention policies."""
+        now = self._clock_ms()
+        key = (server_name, media_id, variant)
+        last = self._touched.get(key)
+        if last is not None and now - last < ACCESS_RESOLUTION_MS:
+            return
+        self._touched.set(key, now)
+        await self.store.touch(server_name, media_id, variant, now)
 
     def mxc(self, media_id: str) -> str:
         """The C{mxc://} URI of a local media id."""
@@ -325,6 +352,7 @@ class MediaHandler:
         if f is None:
             log.warn("Media {id} has metadata but no file", id=media_id)
             raise not_found("Unknown media")
+        await self._touch(server_name, media_id)
         return MediaContent(f, meta["size"], meta["content_type"], meta.get("filename"))
 
     async def thumbnail(
@@ -357,6 +385,9 @@ class MediaHandler:
             raise MatrixError(400, Codes.UNKNOWN, "Cannot generate thumbnails for the requested content")
         animated = animated and content_type in _ANIMATABLE
         variant, box_w, box_h, box_method = choose_variant(width, height, method, animated)
+        # A thumbnail shown is the media seen: both count as accessed.
+        await self._touch(server_name, media_id)
+        await self._touch(server_name, media_id, variant)
         async with self._thumb_locks.queue((server_name, media_id, variant)):
             stored = await self.store.thumbnail(server_name, media_id, variant)
             if stored is not None:
@@ -378,7 +409,8 @@ class MediaHandler:
             await self.store.put_thumbnail(
                 server_name, media_id, variant,
                 {"content_type": thumb.content_type, "size": len(thumb.data),
-                 "width": thumb.width, "height": thumb.height},
+                 "width": thumb.width, "height": thumb.height,
+                 "created_ts": self._clock_ms()},
             )
             f = self.files.open(key)
             if f is None:
@@ -414,6 +446,15 @@ class MediaHandler:
         keys += [media_key(server_name, media_id, v) for v in variants]
         await deferToThread(self.files.remove, keys)
         return True
+
+    async def delete_thumbnails(self, server_name: str, media_id: str, variants: list[str]) -> None:
+        """
+        Delete some stored thumbnails of a media id (metadata in one batch,
+        then the files); they are generated again when asked for.
+        """
+        await self.store.delete_thumbnails(server_name, media_id, variants)
+        keys = [media_key(server_name, media_id, v) for v in variants]
+        await deferToThread(self.files.remove, keys)
 
 
 def _thumbnail_file(

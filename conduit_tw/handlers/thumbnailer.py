@@ -73,6 +73,8 @@ class ImageInfo:
     width: int
     height: int
     animated: bool
+    #: The MIME type of the decoded format, when Pillow knows one.
+    content_type: str | None = None
 
 
 _pil: Any = None
@@ -110,7 +112,10 @@ def _open(source: BinaryIO) -> Any:
 def inspect(source: BinaryIO) -> ImageInfo:
     """The size and animation of an image, from its header only."""
     im = _open(source)
-    return ImageInfo(im.width, im.height, bool(getattr(im, "is_animated", False)))
+    return ImageInfo(
+        im.width, im.height, bool(getattr(im, "is_animated", False)),
+        _image().MIME.get(im.format or ""),
+    )
 
 
 def target_size(width: int, height: int, box_w: int, box_h: int, method: str) -> tuple[int, int]:

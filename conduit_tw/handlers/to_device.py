@@ -45,8 +45,10 @@ class ToDeviceHandler:
         globals_store: GlobalsStore,
         notifier: Notifier,
         is_local: Callable[[str], bool],
+        clock_ms: Callable[[], int],
     ) -> None:
         self.store = store
+        self._clock_ms = clock_ms
         self.devices = devices
         self.globals = globals_store
         self.notifier = notifier
@@ -84,7 +86,9 @@ class ToDeviceHandler:
                     continue
                 local.extend(await self._expand(user_id, per_device))
             position = await self.globals.next_position()
-            await self.store.put(sender, device_key, txn_id, event_type, position, local)
+            await self.store.put(
+                sender, device_key, txn_id, event_type, position, local, self._clock_ms()
+            )
         if local:
             self.notifier.notify(position, users={user for user, _, _ in local})
             await run_hooks(self.on_local_delivered, sender, event_type, local, what="on_local_delivered")
@@ -138,7 +142,9 @@ class ToDeviceHandler:
                 per_device = {d: c for d, c in per_device.items() if isinstance(c, dict)}
                 local.extend(await self._expand(user_id, per_device))
             position = await self.globals.next_position()
-            await self.store.put(sender, "", message_id, event_type, position, local)
+            await self.store.put(
+                sender, "", message_id, event_type, position, local, self._clock_ms()
+            )
         if local:
             self.notifier.notify(position, users={user for user, _, _ in local})
 

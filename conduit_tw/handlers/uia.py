@@ -101,6 +101,10 @@ class UIA:
         self._sessions[sid] = session
         return session
 
+    async def expire_sessions(self) -> None:
+        """Forget expired sessions now (periodic housekeeping; else done on each new one)."""
+        self._expire(self._clock_ms())
+
     def _expire(self, now: int) -> None:
         # Dicts keep insertion order, so the oldest sessions come first.
         while self._sessions:

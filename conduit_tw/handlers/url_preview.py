@@ -14,19 +14,37 @@ Pages are fetched with the shared outgoing client (C{hs.http_client}), so
 C{ip_range_denylist} is enforced after DNS resolution, redirects are not
 followed, and at most C{url_preview_max_spider_size} bytes are read. The
 answer is the page's OpenGraph C{og:*} properties (with C{<title>} and
-the C{description} meta as fallbacks). C{og:image} is not fetched yet, so
-it is left out (it must be an C{mxc://} URI). Answers are cached in memory
+the C{description} meta as fallbacks). Answers are cached in memory
 for an hour.
+
+C{og:image} (client-server-api C{GET /preview_url}: an C{mxc://} URI) is
+fetched with the same client and limits as the page (C{ip_range_denylist}
+after resolution, no redirects, at most C{url_preview_max_spider_size}
+bytes, the domain denylist; it may be on another host than the page, as
+images usually are on a CDN), streamed into the media directory, checked
+to be an image Pillow can read (its header only, the decompression-bomb
+limits of the thumbnailer apply) and stored as local media uploaded by
+the requesting user. The answer then carries C{og:image},
+C{og:image:type} (from the decoded format, not the remote server's
+header), C{og:image:width}, C{og:image:height} and C{matrix:image:size}.
+An image that cannot be fetched or read is left out; the rest of the
+preview is still answered.
 """
 
 from __future__ import annotations
 
 from html.parser import HTMLParser
 from typing import Any, Callable
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
+
+from twisted.internet.threads import deferToThread
 
 from conduit_tw.errors import Codes, MatrixError, forbidden
+from conduit_tw.handlers import thumbnailer
 from conduit_tw.http.errors import DeniedDestinationError, ResponseTooLargeError
+from conduit_tw.logging import get_logger
+
+log = get_logger("conduit_tw.url_preview")
 
 CACHE_MS = 3600 * 1000
 CACHE_SIZE = 1000
@@ -70,6 +88,11 @@ class _OpenGraph(HTMLParser):
 
 def parse_html(body: bytes) -> dict[str, Any]:
     """The OpenGraph data of an HTML page (never C{og:image}: not an mxc URI)."""
+    return parse_page(body)[0]
+
+
+def parse_page(body: bytes) -> tuple[dict[str, Any], str | None]:
+    """L{parse_html} and the page's C{og:image} URL (as written in the page)."""
     parser = _OpenGraph()
     try:
         parser.feed(body.decode("utf-8", "replace"))
@@ -83,13 +106,19 @@ def parse_html(body: bytes) -> dict[str, Any]:
         result["og:title"] = parser.title.strip()
     if "og:description" not in result and parser.description:
         result["og:description"] = parser.description
-    return result
+    image = next(
+        (parser.og[k] for k in ("og:image", "og:image:url", "og:image:secure_url") if parser.og.get(k)),
+        None,
+    )
+    return result, image.strip() if image else None
 
 
 class URLPreviewer:
     """See the module docstring."""
 
-    def __init__(self, config: Any, http_client: Any, clock_ms: Callable[[], int]) -> None:
+    def __init__(
+        self, config: Any, http_client: Any, clock_ms: Callable[[], int], media: Any = None
+    ) -> None:
         self._explicit_deny = {d.lower() for d in config.url_preview_domain_explicit_denylist}
         self._explicit_allow = {d.lower() for d in config.url_preview_domain_explicit_allowlist}
         self._contains_allow = [d.lower() for d in config.url_preview_domain_contains_allowlist]
@@ -98,6 +127,9 @@ class URLPreviewer:
         self._max_size = config.url_preview_max_spider_size
         self._http = http_client
         self._clock_ms = clock_ms
+        #: The L{conduit_tw.handlers.media.MediaHandler} images are stored
+        #: with (None: no C{og:image}).
+        self._media = media
         self._cache: dict[str, tuple[int, dict[str, Any]]] = {}
 
     @property
@@ -105,21 +137,29 @@ class URLPreviewer:
         """Whether any URL can be allowed at all."""
         return bool(self._explicit_allow or self._contains_allow or self._url_contains)
 
-    def allowed(self, url: str) -> bool:
-        """Whether the allowlists let C{url} be previewed."""
+    def _hosts(self, url: str) -> list[str] | None:
+        """The host (and root domain) the domain lists match, or None if not http(s)."""
         try:
             parts = urlsplit(url)
             host = (parts.hostname or "").lower()
         except ValueError:
-            return False
+            return None
         if parts.scheme not in ("http", "https") or not host:
-            return False
+            return None
         hosts = [host]
         if self._check_root:
             labels = host.split(".")
             if len(labels) > 2:
                 hosts.append(".".join(labels[-2:]))
-        if "*" in self._explicit_deny or any(h in self._explicit_deny for h in hosts):
+        return hosts
+
+    def _denied(self, hosts: list[str]) -> bool:
+        return "*" in self._explicit_deny or any(h in self._explicit_deny for h in hosts)
+
+    def allowed(self, url: str) -> bool:
+        """Whether the allowlists let C{url} be previewed."""
+        hosts = self._hosts(url)
+        if hosts is None or self._denied(hosts):
             return False
         if "*" in self._explicit_allow or "*" in self._contains_allow or "*" in self._url_contains:
             return True
@@ -159,8 +199,48 @@ class URLPreviewer:
         content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
         result: dict[str, Any] = {}
         if content_type.split(b";")[0].strip().lower() in (b"text/html", b"application/xhtml+xml"):
-            result = parse_html(response.body)
+            result, image_url = parse_page(response.body)
+            if image_url and self._media is not None:
+                result.update(await self._image(urljoin(url, image_url), user_id))
         if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()
         self._cache[url] = (now, result)
         return dict(result)
+
+    async def _image(self, url: str, user_id: str) -> dict[str, Any]:
+        """
+        Fetch and store a page's C{og:image} (see the module docstring);
+        the C{og:image*} keys of the answer, or nothing.
+        """
+        hosts = self._hosts(url)
+        if hosts is None or self._denied(hosts):
+            return {}
+        spool = self._media.files.spool()
+        try:
+            response = await self._http.request(
+                "GET", url, max_size=self._max_size, timeout=FETCH_TIMEOUT_S,
+                headers={"Accept": "image/*"}, sink=spool,
+            )
+            if response.code != 200 or spool.out_of_space or spool.size == 0:
+                return {}
+            spool.seek(0)
+            info = await deferToThread(thumbnailer.inspect, spool)
+            if info.content_type is None:
+                return {}
+            mxc = await self._media.upload(user_id, spool, info.content_type, None)
+        except (thumbnailer.CannotThumbnail, thumbnailer.TooLarge, MatrixError) as e:
+            log.debug("Preview image {url} refused: {e}", url=url, e=str(e))
+            return {}
+        except Exception as e:
+            # Denied addresses, too large, timeouts, connection errors.
+            log.debug("Preview image {url} not fetched: {e}", url=url, e=repr(e))
+            return {}
+        finally:
+            spool.close()  # deletes the temporary file unless it was stored
+        return {
+            "og:image": mxc,
+            "og:image:type": info.content_type,
+            "og:image:width": info.width,
+            "og:image:height": info.height,
+            "matrix:image:size": spool.size,
+        }

@@ -296,6 +296,8 @@ class OutgoingHTTPClient:
     @param conn_timeout: overrides C{request_conn_timeout}; likewise
         C{timeout}, C{idle_timeout} and C{idle_per_host} for the others.
     @param schemes: the URL schemes the endpoint factory serves.
+    @param ip_range_denylist: overrides C{config.ip_range_denylist} (the
+        appservice client passes C{[]}: its URLs come from the admin).
     """
 
     def __init__(
@@ -309,11 +311,14 @@ class OutgoingHTTPClient:
         idle_timeout: float | None = None,
         idle_per_host: int | None = None,
         schemes: tuple[str, ...] = ("http", "https"),
+        ip_range_denylist: list[str] | None = None,
     ) -> None:
         self.reactor = reactor
         #: The URL schemes L{request} accepts (those the endpoint factory serves).
         self.schemes = schemes
-        self.denylist = IPDenylist(config.ip_range_denylist)
+        self.denylist = IPDenylist(
+            config.ip_range_denylist if ip_range_denylist is None else ip_range_denylist
+        )
         self.conn_timeout: float = (
             config.request_conn_timeout if conn_timeout is None else conn_timeout
         )

@@ -619,7 +619,7 @@ class EventStore:
             txn.on_applied(cache_head)
 
         if txn_key is not None:
-            self.rooms.put_txn_event(txn, txn_key, event.event_id)
+            self.rooms.put_txn_event(txn, txn_key, event.event_id, event.origin_server_ts)
 
         if live:
             for hook in self.persist_hooks:

@@ -3,11 +3,15 @@ L{LruCache}: a bounded mapping that forgets the least recently used entry
 first. Explicit invalidation only (no time-based expiry); callers update or
 pop entries when the underlying data changes.
 
-Sizes follow C{conduit_cache_capacity_modifier} through L{scaled}.
+Sizes follow C{conduit_cache_capacity_modifier} through L{scaled}. Every
+cache is registered (weakly) so the admin room's C{server clear-caches} can
+empty them all (L{clear_all}); that is safe because a cache may lose any
+entry at any time (eviction) and callers read through on a miss.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from typing import Generic, Hashable, Iterator, TypeVar
 
@@ -22,16 +26,30 @@ def scaled(base: int, modifier: float) -> int:
     return max(1, int(base * modifier))
 
 
+#: Every live L{LruCache}, for L{clear_all}.
+_ALL: "weakref.WeakSet[LruCache]" = weakref.WeakSet()
+
+
+def clear_all() -> tuple[int, int]:
+    """Empty every cache of this process; (caches, entries) dropped."""
+    caches = list(_ALL)
+    entries = sum(len(c) for c in caches)
+    for cache in caches:
+        cache.clear()
+    return len(caches), entries
+
+
 class LruCache(Generic[K, V]):
     """See the module docstring."""
 
-    __slots__ = ("max_size", "_data", "hits", "misses")
+    __slots__ = ("max_size", "_data", "hits", "misses", "__weakref__")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max(1, int(max_size))
         self._data: OrderedDict[K, V] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        _ALL.add(self)
 
     def get(self, key: K, default: V | None = None) -> V | None:
         """The cached value (marking it recently used), or C{default}."""

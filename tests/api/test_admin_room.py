@@ -143,7 +143,7 @@ class ParsingTests(AdminRoomTestCase):
         self.assertIn("Uptime", await self.body("!admin server uptime"))
 
     async def test_not_available(self) -> None:
-        for cmd in ("server clear-caches", "debug force-device-list-updates", "media list"):
+        for cmd in ("media list",):
             self.assertIn("not available yet", await self.body("!admin " + cmd), cmd)
 
     async def test_non_admin_ignored(self) -> None:
@@ -600,3 +600,33 @@ class AppserviceCommandTests(AdminRoomTestCase):
         self.assertIn("Registration refused", body)
         self.assertIn("needs a body", await self.body("!admin appservices register"))
         self.assertEqual(self.hs.appservices.list(), [])
+
+
+class CacheAndDeviceListCommandTests(AdminRoomTestCase):
+    async def test_clear_caches(self) -> None:
+        import re
+
+        from conduit_tw.util import caches
+
+        # Requests so far cached things (room heads, tokens, state).
+        self.assertGreater(sum(len(c) for c in list(caches._ALL)), 0)
+        body = await self.body("!admin server clear-caches")
+        m = re.search(r"Cleared (\d+) entries from (\d+) in-memory caches", body)
+        assert m is not None, body
+        self.assertGreater(int(m.group(1)), 0)
+        caches.clear_all()
+        self.assertEqual(sum(len(c) for c in list(caches._ALL)), 0)
+        # The server keeps working from the database (Conduit's name too).
+        self.assertIn("Cleared", await self.body("!admin clear-database-caches"))
+        self.assertIn("@alice:test", await self.body("!admin users list"))
+
+    async def test_force_device_list_updates(self) -> None:
+        bob, bob_token = await self.user("bob")
+        await self.invite(self.alice_token, self.room, bob)
+        await self.join(bob_token, self.room)
+        r = await self.request("GET", f"{V3}/sync", access_token=bob_token)
+        since = r.json["next_batch"]
+        body = await self.body("!admin debug force-device-list-updates")
+        self.assertIn("Marked the device lists of", body)
+        r = await self.request("GET", f"{V3}/sync?since={since}&timeout=0", access_token=bob_token)
+        self.assertIn("@alice:test", r.json.get("device_lists", {}).get("changed", []))

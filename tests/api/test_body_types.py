@@ -114,6 +114,28 @@ BODIES: dict[str, list[tuple[str, dict[str, Any], Keys]]] = {
     )],
     "POST /_matrix/client/v3/logout": [("/logout", {}, {})],
     "POST /_matrix/client/v3/logout/all": [("/logout/all", {}, {})],
+    # Third-party identifiers: none are kept (api/client/threepid.py).
+    **{f"POST /_matrix/client/v3/{path}": [(f"/{path}", {}, keys)] for path, keys in (
+        ("account/3pid", {"three_pid_creds": k("object", True)}),
+        ("account/3pid/add", {
+            "client_secret": k("string", True), "sid": k("string", True), "auth": k("object"),
+        } | AUTH),
+        ("account/3pid/bind", {
+            "client_secret": k("string", True), "id_server": k("string", True),
+            "id_access_token": k("string", True), "sid": k("string", True),
+        }),
+        *((f"{where}/{medium}/requestToken", {
+            "client_secret": k("string", True), "send_attempt": k("integer", True),
+            "next_link": k("string"), "id_server": k("string"), "id_access_token": k("string"),
+        } | ({"email": k("string", True)} if medium == "email" else
+             {"country": k("string", True), "phone_number": k("string", True)}))
+          for where in ("account/3pid", "register", "account/password")
+          for medium in ("email", "msisdn")),
+    )},
+    **{f"POST /_matrix/client/v3/account/3pid/{name}": [(
+        f"/account/3pid/{name}", {"medium": "email", "address": "a@example.org"},
+        {"medium": k("string", True), "address": k("string", True), "id_server": k("string")},
+    )] for name in ("delete", "unbind")},
     "POST /_matrix/client/v3/account/password": [(
         "/account/password", {"new_password": "new pw"},
         {"new_password": k("string", True), "logout_devices": k("boolean"), "auth": k("object")} | AUTH,

@@ -261,6 +261,18 @@ class LegacyTests(MediaTestCase):
         self.assertMatrixError(r, 404, "M_NOT_FOUND")
 
 
+class LegacyUnfrozenTests(MediaTestCase):
+    """freeze_legacy_media = false: new uploads stay reachable unauthenticated."""
+
+    config_overrides = {**NO_MEDIA_LIMIT, "freeze_legacy_media": False}
+
+    async def test_new_media_on_legacy_endpoints(self) -> None:
+        data = png(4, 4)
+        media_id = media_id_of((await self.upload(data))["content_uri"])[1]
+        r = await self.request("GET", f"{MEDIA}/download/test/{media_id}")
+        self.assertEqual((r.code, r.body), (200, data))
+
+
 class SizeLimitTests(MediaTestCase):
     config_overrides = {**NO_MEDIA_LIMIT, "max_request_size": 100_000}
 

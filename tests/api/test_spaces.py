@@ -160,8 +160,7 @@ class HierarchyTests(SpaceTestCase):
         hidden = "!hidden:elsewhere.example"
         await self.add_child(self.at, self.sub, remote, via=["elsewhere.example"])
         await self.add_child(self.at, self.sub, hidden, via=["elsewhere.example"])
-        # Without the federation hook (the HomeServer wires federation's;
-        # these servers are made up) they are skipped.
+        # Without the federation hook (federation off) they are skipped.
         self.hs.spaces.remote_hierarchy = None
         r = await self.hierarchy(self.bt, self.sub)
         self.assertEqual(self.ids(r), [self.sub, self.deep, self.space_id, self.public, self.restricted])

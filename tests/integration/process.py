@@ -72,7 +72,7 @@ class ServerProcess:
         """C{http://127.0.0.1:<port>} (C{https} for a TLS listener)."""
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0, cmd: list[str] | None = None) -> float:
+    def start(self, timeout: float = 60.0, cmd: list[str] | None = None) -> float:
         """
         Start the server and wait until /versions answers.
 

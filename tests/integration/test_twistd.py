@@ -314,6 +314,41 @@ class ListenerTests(unittest.TestCase):
         self.assertIsNotNone(body)
         self.assertIn(b"versions", body)
 
+    def test_dual_protocol(self) -> None:
+        """With dual_protocol, HTTPS and plain HTTP are served on the same port."""
+        import ssl
+        import urllib.request
+
+        server = _server(self)
+        cert, key = _self_signed(server.workdir)
+        with open(server.config_path, "a") as f:
+            f.write(f'\n[global.tls]\ncerts = "{cert}"\nkey = "{key}"\ndual_protocol = true\n')
+        server.proc = subprocess.Popen(
+            TWISTD + ["-n", "--pidfile=", "conduit", "--config", server.config_path],
+            cwd=server.workdir, env=server.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        server._log = open(os.devnull, "wb")
+        context = ssl.create_default_context(cafile=cert)
+
+        def fetch(scheme: str) -> bytes | None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(
+                        f"{scheme}://127.0.0.1:{server.port}/_matrix/client/versions",
+                        context=context if scheme == "https" else None, timeout=2,
+                    ) as r:
+                        return r.read()
+                except OSError:
+                    time.sleep(0.05)
+            return None
+
+        for scheme in ("https", "http", "https"):
+            body = fetch(scheme)
+            self.assertIsNotNone(body, scheme)
+            self.assertIn(b"v1.1", body)
+
     def test_port_in_use(self) -> None:
         import socket
 

@@ -1,4 +1,15 @@
-"""C{GET /_matrix/client/versions} (client-server-api "Getting the versions")."""
+"""
+C{GET /_matrix/client/versions} (client-server-api "Getting the versions").
+
+A version is listed when every module the spec's feature profiles mark
+Required for the Web and Desktop profiles ("Feature Profiles": content
+repository, direct messaging, ignoring users, instant messaging, presence,
+receipts, room history visibility, room upgrades, typing, mentions, VoIP)
+works here, with the endpoints each version added. Third-party invites,
+required only by the Mobile profile, are not supported (docs/clients.md);
+tests/api/test_versions.py checks that the required modules' endpoints are
+mounted.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +21,9 @@ from conduit_tw.api.router import Router
 if TYPE_CHECKING:
     from conduit_tw.homeserver import HomeServer
 
-#: Spec versions whose mandatory modules we implement. Kept honest: a
-#: version is listed only once everything it requires of a server works
-#: (accounts, rooms, sync, ...). Extend it as those land.
-SUPPORTED_VERSIONS: tuple[str, ...] = ()
+#: Spec versions whose mandatory modules we implement: v1.1 up to v1.20,
+#: the newest in the spec copy this server follows.
+SUPPORTED_VERSIONS: tuple[str, ...] = tuple(f"v1.{minor}" for minor in range(1, 21))
 
 #: Unstable features we advertise (MSC name -> enabled).
 UNSTABLE_FEATURES: dict[str, bool] = {}

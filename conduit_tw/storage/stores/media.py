@@ -16,9 +16,12 @@ Layout::
     userid_pendingmedia  user_id 0xFF media_id -> u64 unused_expires_at
                        (ms), one per pending id (counts a user's pending
                        uploads with one prefix scan)
+    mediaid_accessed   server_name 0xFF media_id [0xFF variant] -> u64
+                       last download (ms) of media or of one thumbnail,
+                       recorded at most once a minute (retention policies)
 
-Deleting media removes its metadata, its thumbnails' metadata and any
-pending entry in one batch.
+Deleting media removes its metadata, its thumbnails' metadata, their
+access times and any pending entry in one batch.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from conduit_tw.storage.keys import from_u64, join, split, u64
 METADATA = "mediaid_metadata"
 THUMBNAILS = "mediaid_thumbnail"
 PENDING = "userid_pendingmedia"
+ACCESSED = "mediaid_accessed"
 
 
 def _dump(value: dict[str, Any]) -> bytes:
@@ -46,6 +50,7 @@ class MediaStore:
         self.metadata = db.open_tree(METADATA)
         self.thumbnails = db.open_tree(THUMBNAILS)
         self.pending = db.open_tree(PENDING)
+        self.accessed = db.open_tree(ACCESSED)
 
     async def get(self, server_name: str, media_id: str) -> dict[str, Any] | None:
         """The metadata of a media id (uploaded or pending), or None."""
@@ -114,8 +119,68 @@ class MediaStore:
         """Forget a media id, its thumbnails and its pending entry, in one batch."""
         batch = self.db.batch()
         batch.delete(METADATA, join(server_name, media_id))
-        for variant in variants:
-            batch.delete(THUMBNAILS, join(server_name, media_id, variant))
+        batch.delete(ACCESSED, join(server_name, media_id))
+        # Thumbnail accesses may be recorded for variants never stored.
+        for k, _ in await self.accessed.scan_prefix(join(server_name, media_id, b"")):
+            batch.delete(ACCESSED, k)
+        self._delete_thumbnails_in(batch, server_name, media_id, variants)
         if uploader:
             batch.delete(PENDING, join(uploader, media_id))
         await self.db.write(batch)
+
+    async def delete_thumbnails(self, server_name: str, media_id: str, variants: list[str]) -> None:
+        """Forget some thumbnails of a media id (and their access times), in one batch."""
+        batch = self.db.batch()
+        self._delete_thumbnails_in(batch, server_name, media_id, variants)
+        await self.db.write(batch)
+
+    @staticmethod
+    def _delete_thumbnails_in(batch: Any, server_name: str, media_id: str, variants: list[str]) -> None:
+        for variant in variants:
+            batch.delete(THUMBNAILS, join(server_name, media_id, variant))
+            batch.delete(ACCESSED, join(server_name, media_id, variant))
+
+    # -- retention (handlers/media_retention.py)
+
+    async def touch(self, server_name: str, media_id: str, variant: str, now_ms: int) -> None:
+        """Record a download of media (C{variant=""}) or of one of its thumbnails."""
+        parts = (server_name, media_id, variant) if variant else (server_name, media_id)
+        await self.accessed.insert(join(*parts), u64(now_ms))
+
+    async def all_media(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """C{(server_name, media_id, metadata)} of every media id, pending ones included."""
+        out = []
+        for k, v in await self._scan(self.metadata):
+            server_name, media_id = split(k)
+            out.append((server_name.decode("utf-8"), media_id.decode("utf-8"), json.loads(v)))
+        return out
+
+    async def all_thumbnails(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """C{(server_name, media_id, variant, metadata)} of every stored thumbnail."""
+        out = []
+        for k, v in await self._scan(self.thumbnails):
+            server_name, media_id, variant = split(k)
+            out.append((
+                server_name.decode("utf-8"), media_id.decode("utf-8"), variant.decode("utf-8"),
+                json.loads(v),
+            ))
+        return out
+
+    async def access_times(self) -> dict[tuple[str, ...], int]:
+        """Last download (ms) by C{(server_name, media_id[, variant])}."""
+        return {
+            tuple(p.decode("utf-8") for p in split(k)): from_u64(v)
+            for k, v in await self._scan(self.accessed)
+        }
+
+    @staticmethod
+    async def _scan(tree: Any, page: int = 1000) -> list[tuple[bytes, bytes]]:
+        """A whole tree, read a page at a time."""
+        rows: list[tuple[bytes, bytes]] = []
+        start = b""
+        while True:
+            chunk = await tree.iter_from(start, limit=page)
+            rows.extend(chunk)
+            if len(chunk) < page:
+                return rows
+            start = chunk[-1][0] + b"\x00"

@@ -9,8 +9,9 @@ Layout (C{·} is 0xFF; u64 is 8 big-endian bytes)::
     openidtoken_expiry   u64 expires_at · sha256(token) -> b""
 
 Only the SHA-256 of a token is stored, as for access tokens. The expiry
-index lets every new token remove a few expired ones in its own batch, so
-tokens nobody exchanged do not pile up.
+index lets every new token remove a few expired ones in its own batch, and
+the periodic housekeeping all of them (L{OpenIdTokenStore.purge_expired}),
+so tokens nobody exchanged do not pile up.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import SEP, u64
+from conduit_tw.storage.stores.expiry import purge_before
 from conduit_tw.storage.stores.tokens import hash_token
 
 INFO = "openidtoken_info"
@@ -57,3 +59,7 @@ class OpenIdTokenStore:
         if info["expires_at"] <= now:
             return None
         return info["user_id"]
+
+    async def purge_expired(self, now: int) -> int:
+        """Delete every token expired at C{now} (ms); returns how many."""
+        return await purge_before(self.db, self.expiry, EXPIRY, INFO, now, skip=9)

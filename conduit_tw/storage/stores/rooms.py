@@ -11,6 +11,7 @@ Layout (u64 is 8 big-endian bytes; C{·} is 0xFF)::
                                                 number of backfilled events
     roomextremities      u64 shortroomid + event_id -> b""   (forward extremities)
     txnid_eventid        sha256(kind·user_id·device·txn_id) -> event_id
+    txnid_bytime         u64 origin_server_ts + sha256(...) -> b""  (expiry.py)
 
 (C{room_id -> shortroomid} is C{roomid_shortroomid} in short.py.) A room
 "exists here" when it has a head with a non-zero state: rooms known only
@@ -19,7 +20,8 @@ but no head.
 
 Transaction IDs are client-chosen strings of any length, so their key is a
 hash; the mapping is written in the same batch as the event, so a retry
-after a crash or restart finds it.
+after a crash or restart finds it. They are forgotten after a day
+(L{RoomStore.purge_txns}, by the periodic housekeeping).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from conduit_tw.events.room_versions import RoomVersion, get_room_version
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import SEP, from_u64, u64
+from conduit_tw.storage.stores.expiry import index_key, purge_before
 from conduit_tw.storage.stores.short import ShortIds
 from conduit_tw.storage.txn import StoreTxn
 from conduit_tw.util.caches import LruCache, scaled
@@ -40,6 +43,7 @@ ROOM_INFO = "shortroomid_room"
 HEAD = "roomhead"
 EXTREMITIES = "roomextremities"
 TXNIDS = "txnid_eventid"
+TXNIDS_BY_TIME = "txnid_bytime"
 
 _HEAD = struct.Struct(">6Q")
 
@@ -102,6 +106,7 @@ class RoomStore:
         self.head_tree = db.open_tree(HEAD)
         self.extremities_tree = db.open_tree(EXTREMITIES)
         self.txn_tree = db.open_tree(TXNIDS)
+        self.txn_by_time = db.open_tree(TXNIDS_BY_TIME)
         self._by_id: dict[str, RoomInfo] = {}
         self._by_short: dict[int, RoomInfo] = {}
         self._heads: LruCache[int, RoomHead] = LruCache(scaled(10_000, cache_modifier))
@@ -204,6 +209,11 @@ class RoomStore:
         raw = await self.txn_tree.get(key)
         return raw.decode("utf-8") if raw is not None else None
 
-    def put_txn_event(self, txn: StoreTxn, key: bytes, event_id: str) -> None:
-        """Record a client transaction in C{txn}."""
+    def put_txn_event(self, txn: StoreTxn, key: bytes, event_id: str, ts_ms: int) -> None:
+        """Record a client transaction (made at C{ts_ms}) in C{txn}."""
         txn.batch.put(TXNIDS, key, event_id.encode("utf-8"))
+        txn.batch.put(TXNIDS_BY_TIME, index_key(ts_ms, key), b"")
+
+    async def purge_txns(self, before_ms: int) -> int:
+        """Forget the client transactions made before C{before_ms}; returns how many."""
+        return await purge_before(self.db, self.txn_by_time, TXNIDS_BY_TIME, TXNIDS, before_ms)

@@ -6,13 +6,15 @@ Layout (u64 is 8 big-endian bytes; C{·} is 0xFF)::
 
     todevice      user·device·u64 stream position -> JSON {"type", "sender", "content"}
     todevice_txn  sender·sender device·txn_id -> b""
+    todevice_txn_bytime  u64 ms + sender·sender device·txn_id -> b"" (expiry.py)
 
 - A device's inbox is one prefix; its messages are ordered by the stream
   position of the C{sendToDevice} request that brought them, so "what is
   waiting up to position X" and "delete what the client has seen (up to
   its C{since} token)" are range operations.
 - C{todevice_txn} remembers the transaction IDs already used by a sending
-  device, for idempotency ("Transaction identifiers").
+  device, for idempotency ("Transaction identifiers"), for a day
+  (L{ToDeviceStore.purge_txns}, by the periodic housekeeping).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from typing import Any, Iterable
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
 from conduit_tw.storage.keys import SEP, join, u64
+from conduit_tw.storage.stores.expiry import index_key, purge_before
 
 INBOX = "todevice"
 TXNS = "todevice_txn"
+TXNS_BY_TIME = "todevice_txn_bytime"
 
 
 def _prefix(user_id: str, device_id: str) -> bytes:
@@ -38,6 +42,7 @@ class ToDeviceStore:
         self.db = db
         self.inbox = db.open_tree(INBOX)
         self.txns = db.open_tree(TXNS)
+        self.txns_by_time = db.open_tree(TXNS_BY_TIME)
 
     async def seen_txn(self, sender: str, device_id: str, txn_id: str) -> bool:
         """Whether the sending device already used C{txn_id}."""
@@ -51,6 +56,7 @@ class ToDeviceStore:
         event_type: str,
         position: int,
         messages: Iterable[tuple[str, str, Any]],
+        now_ms: int,
     ) -> None:
         """
         Queue C{(user, device, content)} messages at C{position} and record
@@ -64,8 +70,14 @@ class ToDeviceStore:
                 _prefix(user_id, device_id) + u64(position),
                 json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
             )
-        batch.put(TXNS, join(sender, sender_device, txn_id), b"")
+        key = join(sender, sender_device, txn_id)
+        batch.put(TXNS, key, b"")
+        batch.put(TXNS_BY_TIME, index_key(now_ms, key), b"")
         await self.db.write(batch)
+
+    async def purge_txns(self, before_ms: int) -> int:
+        """Forget the transaction IDs used before C{before_ms}; returns how many."""
+        return await purge_before(self.db, self.txns_by_time, TXNS_BY_TIME, TXNS, before_ms)
 
     async def messages(self, user_id: str, device_id: str, up_to: int) -> list[dict[str, Any]]:
         """The device's waiting messages with a position up to C{up_to}, oldest first."""

@@ -284,12 +284,25 @@ class TokenStore:
         """A single-use login token for C{user_id}; expired ones are purged."""
         token = new_token("syl")
         batch = self.db.batch()
-        for key, raw in await self.login.iter_from(b"\x00", limit=1000):
-            if json.loads(raw)["expires_at"] <= now:
-                batch.delete(LOGIN, key)
+        for key in await self._expired_login_keys(now, limit=1000):
+            batch.delete(LOGIN, key)
         batch.put(LOGIN, hash_token(token), _dumps({"user_id": user_id, "expires_at": expires_at}))
         await self.db.write(batch)
         return token
+
+    async def purge_expired_login_tokens(self, now: int) -> int:
+        """Delete every expired login token (one batch); returns how many."""
+        keys = await self._expired_login_keys(now)
+        if keys:
+            batch = self.db.batch()
+            for key in keys:
+                batch.delete(LOGIN, key)
+            await self.db.write(batch)
+        return len(keys)
+
+    async def _expired_login_keys(self, now: int, limit: int | None = None) -> list[bytes]:
+        rows = await self.login.iter_from(b"", limit=limit)
+        return [key for key, raw in rows if json.loads(raw)["expires_at"] <= now]
 
     async def consume_login_token(self, token: str, now: int) -> str | None:
         """The user a login token stands for (deleting it), or None if unknown or expired."""

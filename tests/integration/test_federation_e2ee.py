@@ -58,6 +58,18 @@ class FederatedE2EETests(unittest.TestCase):
         r = await server.request("POST", V3 + "/keys/upload", body, device.token)
         self.assertEqual(r.code, 200, r.body)
 
+    async def new_device(self, server: Server, user: Device, device_id: str) -> Device:
+        """Log C{user} in again as C{device_id} (password C{secret pw}) and upload its keys."""
+        r = await server.request(
+            "POST", V3 + "/login",
+            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user.user_id},
+             "password": "secret pw", "device_id": device_id},
+        )
+        self.assertEqual(r.code, 200, r.body)
+        device = Device(user.user_id, device_id, r.json["access_token"])
+        await self.upload(server, device)
+        return device
+
     async def _scenario(self) -> None:
         a = Server(await start_homeserver(self))
         b = Server(await start_homeserver(self))
@@ -114,14 +126,7 @@ class FederatedE2EETests(unittest.TestCase):
 
         # A new device of bob's on B shows up in alice's device_lists.changed.
         since = (await a.sync(alice.token))["next_batch"]
-        r = await b.request(
-            "POST", V3 + "/login",
-            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"},
-             "password": "secret pw", "device_id": "BOB2"},
-        )
-        self.assertEqual(r.code, 200, r.body)
-        bob2 = Device(bob.user_id, "BOB2", r.json["access_token"])
-        await self.upload(b, bob2)
+        await self.new_device(b, bob, "BOB2")
         await eventually(alice_sees_bob_changed, "bob's new device in alice's device_lists.changed")
         await eventually(lambda: alice_has_bob_device("BOB2"), "bob's new device keys on A")
         # A tracks bob's list through the EDUs (the cache answers alice now).
@@ -152,13 +157,7 @@ class FederatedE2EETests(unittest.TestCase):
         # list updates are tracked, and a new device is seen by alice.
         self.assertTrue(await a.hs.federation_e2ee.shared_with_us(bob.user_id))
         since = (await a.sync(alice.token))["next_batch"]
-        r = await b.request(
-            "POST", V3 + "/login",
-            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"},
-             "password": "secret pw", "device_id": "BOB2"},
-        )
-        self.assertEqual(r.code, 200, r.body)
-        await self.upload(b, Device(bob.user_id, "BOB2", r.json["access_token"]))
+        await self.new_device(b, bob, "BOB2")
 
         async def alice_sees_bob_changed() -> Any:
             body = await a.request("GET", V3 + "/sync?timeout=0&since=" + q(since), token=alice.token)
@@ -192,12 +191,7 @@ class FederatedE2EETests(unittest.TestCase):
         self.assertEqual(r.code, 200, r.body)
         # A tracks bob's list while they share a room (a new device of his
         # makes B send an update, and A caches the list).
-        r = await b.request(
-            "POST", V3 + "/login",
-            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"},
-             "password": "secret pw", "device_id": "BOB2"},
-        )
-        await self.upload(b, Device(bob.user_id, "BOB2", r.json["access_token"]))
+        await self.new_device(b, bob, "BOB2")
         await eventually(
             lambda: a.hs.federation_e2ee.store.remote_user(bob.user_id), "bob's list cached on A"
         )
@@ -205,12 +199,7 @@ class FederatedE2EETests(unittest.TestCase):
         r = await a.request("POST", V3 + "/rooms/%s/leave" % q(first), {}, alice.token)
         self.assertEqual(r.code, 200, r.body)
         await eventually(lambda: _not_sharing(b, bob.user_id), "B no longer sharing bob with A")
-        r = await b.request(
-            "POST", V3 + "/login",
-            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"},
-             "password": "secret pw", "device_id": "BOB3"},
-        )
-        await self.upload(b, Device(bob.user_id, "BOB3", r.json["access_token"]))
+        await self.new_device(b, bob, "BOB3")
         # Alice joins bob's other room: A must not answer from the list it
         # kept from before, which lacks BOB3.
         r = await a.request("POST", V3 + "/join/%s?via=%s" % (q(second), q(b.name)), {}, alice.token)

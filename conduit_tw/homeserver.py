@@ -414,7 +414,7 @@ class HomeServer:
             self.filters, self.account_data, self.presence, self.typing, self.receipts,
             cache_modifier,
         )
-        self.event_store.persist_hooks.append(self.sync.event_persisted)
+        self.event_store.membership_hooks.append(self.sync.forget_user_rooms)
         # Typing and presence are used by sync and need its membership
         # answers: the cycle is broken with callables assigned here.
         self.typing.is_joined = self.sync.is_joined
@@ -467,6 +467,7 @@ class HomeServer:
         self.device_lists = DeviceListTracker(
             DeviceListStore(db), self.globals, self.notifier, self.sync.joined_rooms,
             self.event_store.members, self.event_store.membership, is_local,
+            self.event_store.joined_at,
         )
         self.event_store.persist_hooks.append(self.device_lists.event_persisted)
         self.e2e_keys = E2EKeysHandler(
@@ -623,6 +624,7 @@ class HomeServer:
             lambda: reactor.stop(),  # type: ignore[attr-defined]
             self.registration_tokens, self.federation_client, self.http_client, configure_logging,
             lambda: self.appservices, self.device_lists.key_changed,
+            federation_incoming=self.federation_pdus.incoming,
         ))
         # -- shared-secret registration (Synapse's register_new_matrix_user)
         self.shared_secret_registration = SharedSecretRegistration(
@@ -654,6 +656,14 @@ class HomeServer:
         if config.allow_federation:
             self.room_history.backfill = self.backfiller.backfill
             self.room_history.remote_timestamp = self.federation_timestamps.ask_remote
+        # -- federated rooms 3: rooms whose incoming federation the operator
+        # disabled (admin room `federation disable-room`, federation/disabled_rooms.py).
+        self.federation_pdus.room_disabled = self.admin_store.is_federation_disabled
+        self.federation_edus.room_disabled = self.admin_store.is_federation_disabled
+        self.federated_membership.room_disabled = self.admin_store.is_federation_disabled
+        # Remote members met through a remote join's state: their cached
+        # device lists may be stale (federation/e2ee.py event_persisted).
+        self.federation_e2ee.joined_at = self.event_store.joined_at
         # -- relations and search: indexes filled by persist hooks (local and
         # federation events alike); aggregations bundled by the serializer.
         self.relations = RelationsHandler(

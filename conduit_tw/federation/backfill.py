@@ -5,11 +5,12 @@ backwards past the earliest event we hold in a room we joined over
 federation, L{Backfiller.backfill} asks the room's other servers with
 C{GET /_matrix/federation/v1/backfill/{roomId}?v=<earliest>&limit=}.
 
-Each returned PDU passes steps 1-3 (pdu_checks.py); the events we lack
-are ordered oldest first and their state computed forwards: the state
-before the oldest comes from the states after its prev events (stored, or
-C{/state_ids} from the answering server, missing_events.py), each later
-one from those of the batch. Each event is checked against its auth
+Each returned PDU passes steps 1-3 (pdu_checks.py); the events we lack,
+and those we hold only as outliers (the state and auth chain of our join:
+they become timeline events), are ordered oldest first and their state
+computed forwards: the state before the oldest comes from the states after
+its prev events (stored, or C{/state_ids} from the answering server,
+missing_events.py), each later one from those of the batch. Each event is checked against its auth
 events (missing ones fetched with C{/event_auth}) and the state before it
 (step 4 and 5; failures are stored rejected), and the batch is stored in
 one transaction, newest first, as backfilled history: each backfilled
@@ -33,6 +34,7 @@ from conduit_tw.federation.event_serving import server_of
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.events import BACKFILL
 from conduit_tw.storage.stores.rooms import RoomInfo
+from conduit_tw.storage.stores.timeline import OUTLIER, StoredEvent
 from conduit_tw.util.linearizer import Linearizer
 
 if TYPE_CHECKING:
@@ -44,6 +46,10 @@ log = get_logger("conduit_tw.federation.backfill")
 MAX_BACKFILL = 100
 #: Servers tried per backfill before giving up.
 MAX_SERVERS = 5
+
+
+def _outlier(event: StoredEvent) -> bool:
+    return bool(event.flags & OUTLIER) and not event.rejected
 
 
 class Backfiller:
@@ -120,8 +126,12 @@ class Backfiller:
             events[event.event_id] = event
         async with self.linearizer.queue(room.room_id):
             known = await self.store.get_events(events)
+            # Events held as outliers (the state and auth chain of our join,
+            # filled gaps) are history too: stored again, they move into
+            # the timeline (EventStore.persist).
             new = sorted(
-                (e for i, e in events.items() if i not in known), key=lambda e: (e.depth, e.event_id)
+                (e for i, e in events.items() if i not in known or _outlier(known[i])),
+                key=lambda e: (e.depth, e.event_id),
             )
             if not new:
                 return 0

@@ -118,6 +118,9 @@ class FederationE2EE:
         self.joined_rooms = joined_rooms
         self.members = members
         self.is_local = is_local
+        #: C{EventStore.joined_at}: a state's joined members, inside a batch
+        #: (set by the HomeServer; None: only joining remote users count).
+        self.joined_at: Callable[[int, Any], Awaitable[list[str]]] | None = None
         self._local_lock = Linearizer("federation_e2ee_local")
         self._remote_lock = Linearizer("federation_e2ee_remote")
 
@@ -337,14 +340,26 @@ class FederationE2EE:
     async def event_persisted(self, txn: Any, event: Any) -> None:
         """
         C{EventStore.persist_hooks}: a remote user's join drops their cached
-        device list in the event's batch: updates sent while we shared no
-        room with them never reached us, so the cache cannot be trusted
-        until the next update resyncs it.
+        device list in the event's batch, and so does a local user's join
+        to a room of other servers for every remote member: updates sent
+        while we shared no room with them never reached us, so the cache
+        cannot be trusted until the next update resyncs it.
         """
         if event.type != "m.room.member" or not isinstance(event.state_key, str):
             return
-        if event.membership() == "join" and not self.is_local(event.state_key):
+        if event.membership() != "join":
+            return
+        if not self.is_local(event.state_key):
             self.store.forget_remote_user(txn, event.state_key)
+        elif self.joined_at is not None and not any(
+            self.is_local(m) for m in await self.members(event.room_id_or_create())
+        ):
+            # Our server's first member (a remote join): the room's remote
+            # members came with its state, and their updates while we
+            # shared no room with them never reached us either.
+            for member in await self.joined_at(event.state_after, txn):
+                if not self.is_local(member):
+                    self.store.forget_remote_user(txn, member)
 
     # -- our clients' queries about remote users
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from conduit_tw.federation.acl import is_server_allowed
+from conduit_tw.federation.disabled_rooms import RoomDisabled, never_disabled
 from conduit_tw.logging import get_logger
 
 if TYPE_CHECKING:
@@ -107,6 +108,8 @@ class FederationEdus:
         self.outgoing_typing = outgoing_typing
         self.incoming_receipts = incoming_receipts
         self.outgoing_receipts = outgoing_receipts
+        #: Rooms whose incoming federation is disabled: their EDUs are ignored.
+        self.room_disabled: RoomDisabled = never_disabled
 
     def register(self, edu_handlers: dict[str, Callable[[str, dict[str, Any]], Awaitable[None]]]) -> None:
         """Fill an EDU dispatch table (C{TransactionHandler.edu_handlers})."""
@@ -133,6 +136,10 @@ class FederationEdus:
         content = acl.content if acl is not None and isinstance(acl.content, dict) else None
         return is_server_allowed(origin, content)
 
+    async def _accepts(self, origin: str, room_id: str) -> bool:
+        """Whether an EDU of C{origin} about the room is handled (not disabled, ACL)."""
+        return not await self.room_disabled(room_id) and await self.acl_allows(origin, room_id)
+
     def _speaks_for(self, origin: str, user_id: Any) -> bool:
         if isinstance(user_id, str) and server_of(user_id) == origin:
             return True
@@ -148,7 +155,7 @@ class FederationEdus:
             return
         if not self._speaks_for(origin, user_id) or not await self._is_joined(user_id, room_id):
             return
-        if not await self.acl_allows(origin, room_id):
+        if not await self._accepts(origin, room_id):
             return
         self.typing.set_typing(room_id, user_id, typing, self.typing_timeout_ms)
 
@@ -163,7 +170,7 @@ class FederationEdus:
             if not isinstance(by_type, dict) or not isinstance(by_type.get("m.read"), dict):
                 continue
             room = await self.events.get_room(room_id)
-            if room is None or not await self.acl_allows(origin, room_id):
+            if room is None or not await self._accepts(origin, room_id):
                 continue
             for user_id, receipt in by_type["m.read"].items():
                 if not isinstance(receipt, dict) or not self._speaks_for(origin, user_id):

@@ -29,6 +29,7 @@ from conduit_tw.events.event import Event
 from conduit_tw.events.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from conduit_tw.events.signing import SignatureError, compute_event_signature, server_name_of
 from conduit_tw.federation.acl import check_server_acl
+from conduit_tw.federation.disabled_rooms import DISABLED, RoomDisabled, never_disabled
 from conduit_tw.federation.event_checks import BadEvent, VerifyEvent, check_signed_event, parse_pdu, room_of
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.rooms import RoomInfo
@@ -110,15 +111,22 @@ class MembershipServlet:
         #: C{block_non_admin_invites}: only admins receive remote invites.
         self.block_non_admin_invites = block_non_admin_invites
         self.send_pdu: SendPdu | None = None
+        #: Rooms whose incoming federation is disabled: every handshake refused.
+        self.room_disabled: RoomDisabled = never_disabled
 
     # ------------------------------------------------------------------
     # Shared
 
     async def room_for(self, room_id: str, origin: str) -> RoomInfo:
-        """The room (404 if we have no state for it) once the origin passes its ACL."""
+        """
+        The room (404 if we have no state for it) once the origin passes its
+        ACL (403 when the room's incoming federation is disabled).
+        """
         room = await self.store.get_room(room_id)
         if room is None or not (await self.store.head(room)).statehash:
             raise not_found("Unknown room " + room_id)
+        if await self.room_disabled(room_id):
+            raise forbidden(DISABLED)
         acl = await self.store.current_state_event(room_id, "m.room.server_acl", "")
         check_server_acl(origin, acl.content if acl is not None else None)
         return room
@@ -389,6 +397,8 @@ class MembershipServlet:
         # invites-v2.yaml: these refusals SHOULD be M_INVALID_PARAM.
         if event.event_id != event_id or room_of(event) != room_id:
             raise invalid_param("The event ID or room ID does not match the event")
+        if await self.room_disabled(room_id):
+            raise forbidden(DISABLED)
         target = event.state_key
         if event.type != _MEMBER or event.membership() != "invite" or not target:
             raise invalid_param("Not an invite")

@@ -8,7 +8,8 @@ we are in (server-server-api "Checks performed on receipt of a PDU",
 Serialised per room with the local event pipeline (the same per-room
 L{Linearizer} as C{handlers/events.py}), each PDU goes through:
 
-0. the room must be known here and C{origin} allowed by its server ACL;
+0. the room must be known here, its incoming federation not disabled by
+   the operator (disabled_rooms.py) and C{origin} allowed by its server ACL;
 1-3. format, event ID, signatures, content hash (pdu_checks.py: dropped,
    dropped, redacted copy kept);
    then, if not already stored:
@@ -36,12 +37,15 @@ arrives later as a live event (it stays an outlier), and the policy server
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from conduit_tw.events.auth_rules import CREATE_KEY, AuthError, auth_types_for, check_auth
 from conduit_tw.events.event import Event
 from conduit_tw.events.state_res import resolve_state
 from conduit_tw.federation.auth_chain import load_closure
+from conduit_tw.federation.disabled_rooms import DISABLED, RoomDisabled, never_disabled
 from conduit_tw.federation.missing_events import (
     FetchBudget,
     RemoteEvents,
@@ -93,6 +97,18 @@ async def resolve_states(
     return resolve_state(room.version, distinct, events.get)
 
 
+@dataclass
+class Incoming:
+    """A room with PDUs in the pipeline (see L{PduPipeline.incoming})."""
+
+    room_id: str
+    #: PDUs of the room being checked, waiting for its slot or processed.
+    pdus: int = 0
+    #: The PDU holding the room's slot, and since when (C{time.monotonic()}).
+    event_id: str | None = None
+    since: float = 0.0
+
+
 class PduPipeline:
     """Receives PDUs from other servers; see the module docstring."""
 
@@ -101,6 +117,17 @@ class PduPipeline:
         #: The per-room linearizer shared with the local event pipeline.
         self.linearizer = linearizer
         self.remote = remote
+        #: Rooms whose incoming federation is disabled (disabled_rooms.py).
+        self.room_disabled: RoomDisabled = never_disabled
+        #: The rooms with PDUs in the pipeline now (L{incoming}).
+        self._incoming: dict[str, Incoming] = {}
+
+    def incoming(self) -> list["Incoming"]:
+        """
+        The rooms whose incoming PDUs are being processed or wait for the
+        room's slot right now (the admin room's C{federation incoming}).
+        """
+        return sorted(self._incoming.values(), key=lambda i: i.room_id)
 
     async def transaction_pdu(
         self, origin: str, room_version: Any, event_id: str, pdu_json: Any
@@ -132,13 +159,28 @@ class PduPipeline:
         room = await self.store.get_room(room_id)
         if room is None or not (await self.store.head(room)).statehash:
             raise PduDropped("Room %s is unknown here" % room_id)
+        if await self.room_disabled(room_id):
+            raise PduDropped(DISABLED)
         acl = await self.store.current_state_event(room_id, SERVER_ACL, "")
         if not is_server_allowed(origin, acl.content if acl is not None else None):
             raise PduDropped("Server %s is denied by the room's server ACL" % origin)
-        # Signatures are checked outside the room's slot: key fetches may be slow.
-        event = await check_pdu(self.remote.keyring, room_id, room.version, pdu_json)
-        async with self.linearizer.queue(room_id):
-            return await self._process(origin, room, event, FetchBudget(), fill_gaps=True)
+        incoming = self._incoming.get(room_id)
+        if incoming is None:
+            incoming = self._incoming[room_id] = Incoming(room_id)
+        incoming.pdus += 1
+        try:
+            # Signatures are checked outside the room's slot: key fetches may be slow.
+            event = await check_pdu(self.remote.keyring, room_id, room.version, pdu_json)
+            async with self.linearizer.queue(room_id):
+                incoming.event_id, incoming.since = event.event_id, time.monotonic()
+                try:
+                    return await self._process(origin, room, event, FetchBudget(), fill_gaps=True)
+                finally:
+                    incoming.event_id = None
+        finally:
+            incoming.pdus -= 1
+            if not incoming.pdus:
+                self._incoming.pop(room_id, None)
 
     async def _process(
         self, origin: str, room: RoomInfo, event: Event, budget: FetchBudget, fill_gaps: bool

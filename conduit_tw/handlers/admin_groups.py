@@ -22,6 +22,7 @@ import string
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from urllib.parse import quote
 
 from twisted.internet.threads import deferToThread
 
@@ -30,9 +31,11 @@ from conduit_tw.config.values import is_valid_server_name
 from conduit_tw.errors import MatrixError
 from conduit_tw.events.canonical_json import encode_canonical_json
 from conduit_tw.events.event_ids import compute_event_id
+from conduit_tw.events.hashes import check_content_hash
 from conduit_tw.events.room_versions import get_room_version
 from conduit_tw.events.signing import hash_and_sign_event, sign_json
 from conduit_tw.events.validation import validate_pdu
+from conduit_tw.federation.pdu_checks import PduError, check_pdu
 from conduit_tw.handlers.admin_commands import Command, CommandError, Group, Invocation, Reply
 from conduit_tw.handlers.auth import Requester
 from conduit_tw.util.caches import clear_all
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
     from conduit_tw.storage.events import EventStore
     from conduit_tw.federation.client import FederationClient
     from conduit_tw.federation.keyring import KeyRing
+    from conduit_tw.federation.pdu_pipeline import Incoming
     from conduit_tw.storage.stores.admin import AdminStore
     from conduit_tw.storage.stores.media import MediaStore
     from conduit_tw.storage.stores.registration_tokens import RegistrationTokenStore
@@ -118,6 +122,8 @@ class AdminDeps:
     appservices: Callable[[], "AppserviceHandler"]
     #: C{DeviceListTracker.key_changed}: announce a user's devices changed.
     device_keys_changed: Callable[[str], Awaitable[None]]
+    #: C{PduPipeline.incoming}: rooms with incoming PDUs in the pipeline now.
+    federation_incoming: Callable[[], list["Incoming"]] = list
 
 
 def _unavailable(reason: str, *commands: tuple[str, str, tuple[str, ...]]) -> tuple[Command, ...]:
@@ -618,10 +624,51 @@ class AdminCommands:
         return value
 
     async def debug_get_pdu(self, inv: Invocation) -> Reply:
-        event = await self.d.event_store.get_event(inv.args[0])
+        event_id = inv.args[0]
+        if len(inv.args) > 1:
+            return await self._remote_pdu(event_id, inv.args[1])
+        event = await self.d.event_store.get_event(event_id)
         if event is None:
-            raise CommandError(f"No event {inv.args[0]} here")
+            raise CommandError(f"No event {event_id} here: name a server to fetch it from")
         return Reply.code(f"PDU {event.event_id}:", json.dumps(event.pdu, indent=2, sort_keys=True))
+
+    async def _remote_pdu(self, event_id: str, server: str) -> Reply:
+        """
+        C{GET /_matrix/federation/v1/event/{eventId}} from C{server}
+        (server-server-api "Retrieving events"), shown with the outcome of
+        the checks on receipt (format, event ID, signatures, content hash)
+        when the room is known here; nothing is stored.
+        """
+        if not is_valid_server_name(server):
+            raise CommandError(f"{server} is not a server name")
+        path = "/_matrix/federation/v1/event/" + quote(event_id, safe="")
+        try:
+            answer = await self.d.federation_client.get_json(server, path)
+        except Exception as e:
+            raise CommandError(f"{server} did not give {event_id}: {e}") from None
+        pdus = answer.get("pdus") if isinstance(answer, dict) else None
+        if not isinstance(pdus, list) or len(pdus) != 1 or not isinstance(pdus[0], dict):
+            raise CommandError(f"{server} answered without exactly one PDU")
+        pdu = pdus[0]
+        room_id = pdu.get("room_id")
+        room = await self.d.event_store.get_room(room_id) if isinstance(room_id, str) else None
+        if room is None:
+            verdict = "room unknown here: not checked"
+        else:
+            try:
+                checked = await check_pdu(self.d.keyring, room.room_id, room.version, pdu)
+            except PduError as e:
+                verdict = f"fails the checks on receipt: {e.reason}"
+            else:
+                if checked.event_id != event_id:
+                    verdict = f"is {checked.event_id}, not the event asked for"
+                elif not check_content_hash(pdu):
+                    verdict = "content hash mismatch: would be kept redacted"
+                else:
+                    verdict = "signatures and content hash valid"
+        return Reply.code(
+            f"PDU {event_id} from {server} ({verdict}):", json.dumps(pdu, indent=2, sort_keys=True)
+        )
 
     async def debug_auth_chain(self, inv: Invocation) -> Reply:
         start = await self.d.event_store.get_event(inv.args[0])
@@ -840,10 +887,43 @@ class AdminCommands:
         return Reply.table(f"Rooms shared with {user_id}", ["room", "name"], rows)
 
 
+    async def federation_disable_room(self, inv: Invocation) -> Reply:
+        room_id = await self.room_id(inv.args[0])
+        if await self.d.admin_store.is_federation_disabled(room_id):
+            raise CommandError(f"Incoming federation of {room_id} is already disabled")
+        await self.d.admin_store.set_federation_disabled([room_id], True)
+        return Reply.text(
+            f"Incoming federation of {room_id} disabled: its PDUs and EDUs from other servers "
+            "are dropped and their joins, leaves, knocks and invites refused"
+        )
+
+    async def federation_enable_room(self, inv: Invocation) -> Reply:
+        room_id = await self.room_id(inv.args[0])
+        if not await self.d.admin_store.is_federation_disabled(room_id):
+            raise CommandError(f"Incoming federation of {room_id} is not disabled")
+        await self.d.admin_store.set_federation_disabled([room_id], False)
+        return Reply.text(f"Incoming federation of {room_id} enabled again")
+
+    async def federation_list_disabled(self, inv: Invocation) -> Reply:
+        rows = [(r,) for r in await self.d.admin_store.federation_disabled_room_ids()]
+        return Reply.table("Rooms with incoming federation disabled", ["room"], rows)
+
+    async def federation_incoming(self, inv: Invocation) -> Reply:
+        now = time.monotonic()
+        rows = [
+            (i.room_id, str(i.pdus), i.event_id or "(checking signatures / waiting)",
+             f"{now - i.since:.1f} s" if i.event_id else "")
+            for i in self.d.federation_incoming()
+        ]
+        return Reply.table(
+            "Rooms whose incoming federation is being processed",
+            ["room", "PDUs", "processing", "for"], rows,
+        )
+
+
 def command_table(deps: AdminDeps) -> Group:
     """The root group: every command the admin room knows."""
     c = AdminCommands(deps)
-    fed = "incoming federation (the PDU pipeline) is being built on another branch"
     users = Group("users", "local user accounts", (
         Command("list", "list local users", c.users_list, aliases=("list-local-users",)),
         Command("create", "create a user (password generated, 25 characters, if not given)",
@@ -925,12 +1005,14 @@ def command_table(deps: AdminDeps) -> Group:
                 c.federation_support, ("server",)),
         Command("remote-user-in-rooms", "rooms here a remote user is joined to",
                 c.federation_remote_user, ("user",)),
-        *_unavailable(
-            fed,
-            ("disable-room", "stop handling incoming federation for a room", ("disable-room",)),
-            ("enable-room", "resume incoming federation for a room", ("enable-room",)),
-            ("incoming", "rooms whose federation is being processed", ("incoming-federation",)),
-        ),
+        Command("disable-room", "stop handling incoming federation (PDUs, EDUs, joins) for a room",
+                c.federation_disable_room, ("room",), aliases=("disable-room",)),
+        Command("enable-room", "resume incoming federation for a room", c.federation_enable_room,
+                ("room",), aliases=("enable-room",)),
+        Command("list-disabled-rooms", "rooms whose incoming federation is disabled",
+                c.federation_list_disabled),
+        Command("incoming", "rooms whose incoming PDUs are being processed now", c.federation_incoming,
+                aliases=("incoming-federation",)),
     ))
     appservices = Group("appservices", "application services", (
         Command("register", "register an appservice (its registration YAML in a code block)",
@@ -948,7 +1030,8 @@ def command_table(deps: AdminDeps) -> Group:
         Command("delete", "delete a token", c.tokens_delete, ("token",)),
     ))
     debug = Group("debug", "debugging", (
-        Command("get-pdu", "an event as stored (JSON)", c.debug_get_pdu, ("event_id",), aliases=("get-pdu",)),
+        Command("get-pdu", "an event as stored (JSON), or as a server serves it (GET /event, checked)",
+                c.debug_get_pdu, ("event_id", "[server]"), aliases=("get-pdu", "get-remote-pdu")),
         Command("get-auth-chain", "walk an event's auth chain", c.debug_auth_chain, ("event_id",),
                 aliases=("get-auth-chain",)),
         Command("parse-pdu", "check a PDU and compute its event ID", c.debug_parse_pdu,

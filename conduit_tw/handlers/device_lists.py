@@ -48,6 +48,7 @@ class DeviceListTracker:
         members: Callable[[str], Awaitable[list[str]]],
         membership: Callable[[str, str], Awaitable[str | None]],
         is_local: Callable[[str], bool],
+        joined_at: Callable[[int, StoreTxn], Awaitable[list[str]]],
     ) -> None:
         self.store = store
         self.globals = globals_store
@@ -56,6 +57,8 @@ class DeviceListTracker:
         self.members = members
         self.membership = membership
         self.is_local = is_local
+        #: C{EventStore.joined_at}: the joined members of a state, inside a batch.
+        self.joined_at = joined_at
         #: C{user_id -> None}, run after every L{key_changed} (federation:
         #: device list updates to other servers).
         self.on_key_changed: list[Callable[[str], Any]] = []
@@ -101,7 +104,12 @@ class DeviceListTracker:
         # Read before the batch is applied: the membership before this event.
         if (await self.membership(target, room_id) == "join") == joined:
             return
-        others = [m for m in await self.members(room_id) if m != target]
+        members = await self.members(room_id)
+        if joined and not any(self.is_local(m) for m in members):
+            # Our server's first member (a remote join): the other members
+            # came with the room's state in this very batch.
+            members = await self.joined_at(event.state_after, txn)
+        others = [m for m in members if m != target]
         entries = []
         if joined:
             pairs = others

@@ -135,7 +135,7 @@ class SyncHandler:
         cache_modifier: float = 1.0,
     ) -> None:
         """
-        HomeServer registers L{event_persisted} on C{EventStore.persist_hooks}
+        HomeServer registers L{forget_user_rooms} on C{EventStore.membership_hooks}
         and hands L{is_joined}, L{shares_room} and L{rooms_of} to typing and
         presence (which this handler itself depends on: the cycle is broken
         with those callables).
@@ -150,7 +150,7 @@ class SyncHandler:
         self.typing = typing
         self.receipts = receipts
         modifier = cache_modifier
-        #: user -> membership records, dropped when a member event about them commits.
+        #: user -> membership records, dropped when a change of their membership commits.
         self._user_rooms: LruCache[str, _UserRooms] = LruCache(scaled(50_000, modifier))
         self._filters: LruCache[tuple[str, str], Filter] = LruCache(scaled(10_000, modifier))
         self._no_filter = Filter()
@@ -185,15 +185,6 @@ class SyncHandler:
         """C{PresenceHandler.rooms_of}: the rooms whose members see the user's presence."""
         return await self.joined_rooms(user_id)
 
-    async def event_persisted(self, txn: Any, event: Any) -> None:
-        """
-        C{EventStore.persist_hooks}: a membership event invalidates its
-        target's cached room list once committed.
-        """
-        if event.type == "m.room.member" and event.state_key is not None:
-            target = event.state_key
-            txn.after_commit(lambda: self._user_rooms.pop(target))
-
     async def _rooms_of_user(self, user_id: str, fresh: bool = False) -> _UserRooms:
         cached = None if fresh else self._user_rooms.get(user_id)
         if cached is not None:
@@ -218,7 +209,7 @@ class SyncHandler:
         return flt
 
     def forget_user_rooms(self, user_id: str) -> None:
-        """Drop the cached membership list (a room was forgotten)."""
+        """Drop the cached membership list (a membership changed, a room was forgotten)."""
         self._user_rooms.pop(user_id)
 
     # ------------------------------------------------------------------

@@ -96,6 +96,12 @@ class EventStore:
         #: callbacks (push evaluation: handlers/notifications.py). Failures
         #: are logged and do not stop the event.
         self.persist_hooks: list[Callable[[StoreTxn, StoredEvent], Awaitable[None]]] = []
+        #: C{hook(user_id)} after the commit of a live event for every user
+        #: whose membership of the room it changed: its own target, and the
+        #: other members whose membership the room's new current state
+        #: changed (a join's state from send_join, a resolved fork), which
+        #: the persist hooks, seeing only the event, cannot know about.
+        self.membership_hooks: list[Callable[[str], None]] = []
 
     async def setup(self) -> None:
         """Load counters (call once before use)."""
@@ -298,6 +304,15 @@ class EventStore:
         """IDs of the rooms the user is joined to."""
         return [r.room_id for r in await self.rooms_for_user(user_id, ("join",))]
 
+    async def joined_at(self, statehash: int, txn: StoreTxn | None = None) -> list[str]:
+        """
+        The joined members of a state (read from its member events, so it
+        works inside the batch that writes them, unlike L{members}).
+        """
+        keys = [k for k in await self.state_ids(statehash) if k[0] == _MEMBER]
+        events = await self.state_events(statehash, keys, txn)
+        return sorted(user for (_, user), ev in events.items() if ev.membership() == "join")
+
     async def members(self, room_id: str, membership: str = "join") -> list[str]:
         """User IDs with C{membership} in the room's current state."""
         room = await self.get_room(room_id)
@@ -374,7 +389,9 @@ class EventStore:
             at once (the caller commits; later events of the same
             transaction see this one's effects).
         @return: the stored event (the existing one if it was already
-            stored), once durable (with C{txn}: once added to it).
+            stored, except that an accepted outlier stored again as
+            L{BACKFILL} history moves into the timeline), once durable
+            (with C{txn}: once added to it).
         """
         if txn is not None:
             try:
@@ -432,8 +449,8 @@ class EventStore:
         outlier, with the room's stripped state in its extras (C{"irs"},
         served as C{invite_state}/C{knock_state} by /sync), and the
         user's membership record moved to it at a new stream position, all
-        in one batch. The persist hooks run (sync's room list, invite
-        notifications) and the notifier wakes the user.
+        in one batch. The membership and persist hooks run (sync's room
+        list, invite notifications) and the notifier wakes the user.
         """
         target = event.state_key
         membership = event.membership()
@@ -454,6 +471,7 @@ class EventStore:
             )
             self.membership_store.put(txn, target, room.room_id, room.short, old, new)
             txn.before_commit(lambda: self.globals.put_position_in_batch(txn.batch))
+            self._membership_changed(txn, [target])
             for hook in self.persist_hooks:
                 try:
                     await hook(txn, stored)
@@ -495,7 +513,12 @@ class EventStore:
         if not created:
             existing = await self.get_event_by_short(short, txn)
             if existing is not None:
-                return existing
+                if not self._promotes(existing, event, kind, soft_failed):
+                    return existing
+                # An outlier met again in backfilled history takes its place
+                # in the timeline, as stored (a redaction applied stays).
+                extras = {**existing.extras, **(extras or {})}
+                event = existing
         pending_events: dict[int, StoredEvent] = txn.data.setdefault("events", {})
         heads: dict[int, RoomHead] = txn.data.setdefault("heads", {})
         old_head = heads.get(room.short) or await self.rooms.get_head(room.short)
@@ -609,12 +632,33 @@ class EventStore:
                     raise  # the batch would go on without the hook's part
                 except Exception:
                     log.failure("A persist hook failed for {event_id}", event_id=event.event_id)
+        if live:
+            self._membership_changed(txn, notify_users)
         if live and self.notifier is not None:
             notifier = self.notifier
             txn.after_commit(
                 lambda: notifier.notify(position, users=notify_users, rooms=[room_id])
             )
         return stored
+
+    @staticmethod
+    def _promotes(existing: StoredEvent, event: Event, kind: str, soft_failed: bool) -> bool:
+        """
+        Whether storing C{event} again moves the C{existing} copy into the
+        timeline: an accepted outlier (fetched for the state or auth chain
+        of a join or a gap) that backfill now finds in the room's history,
+        accepted there too.
+        """
+        return (
+            kind == BACKFILL and bool(existing.flags & OUTLIER) and not existing.rejected
+            and not event.rejected and not soft_failed
+        )
+
+    def _membership_changed(self, txn: StoreTxn, users: list[str]) -> None:
+        """Run the L{membership_hooks} for C{users} once C{txn} commits."""
+        if users and self.membership_hooks:
+            hooks, users = list(self.membership_hooks), list(users)
+            txn.after_commit(lambda: [hook(user) for hook in hooks for user in users])
 
     async def _save_state_map(
         self, state: Mapping[StateKey, str], txn: StoreTxn, base: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+from urllib.parse import quote
 
 from nacl.signing import SigningKey
 from signedjson.key import generate_signing_key
@@ -17,8 +18,11 @@ from conduit_tw.errors import MatrixError
 from conduit_tw.events.event_ids import compute_event_id
 from conduit_tw.events.room_versions import get_room_version
 from conduit_tw.events.signing import hash_and_sign_event, verify_event_signatures
+from conduit_tw.federation.errors import RemoteError
 from conduit_tw.federation.event_checks import authorise_chain, parse_pdu
+from conduit_tw.federation.membership_client import MAX_FAILING_SERVERS, MAX_UNSUPPORTED_VERSION_ANSWERS
 from tests.api.rooms import RoomsTestCase
+from tests.federation.fake_client import FakeFederationClient
 from tests.federation.keyring_stub import MemoryKeyRing
 
 REMOTE = "remote.test"
@@ -297,3 +301,64 @@ class AuthoriseChainTests(ServletTestCase):
         self.assertTrue(dependents)
         self.assertLessEqual(dependents, rejected)
 
+
+
+class JoinLimitTests(RoomsTestCase):
+    """
+    Joining through other servers gives up after conduwuit's limits
+    (federation/membership_client.py): 15 servers that refuse our room
+    versions, 50 servers that fail.
+    """
+
+    async def setUp(self) -> None:
+        await super().setUp()
+        self.alice, _ = await self.user("alice")
+        self.fake = FakeFederationClient()
+        self.hs.remote_membership.federation = lambda: self.fake
+        self.room = "!far:elsewhere.test"
+        self.make_join = "/_matrix/federation/v1/make_join/%s/%s" % (
+            quote(self.room, safe=""), quote(self.alice, safe="")
+        )
+
+    async def join(self, servers: int) -> MatrixError:
+        names = ["s%d.test" % i for i in range(servers)]
+        with self.assertRaises(MatrixError) as e:
+            await self.hs.remote_membership.join(self.alice, self.room, names)
+        return e.exception
+
+    def asked(self) -> list[str]:
+        return [destination for _, destination, path, _, _ in self.fake.requests if path == self.make_join]
+
+    async def test_unsupported_versions(self) -> None:
+        self.fake.answers[self.make_join] = RemoteError(
+            "x", 400, "M_INCOMPATIBLE_ROOM_VERSION", "Your homeserver does not support the features"
+        )
+        e = await self.join(30)
+        self.assertEqual((e.code, e.errcode), (400, "M_INCOMPATIBLE_ROOM_VERSION"))
+        self.assertEqual(self.asked(), ["s%d.test" % i for i in range(MAX_UNSUPPORTED_VERSION_ANSWERS)])
+        self.assertEqual(MAX_UNSUPPORTED_VERSION_ANSWERS, 15)
+
+    async def test_answer_in_a_version_we_lack_counts_as_unsupported(self) -> None:
+        self.fake.answers[self.make_join] = {"room_version": "99", "event": {}}
+        e = await self.join(20)
+        self.assertEqual((e.code, e.errcode), (400, "M_INCOMPATIBLE_ROOM_VERSION"))
+        self.assertEqual(len(self.asked()), MAX_UNSUPPORTED_VERSION_ANSWERS)
+
+    async def test_failing_servers(self) -> None:
+        self.fake.answers[self.make_join] = RemoteError("x", 502, "M_UNKNOWN", "Bad gateway")
+        e = await self.join(80)
+        self.assertEqual((e.code, e.errcode), (404, "M_NOT_FOUND"))
+        self.assertEqual(len(self.asked()), MAX_FAILING_SERVERS)
+        self.assertEqual(MAX_FAILING_SERVERS, 50)
+        # Unusable answers count as failures too.
+        self.fake.requests.clear()
+        self.fake.answers[self.make_join] = {"room_version": "10", "event": "not a template"}
+        e = await self.join(80)
+        self.assertEqual(len(self.asked()), MAX_FAILING_SERVERS)
+
+    async def test_refusal_is_passed_on(self) -> None:
+        self.fake.answers[self.make_join] = RemoteError("x", 403, "M_FORBIDDEN", "You are not invited")
+        e = await self.join(3)
+        self.assertEqual((e.code, e.errcode, e.msg), (403, "M_FORBIDDEN", "You are not invited"))
+        # Every candidate was asked: the via servers, then the room ID's server.
+        self.assertEqual(self.asked(), ["s0.test", "s1.test", "s2.test", "elsewhere.test"])

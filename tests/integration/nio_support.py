@@ -17,6 +17,8 @@ from typing import Any, AsyncIterator
 from twisted.trial import unittest
 
 from tests.integration.process import ServerProcess, free_port
+from tests.integration.synapse import _insecure_context
+from tests.integration.test_twistd import _self_signed
 
 try:
     import nio
@@ -68,6 +70,34 @@ class ServerTestCase(unittest.SynchronousTestCase):
         )
         server = ServerProcess(workdir, config_text=config)
         server.port = port
+        self.addCleanup(server.stop)
+        server.start()
+        return server
+
+    def _federating_server(self) -> ServerProcess:
+        """
+        A server named C{localhost:<port>} with a TLS listener (self-signed)
+        that federates with other loopback servers: no IP denylist, no
+        certificate checks, no notary. Clients must use C{ssl=False}.
+        """
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        cert, key = _self_signed(workdir)
+        port = free_port()
+        extra = (
+            self.server_extra
+            + "ip_range_denylist = []\n"
+            + "allow_invalid_tls_certificates = true\n"
+            + "trusted_servers = []\n"
+            + f'\n[global.tls]\ncerts = "{cert}"\nkey = "{key}"\n'
+        )
+        config = server_config(os.path.join(workdir, "data"), port, extra).replace(
+            'server_name = "localhost"', f'server_name = "localhost:{port}"'
+        )
+        server = ServerProcess(workdir, config_text=config, server_name=f"localhost:{port}")
+        server.port = port
+        server.scheme = "https"
+        server.ssl_context = _insecure_context()
         self.addCleanup(server.stop)
         server.start()
         return server

@@ -9,8 +9,6 @@ room: Alice on A sends, Bob on B decrypts the exact plaintext.
 
 from __future__ import annotations
 
-import os
-import ssl
 from typing import Any, Awaitable, Callable
 
 from twisted.internet import reactor
@@ -21,11 +19,10 @@ from twisted.trial import unittest
 from tests.api.e2ee_helpers import Device
 from tests.api.rooms import V3, q
 from tests.integration.federation import start_homeserver
-from tests.integration.nio_support import NIO_MISSING, E2EETestCase, nio, server_config
-from tests.integration.process import ServerProcess, free_port
+from tests.integration.nio_support import NIO_MISSING, E2EETestCase, nio
+from tests.integration.process import ServerProcess
 from tests.integration.test_federation_membership import Server
 from tests.integration.test_nio_e2ee import ENCRYPTION_ENABLED, ENCRYPTION_STATE
-from tests.integration.test_twistd import _self_signed
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], what: str, seconds: float = 15) -> Any:
@@ -36,6 +33,10 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str, seconds: fl
             return result
         await deferLater(reactor, 0.1, lambda: None)
     raise AssertionError(f"never: {what}")
+
+
+async def _not_sharing(server: Server, user_id: str) -> bool:
+    return not await server.hs.federation_e2ee.servers_sharing(user_id)
 
 
 class FederatedE2EETests(unittest.TestCase):
@@ -56,6 +57,18 @@ class FederatedE2EETests(unittest.TestCase):
             body["one_time_keys"] = device.one_time_keys(otks)
         r = await server.request("POST", V3 + "/keys/upload", body, device.token)
         self.assertEqual(r.code, 200, r.body)
+
+    async def new_device(self, server: Server, user: Device, device_id: str) -> Device:
+        """Log C{user} in again as C{device_id} (password C{secret pw}) and upload its keys."""
+        r = await server.request(
+            "POST", V3 + "/login",
+            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user.user_id},
+             "password": "secret pw", "device_id": device_id},
+        )
+        self.assertEqual(r.code, 200, r.body)
+        device = Device(user.user_id, device_id, r.json["access_token"])
+        await self.upload(server, device)
+        return device
 
     async def _scenario(self) -> None:
         a = Server(await start_homeserver(self))
@@ -113,14 +126,7 @@ class FederatedE2EETests(unittest.TestCase):
 
         # A new device of bob's on B shows up in alice's device_lists.changed.
         since = (await a.sync(alice.token))["next_batch"]
-        r = await b.request(
-            "POST", V3 + "/login",
-            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"},
-             "password": "secret pw", "device_id": "BOB2"},
-        )
-        self.assertEqual(r.code, 200, r.body)
-        bob2 = Device(bob.user_id, "BOB2", r.json["access_token"])
-        await self.upload(b, bob2)
+        await self.new_device(b, bob, "BOB2")
         await eventually(alice_sees_bob_changed, "bob's new device in alice's device_lists.changed")
         await eventually(lambda: alice_has_bob_device("BOB2"), "bob's new device keys on A")
         # A tracks bob's list through the EDUs (the cache answers alice now).
@@ -130,12 +136,78 @@ class FederatedE2EETests(unittest.TestCase):
     def test_keys_to_device_and_device_lists(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._scenario())
 
+    async def _joined_remote_room(self) -> None:
+        a = Server(await start_homeserver(self))
+        b = Server(await start_homeserver(self))
+        alice = await self.device(a, "alice", "ALICE1")
+        bob = await self.device(b, "bob", "BOB1")
+        await self.upload(b, bob)
+        r = await b.request("POST", V3 + "/createRoom", {"preset": "public_chat"}, bob.token)
+        self.assertEqual(r.code, 200, r.body)
+        room = r.json["room_id"]
+        # Something asked A about bob's rooms before the join (none then).
+        self.assertFalse(await a.hs.federation_e2ee.shared_with_us(bob.user_id))
+        since = (await a.sync(alice.token))["next_batch"]
+        r = await a.request("POST", V3 + "/join/%s?via=%s" % (q(room), q(b.name)), {}, alice.token)
+        self.assertEqual(r.code, 200, r.body)
+        # Alice now shares a room with bob: he is "changed" for her.
+        body = await a.request("GET", V3 + "/sync?timeout=0&since=" + q(since), token=alice.token)
+        self.assertIn(bob.user_id, body.json.get("device_lists", {}).get("changed", []))
+        # A learnt bob's membership from the send_join state: bob's device
+        # list updates are tracked, and a new device is seen by alice.
+        self.assertTrue(await a.hs.federation_e2ee.shared_with_us(bob.user_id))
+        since = (await a.sync(alice.token))["next_batch"]
+        await self.new_device(b, bob, "BOB2")
 
-def _insecure() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+        async def alice_sees_bob_changed() -> Any:
+            body = await a.request("GET", V3 + "/sync?timeout=0&since=" + q(since), token=alice.token)
+            return bob.user_id in body.json.get("device_lists", {}).get("changed", [])
+
+        await eventually(alice_sees_bob_changed, "bob's new device in alice's device_lists.changed")
+        cached = await a.hs.federation_e2ee.store.remote_user(bob.user_id)
+        self.assertEqual(sorted(cached["devices"]), ["BOB1", "BOB2"])
+
+    def test_device_lists_of_remote_room_members(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._joined_remote_room())
+
+    async def _stale_list_after_rejoin(self) -> None:
+        a = Server(await start_homeserver(self))
+        b = Server(await start_homeserver(self))
+        alice = await self.device(a, "alice", "ALICE1")
+        bob = await self.device(b, "bob", "BOB1")
+        await self.upload(b, bob)
+
+        async def bobs_devices_on_a() -> list[str]:
+            r = await a.request("POST", V3 + "/keys/query", {"device_keys": {bob.user_id: []}}, alice.token)
+            return sorted(r.json["device_keys"].get(bob.user_id, {}))
+
+        async def room_of_bob() -> str:
+            r = await b.request("POST", V3 + "/createRoom", {"preset": "public_chat"}, bob.token)
+            self.assertEqual(r.code, 200, r.body)
+            return r.json["room_id"]
+
+        first, second = await room_of_bob(), await room_of_bob()
+        r = await a.request("POST", V3 + "/join/%s?via=%s" % (q(first), q(b.name)), {}, alice.token)
+        self.assertEqual(r.code, 200, r.body)
+        # A tracks bob's list while they share a room (a new device of his
+        # makes B send an update, and A caches the list).
+        await self.new_device(b, bob, "BOB2")
+        await eventually(
+            lambda: a.hs.federation_e2ee.store.remote_user(bob.user_id), "bob's list cached on A"
+        )
+        # Alice leaves: B stops telling A about bob's devices.
+        r = await a.request("POST", V3 + "/rooms/%s/leave" % q(first), {}, alice.token)
+        self.assertEqual(r.code, 200, r.body)
+        await eventually(lambda: _not_sharing(b, bob.user_id), "B no longer sharing bob with A")
+        await self.new_device(b, bob, "BOB3")
+        # Alice joins bob's other room: A must not answer from the list it
+        # kept from before, which lacks BOB3.
+        r = await a.request("POST", V3 + "/join/%s?via=%s" % (q(second), q(b.name)), {}, alice.token)
+        self.assertEqual(r.code, 200, r.body)
+        self.assertEqual(await bobs_devices_on_a(), ["BOB1", "BOB2", "BOB3"])
+
+    def test_no_stale_device_list_after_joining_again(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._stale_list_after_rejoin())
 
 
 class NioFederatedE2EETests(E2EETestCase):
@@ -143,32 +215,9 @@ class NioFederatedE2EETests(E2EETestCase):
 
     skip = NIO_MISSING or (None if ENCRYPTION_ENABLED else "matrix-nio has no e2e support")
 
-    def _tls_server(self) -> ServerProcess:
-        workdir = os.path.abspath(self.mktemp())
-        os.makedirs(workdir)
-        cert, key = _self_signed(workdir)
-        port = free_port()
-        extra = (
-            self.server_extra
-            + "ip_range_denylist = []\n"
-            + "allow_invalid_tls_certificates = true\n"
-            + "trusted_servers = []\n"
-            + f'\n[global.tls]\ncerts = "{cert}"\nkey = "{key}"\n'
-        )
-        config = server_config(os.path.join(workdir, "data"), port, extra).replace(
-            'server_name = "localhost"', f'server_name = "localhost:{port}"'
-        )
-        server = ServerProcess(workdir, config_text=config, server_name=f"localhost:{port}")
-        server.port = port
-        server.scheme = "https"
-        server.ssl_context = _insecure()
-        self.addCleanup(server.stop)
-        server.start()
-        return server
-
     def test_encrypted_message_across_servers(self) -> None:
-        a = self._tls_server()
-        b = self._tls_server()
+        a = self._federating_server()
+        b = self._federating_server()
         self._run_async(self._session(a, b))
 
     async def _session(self, a: ServerProcess, b: ServerProcess) -> None:

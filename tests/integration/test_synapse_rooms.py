@@ -3,7 +3,9 @@ Rooms shared with a real Synapse on loopback (issue 12's interop
 requirement): a Synapse user joins a room on our server and one of our
 users joins a room on Synapse, in room versions 12 and 10; in both, messages,
 a topic change, typing and a read receipt must reach the other side, each way.
-Invites cross in both directions and are followed by a leave.
+Invites cross in both directions and are followed by a leave. Restricted
+joins (room version 10) work both ways: each server authorises the other's
+user, a member of its space, and the join carries both signatures.
 
 Synapse takes 5-25 s to start, so one Synapse serves every test of the
 module (started by the first test, stopped when the test process exits;
@@ -273,3 +275,45 @@ class SynapseRoomsTests(unittest.TestCase):
             await eventually(
                 lambda: self.membership_is(inviter, room, invitee.user_id, "leave"), "the rejection at the inviter"
             )
+
+    # -- restricted joins both ways (room version 10: a room that lets the
+    # members of a space join; the resident server authorises the join)
+
+    async def restricted_room(self, side: Side, space: str) -> str:
+        return await self.create_room(side, "10", preset="private_chat", initial_state=[{
+            "type": "m.room.join_rules", "state_key": "",
+            "content": {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space}]},
+        }])
+
+    async def restricted_join(self, resident: Side, joiner: Side, resident_server: str) -> None:
+        """
+        C{joiner} (of the other server) is in C{resident}'s space, not
+        invited to its restricted room, and joins it: the join names
+        C{resident} in C{join_authorised_via_users_server} and carries both
+        servers' signatures on our side; messages then flow both ways.
+        """
+        space = await self.create_room(resident, "10")
+        room = await self.restricted_room(resident, space)
+        code, body = await joiner.call("POST", f"{V3}/join/{q(room)}?via={q(resident_server)}", {})
+        self.assertEqual(code, 403, body)  # not in the space yet
+        await joiner.ok("POST", f"{V3}/join/{q(space)}?via={q(resident_server)}", {})
+        body = await joiner.ok("POST", f"{V3}/join/{q(room)}?via={q(resident_server)}", {})
+        self.assertEqual(body["room_id"], room)
+        await eventually(
+            lambda: self.membership_is(resident, room, joiner.user_id, "join"), "the join at the resident"
+        )
+        for side in (resident, joiner):
+            state = await side.ok("GET", f"{V3}/rooms/{q(room)}/state")
+            (join,) = [e for e in state if e["type"] == "m.room.member" and e["state_key"] == joiner.user_id]
+            self.assertEqual(join["content"]["join_authorised_via_users_server"], resident.user_id)
+        ours = await self.hs.event_store.current_state_event(room, "m.room.member", joiner.user_id)
+        self.assertEqual(set(ours.pdu["signatures"]), {self.hs.server_name, self.synapse.server_name})
+        await self.exchange(room, resident, joiner)
+
+    async def test_synapse_user_joins_our_restricted_room(self) -> None:
+        await self._start()
+        await self.restricted_join(self.ours, self.syn, self.hs.server_name)
+
+    async def test_our_user_joins_synapse_restricted_room(self) -> None:
+        await self._start()
+        await self.restricted_join(self.syn, self.ours, self.synapse.server_name)

@@ -15,6 +15,7 @@ database read.
 from __future__ import annotations
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
+from conduit_tw.storage.stores.room_id_set import RoomIdSet
 
 PUBLIC_ROOMS = "publicroomids"
 
@@ -24,37 +25,17 @@ class DirectoryStore:
 
     def __init__(self, db: IKeyValueDatabase) -> None:
         self.db = db
-        self.tree = db.open_tree(PUBLIC_ROOMS)
-        self._public: set[str] | None = None
-
-    async def _load(self) -> set[str]:
-        if self._public is None:
-            rows = await self.tree.scan_prefix(b"")
-            public = {k.decode("utf-8") for k, _ in rows}
-            if self._public is None:
-                self._public = public
-        return self._public
+        self.rooms = RoomIdSet(db, PUBLIC_ROOMS)
 
     async def public_room_ids(self) -> frozenset[str]:
         """Every published room ID."""
-        return frozenset(await self._load())
+        return frozenset(await self.rooms.all())
 
     async def is_public(self, room_id: str) -> bool:
         """Whether the room is published."""
-        return room_id in await self._load()
+        return await self.rooms.contains(room_id)
 
     async def set_public(self, room_id: str, public: bool) -> None:
         """Publish or unpublish a room (a no-op when nothing changes)."""
-        rooms = await self._load()
-        if (room_id in rooms) == public:
-            return
-        batch = self.db.batch()
-        if public:
-            batch.put(PUBLIC_ROOMS, room_id.encode("utf-8"), b"")
-        else:
-            batch.delete(PUBLIC_ROOMS, room_id.encode("utf-8"))
-        await self.db.write(batch)
-        if public:
-            rooms.add(room_id)
-        else:
-            rooms.discard(room_id)
+        if await self.rooms.contains(room_id) != public:
+            await self.rooms.update([room_id], public)

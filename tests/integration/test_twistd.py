@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from typing import Any
 
 from twisted.trial import unittest
 
@@ -285,67 +286,50 @@ def _self_signed(directory: str) -> tuple[str, str]:
 class ListenerTests(unittest.TestCase):
     """TLS listener from [global.tls]; a port in use fails start-up cleanly."""
 
-    def test_tls(self) -> None:
-        import ssl
-        import urllib.request
-
+    def _tls_server(self, extra: str = "") -> tuple[Any, str]:
+        """A twistd server with a [global.tls] listener (plus C{extra} lines); its cert."""
         server = _server(self)
         cert, key = _self_signed(server.workdir)
         with open(server.config_path, "a") as f:
-            f.write(f'\n[global.tls]\ncerts = "{cert}"\nkey = "{key}"\n')
+            f.write(f'\n[global.tls]\ncerts = "{cert}"\nkey = "{key}"\n{extra}')
         server.proc = subprocess.Popen(
             TWISTD + ["-n", "--pidfile=", "conduit", "--config", server.config_path],
             cwd=server.workdir, env=server.env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         server._log = open(os.devnull, "wb")
-        context = ssl.create_default_context(cafile=cert)
+        return server, cert
+
+    @staticmethod
+    def _versions(server: Any, scheme: str, cert: str) -> bytes | None:
+        """GET /versions over C{scheme}, retried for 20 s while the server starts."""
+        import ssl
+        import urllib.request
+
+        context = ssl.create_default_context(cafile=cert) if scheme == "https" else None
         deadline = time.monotonic() + 20
-        body = None
-        while time.monotonic() < deadline and body is None:
+        while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(
-                    f"https://127.0.0.1:{server.port}/_matrix/client/versions",
+                    f"{scheme}://127.0.0.1:{server.port}/_matrix/client/versions",
                     context=context, timeout=2,
                 ) as r:
-                    body = r.read()
+                    return r.read()
             except OSError:
                 time.sleep(0.05)
+        return None
+
+    def test_tls(self) -> None:
+        server, cert = self._tls_server()
+        body = self._versions(server, "https", cert)
         self.assertIsNotNone(body)
         self.assertIn(b"versions", body)
 
     def test_dual_protocol(self) -> None:
         """With dual_protocol, HTTPS and plain HTTP are served on the same port."""
-        import ssl
-        import urllib.request
-
-        server = _server(self)
-        cert, key = _self_signed(server.workdir)
-        with open(server.config_path, "a") as f:
-            f.write(f'\n[global.tls]\ncerts = "{cert}"\nkey = "{key}"\ndual_protocol = true\n')
-        server.proc = subprocess.Popen(
-            TWISTD + ["-n", "--pidfile=", "conduit", "--config", server.config_path],
-            cwd=server.workdir, env=server.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        server._log = open(os.devnull, "wb")
-        context = ssl.create_default_context(cafile=cert)
-
-        def fetch(scheme: str) -> bytes | None:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(
-                        f"{scheme}://127.0.0.1:{server.port}/_matrix/client/versions",
-                        context=context if scheme == "https" else None, timeout=2,
-                    ) as r:
-                        return r.read()
-                except OSError:
-                    time.sleep(0.05)
-            return None
-
+        server, cert = self._tls_server("dual_protocol = true\n")
         for scheme in ("https", "http", "https"):
-            body = fetch(scheme)
+            body = self._versions(server, scheme, cert)
             self.assertIsNotNone(body, scheme)
             self.assertIn(b"v1.1", body)
 

@@ -376,7 +376,9 @@ def main() -> None:
         print(f"| figure | {' | '.join(names)} | per tree vs one table |")
         print("|---|" + "---:|" * (len(names) + 1))
         for figure, one, per in rows_out:
-            print(f"| {figure} | {one:.1f} | {per:.1f} | {(per - one) / one * 100:+.1f}% |")
+            # (CPU time is counted in clock ticks: a tiny run may show none.)
+            change = f"{(per - one) / one * 100:+.1f}%" if one else "n/a"
+            print(f"| {figure} | {one:.1f} | {per:.1f} | {change} |")
         print(
             f"\n{platform.node()} {platform.machine()}, {time.strftime('%Y-%m-%d %H:%M %Z')},"
             f" {args.repeats} repeats, {time.monotonic() - started:.0f} s"

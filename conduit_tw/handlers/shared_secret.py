@@ -109,7 +109,7 @@ class SharedSecretRegistration:
         if "\x00" in username:
             raise MatrixError(400, Codes.INVALID_USERNAME, "Invalid username")
         expected = compute_mac(secret, nonce, username, password, admin, user_type)
-        if not hmac.compare_digest(expected, mac.lower()):
+        if not hmac.compare_digest(expected.encode("ascii"), mac.lower().encode("utf-8")):
             raise forbidden("HMAC incorrect")
         user_id = self.registration.check_username(username)
         await self.registration.create_user(user_id, password, displayname=displayname)

@@ -15,14 +15,18 @@ from typing import Any
 
 from twisted.internet.interfaces import IAddress, ITransport
 from twisted.internet.protocol import Factory, Protocol, ServerFactory
+from twisted.protocols.policies import TimeoutMixin
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 #: The first byte of a TLS record carrying a handshake message.
 TLS_HANDSHAKE = 0x16
+#: Seconds a client may stay silent before its first byte (then the
+#: chosen protocol's own timeouts apply).
+FIRST_BYTE_TIMEOUT = 60
 
 
-class _Sniffer(Protocol):
+class _Sniffer(Protocol, TimeoutMixin):
     """Waits for the first byte, then becomes the TLS or the plain protocol."""
 
     def __init__(self, factory: "DualProtocolFactory", addr: IAddress) -> None:
@@ -30,10 +34,17 @@ class _Sniffer(Protocol):
         self.addr = addr
         self.inner: Protocol | None = None
 
+    def connectionMade(self) -> None:
+        self.setTimeout(FIRST_BYTE_TIMEOUT)
+
+    def timeoutConnection(self) -> None:
+        self.transport.abortConnection()  # type: ignore[attr-defined]
+
     def dataReceived(self, data: bytes) -> None:
         if self.inner is None:
             if not data:
                 return
+            self.setTimeout(None)
             chosen = self.factory.tls if data[0] == TLS_HANDSHAKE else self.factory.plain
             inner = chosen.buildProtocol(self.addr)
             if inner is None:
@@ -47,7 +58,8 @@ class _Sniffer(Protocol):
             inner.makeConnection(transport)
         self.inner.dataReceived(data)
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.setTimeout(None)
         if self.inner is not None:
             self.inner.connectionLost(reason)
 

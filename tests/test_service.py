@@ -189,3 +189,33 @@ class TLSReloadTests(unittest.TestCase):
         self.assertEqual(await self.served_certificate(port), after)
         await service.stopService()
         self.assertEqual(signal.getsignal(signal.SIGHUP), previous, "handler restored")
+
+
+class DualProtocolTimeoutTests(unittest.TestCase):
+    """A client that never sends its first byte is dropped after the timeout."""
+
+    def test_silent_client_dropped(self) -> None:
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+        from twisted.web.server import Site
+        from twisted.web.resource import Resource
+
+        from conduit_tw import dual_protocol
+        from conduit_tw.service import _tls_context
+        from tests.integration.test_twistd import _self_signed
+
+        directory = self.mktemp()
+        os.makedirs(directory)
+        clock = Clock()
+        factory = dual_protocol.DualProtocolFactory(
+            Site(Resource()), _tls_context(*_self_signed(directory))
+        )
+        proto = factory.buildProtocol(None)
+        proto.callLater = clock.callLater  # type: ignore[attr-defined]
+        transport = StringTransport()
+        transport.abortConnection = transport.loseConnection  # type: ignore[attr-defined]
+        proto.makeConnection(transport)
+        clock.advance(dual_protocol.FIRST_BYTE_TIMEOUT - 1)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(2)
+        self.assertTrue(transport.disconnecting)

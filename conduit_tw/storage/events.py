@@ -472,13 +472,7 @@ class EventStore:
             self.membership_store.put(txn, target, room.room_id, room.short, old, new)
             txn.before_commit(lambda: self.globals.put_position_in_batch(txn.batch))
             self._membership_changed(txn, [target])
-            for hook in self.persist_hooks:
-                try:
-                    await hook(txn, stored)
-                except StorageUnavailable:
-                    raise  # the batch would go on without the hook's part
-                except Exception:
-                    log.failure("A persist hook failed for {event_id}", event_id=event.event_id)
+            await self._run_persist_hooks(txn, stored)
             if self.notifier is not None:
                 notifier, room_id = self.notifier, room.room_id
                 txn.after_commit(
@@ -625,13 +619,7 @@ class EventStore:
             self.rooms.put_txn_event(txn, txn_key, event.event_id, event.origin_server_ts)
 
         if live:
-            for hook in self.persist_hooks:
-                try:
-                    await hook(txn, stored)
-                except StorageUnavailable:
-                    raise  # the batch would go on without the hook's part
-                except Exception:
-                    log.failure("A persist hook failed for {event_id}", event_id=event.event_id)
+            await self._run_persist_hooks(txn, stored)
         if live:
             self._membership_changed(txn, notify_users)
         if live and self.notifier is not None:
@@ -653,6 +641,16 @@ class EventStore:
             kind == BACKFILL and bool(existing.flags & OUTLIER) and not existing.rejected
             and not event.rejected and not soft_failed
         )
+
+    async def _run_persist_hooks(self, txn: StoreTxn, stored: StoredEvent) -> None:
+        """Run every persist hook in C{txn}; a failing hook is logged, not fatal."""
+        for hook in self.persist_hooks:
+            try:
+                await hook(txn, stored)
+            except StorageUnavailable:
+                raise  # the batch would go on without the hook's part
+            except Exception:
+                log.failure("A persist hook failed for {event_id}", event_id=stored.event_id)
 
     def _membership_changed(self, txn: StoreTxn, users: list[str]) -> None:
         """Run the L{membership_hooks} for C{users} once C{txn} commits."""

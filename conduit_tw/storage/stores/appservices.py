@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
+from conduit_tw.storage.values import compact_json
 from conduit_tw.storage.keys import SEP, from_u64, join, split, u64
 from conduit_tw.storage.txn import StoreTxn
 
@@ -48,9 +49,6 @@ TXN_IDS = "appservice_txn"
 _EVENT, _EPHEMERAL, _TO_DEVICE = b"p", b"e", b"d"
 _PENDING = b"pending"
 
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _prefix(appservice_id: str) -> bytes:
@@ -172,9 +170,9 @@ class AppserviceStore:
         if kind == "event":
             return _EVENT + value.encode("utf-8")
         if kind == "ephemeral":
-            return _EPHEMERAL + _json(value)
+            return _EPHEMERAL + compact_json(value)
         if kind == "to_device":
-            return _TO_DEVICE + _json(value)
+            return _TO_DEVICE + compact_json(value)
         raise ValueError(f"unknown queue item kind {kind!r}")
 
     def queue_event(self, txn: StoreTxn, appservice_ids: list[str], event_id: str) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
+from conduit_tw.storage.values import compact_json
 from conduit_tw.storage.keys import SEP, from_u64, prefix_end, u64
 from conduit_tw.storage.txn import StoreTxn
 
@@ -40,9 +41,6 @@ RECEIVED = "fedtxn_received"
 _TXN_ID = b"txn_id"
 _PDU, _EDU = b"p", b"e"
 
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _prefix(destination: str) -> bytes:
@@ -100,7 +98,7 @@ class FederationQueueStore:
 
     def queue_edu(self, txn: StoreTxn, destinations: Iterable[str], edu: dict[str, Any]) -> None:
         """Queue an EDU for each destination, in C{txn}."""
-        self._put(txn, destinations, _EDU + _json(edu))
+        self._put(txn, destinations, _EDU + compact_json(edu))
 
     async def add_edu(self, destinations: Iterable[str], edu: dict[str, Any]) -> None:
         """L{queue_edu} in a transaction of its own, committed."""
@@ -181,5 +179,5 @@ class FederationQueueStore:
     async def put_received(self, origin: str, txn_id: str, response: dict[str, Any]) -> None:
         """Remember our response to C{origin}'s latest transaction."""
         txn = StoreTxn(self.db)
-        txn.batch.put(RECEIVED, origin.encode("utf-8"), _json([txn_id, response]))
+        txn.batch.put(RECEIVED, origin.encode("utf-8"), compact_json([txn_id, response]))
         await txn.commit()

@@ -30,6 +30,7 @@ import json
 from typing import Any
 
 from conduit_tw.storage.interfaces import IKeyValueDatabase
+from conduit_tw.storage.values import compact_json
 from conduit_tw.storage.keys import from_u64, join, split, u64
 
 METADATA = "mediaid_metadata"
@@ -37,9 +38,6 @@ THUMBNAILS = "mediaid_thumbnail"
 PENDING = "userid_pendingmedia"
 ACCESSED = "mediaid_accessed"
 
-
-def _dump(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 class MediaStore:
@@ -63,7 +61,7 @@ class MediaStore:
         pending index entry goes in the same batch).
         """
         batch = self.db.batch()
-        batch.put(METADATA, join(server_name, media_id), _dump(metadata))
+        batch.put(METADATA, join(server_name, media_id), compact_json(metadata))
         uploader = metadata.get("uploader")
         if uploader:
             batch.delete(PENDING, join(uploader, media_id))
@@ -77,7 +75,7 @@ class MediaStore:
         batch.put(
             METADATA,
             join(server_name, media_id),
-            _dump({"pending": True, "uploader": uploader, "created_ts": created_ts,
+            compact_json({"pending": True, "uploader": uploader, "created_ts": created_ts,
                    "unused_expires_at": expires_at}),
         )
         batch.put(PENDING, join(uploader, media_id), u64(expires_at))
@@ -106,7 +104,7 @@ class MediaStore:
         self, server_name: str, media_id: str, variant: str, metadata: dict[str, Any]
     ) -> None:
         """Record a generated thumbnail."""
-        await self.thumbnails.insert(join(server_name, media_id, variant), _dump(metadata))
+        await self.thumbnails.insert(join(server_name, media_id, variant), compact_json(metadata))
 
     async def thumbnail_variants(self, server_name: str, media_id: str) -> list[str]:
         """The variants of every stored thumbnail of a media id."""

@@ -31,6 +31,9 @@ from twisted.web.static import NoRangeStaticProducer
 from conduit_tw.api.router import Router
 from conduit_tw.errors import Codes, InteractiveAuthRequired, MatrixError, StorageUnavailable
 from conduit_tw.logging import get_logger, is_enabled
+from conduit_tw.util.encoded_json import encode_json
+
+__all__ = ["encode_json"]  # re-exported: compact UTF-8 JSON for response bodies
 
 log = get_logger("conduit_tw.api")
 
@@ -47,14 +50,6 @@ _COMMON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"Content-Security-Policy", b"default-src 'none'; frame-ancestors 'none'; sandbox"),
     (b"Referrer-Policy", b"no-referrer"),
 )
-
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def encode_json(obj: Any) -> bytes:
-    """Compact UTF-8 JSON for response bodies."""
-    return _encoder.encode(obj).encode("utf-8")
-
 
 #: JSON bodies shorter than this are sent as they are even when gzip is on.
 GZIP_MIN_SIZE = 256

@@ -43,6 +43,7 @@ from conduit_tw.handlers.room_history import encode_token
 from conduit_tw.handlers.sync_token import boundary_after_position
 from conduit_tw.storage.stores.timeline import LIVE_BASE, StoredEvent
 from conduit_tw.util.caches import LruCache, scaled
+from conduit_tw.util.encoded_json import Encoded, events_template, spliced
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.notifications import NotificationsHandler
@@ -61,29 +62,25 @@ _STRIPPED_TYPES = (
     "m.room.canonical_alias", "m.room.encryption",
 )
 _MAX_TIMELINE_PAGES = 8
+#: The C{unsigned} keys of a client event that are the same for every viewer
+#: and carry no age of their own (handlers/serialize.py): an event with
+#: others (C{transaction_id}, C{redacted_because}, C{m.relations}) is not shared.
+_SHARED_UNSIGNED = frozenset({"age", "prev_content", "prev_sender", "replaces_state"})
 
 
-def _timeline_and_state(
-    ctx: "SyncContext",
-    timeline: list[StoredEvent],
-    timeline_json: list[dict[str, Any]],
-    limited: bool,
-    hi: int,
-    state_json: list[dict[str, Any]],
-) -> dict[str, Any]:
+class _SharedSection:
     """
-    The C{timeline} and C{state} (C{state_after}) sections of a room entry;
-    C{hi} is the timeline's upper bound, which C{prev_batch} falls back on
-    when the timeline is empty.
+    A timeline or state section encoded once for every member it is the
+    same for: everyone but the senders of the events that carry a
+    transaction ID (their own device gets it in C{unsigned}).
     """
-    return {
-        "timeline": {
-            "events": timeline_json,
-            "limited": limited,
-            "prev_batch": encode_token((timeline[0].order if timeline else hi) - 1),
-        },
-        "state_after" if ctx.use_state_after else "state": {"events": state_json},
-    }
+
+    __slots__ = ("value", "tx_senders")
+
+    def __init__(self, value: Encoded | None, tx_senders: frozenset[str]) -> None:
+        #: None: the section differs per viewer (never shared).
+        self.value = value
+        self.tx_senders = tx_senders
 
 
 def stripped(event: StoredEvent) -> dict[str, Any]:
@@ -133,6 +130,12 @@ class RoomSync:
             scaled(2_000, modifier)
         )
         self._hashes: LruCache[tuple[int, int], int] = LruCache(scaled(10_000, modifier))
+        #: (now position, event short ids, what follows the events) -> the
+        #: section encoded once for every member woken by the same events
+        #: (see L{_section}); counted for tests and metrics.
+        self._shared: LruCache[tuple[Any, ...], _SharedSection] = LruCache(scaled(512, modifier))
+        self.shared_built = 0
+        self.shared_used = 0
 
     # ------------------------------------------------------------------
     # Timelines
@@ -310,6 +313,92 @@ class RoomSync:
                     sent[e.state_key] = (e.event_id, ctx.now.position)
 
     # ------------------------------------------------------------------
+    # Serialised sections
+
+    async def _timeline_and_state(
+        self,
+        ctx: "SyncContext",
+        timeline: list[StoredEvent],
+        limited: bool,
+        hi: int,
+        state: list[StoredEvent],
+        share: bool,
+    ) -> dict[str, Any]:
+        """
+        The C{timeline} and C{state} (C{state_after}) sections of a room entry;
+        C{hi} is the timeline's upper bound, which C{prev_batch} falls back on
+        when the timeline is empty.
+        """
+        prev_batch = encode_token((timeline[0].order if timeline else hi) - 1)
+        return {
+            "timeline": await self._section(
+                ctx, timeline, {"limited": limited, "prev_batch": prev_batch}, share
+            ),
+            "state_after" if ctx.use_state_after else "state": await self._section(
+                ctx, state, {}, share
+            ),
+        }
+
+    async def _section(
+        self, ctx: "SyncContext", events: list[StoredEvent], after: dict[str, Any], share: bool
+    ) -> dict[str, Any]:
+        """
+        C{{"events": <events in client format>, **after}} for this viewer.
+
+        Every member woken by the same event asks for the same events here
+        (each list already passed the member's own visibility, ignore list
+        and filter), and their client format is the same for all of them
+        except where L{_build_shared} says it is not: so with C{share}
+        (incremental syncs without C{event_fields}), the section is built
+        and encoded once per (now position, events, C{after}) and spliced
+        into each response (util/encoded_json.py), each with its own ages.
+        The now position in the key keeps a later response (after a
+        redaction or a new relation) from reusing an older section.
+        """
+        if share and events and ctx.filter.event_fields is None:
+            key = (ctx.now.position, tuple(e.short for e in events), tuple(after.items()))
+            shared = self._shared.get(key)
+            if shared is None:
+                shared = await self._build_shared(events, after)
+                self._shared.set(key, shared)
+            if shared.value is not None and ctx.user_id not in shared.tx_senders:
+                self.shared_used += 1
+                return shared.value
+        serialized = await self.serializer.serialize_events(
+            events, ctx.user_id, ctx.device_id, include_room_id=False
+        )
+        if ctx.filter.event_fields is not None:
+            serialized = [ctx.filter.project(e) for e in serialized]
+        return {"events": serialized, **after}
+
+    async def _build_shared(
+        self, events: list[StoredEvent], after: dict[str, Any]
+    ) -> _SharedSection:
+        """
+        The section as anyone but the events' own senders sees it, or an
+        unshared marker when it depends on the viewer: a redacted event
+        (C{redacted_because} carries the redaction's own transaction ID
+        and age) or bundled aggregations (C{m.relations} depend on what
+        the viewer may see and did, client-server-api "Aggregations of
+        child events"). Serialised without a viewer, the aggregations are
+        those of a viewer who may see everything, so none here means none
+        for every member.
+        """
+        tx_senders = frozenset(e.sender for e in events if e.extras.get("tx"))
+        if any(e.extras.get("rb") for e in events):
+            return _SharedSection(None, tx_senders)
+        serializer = self.serializer
+        serialized = await serializer.serialize_events(events, None, None, include_room_id=False)
+        if any(not _SHARED_UNSIGNED.issuperset(e.get("unsigned", ())) for e in serialized):
+            return _SharedSection(None, tx_senders)
+        template = events_template(serialized, after)
+        if template is None:
+            return _SharedSection(None, tx_senders)
+        self.shared_built += 1
+        value = Encoded({"events": serialized, **after}, template, serializer.clock_ms)
+        return _SharedSection(value, tx_senders)
+
+    # ------------------------------------------------------------------
     # Summary
 
     async def _summary(
@@ -430,17 +519,7 @@ class RoomSync:
         ):
             return None
 
-        serializer = self.serializer
-        tl_json = await serializer.serialize_events(
-            timeline, ctx.user_id, ctx.device_id, include_room_id=False
-        )
-        state_json = await serializer.serialize_events(
-            state, ctx.user_id, ctx.device_id, include_room_id=False
-        )
-        if ctx.filter.event_fields is not None:
-            tl_json = [ctx.filter.project(e) for e in tl_json]
-            state_json = [ctx.filter.project(e) for e in state_json]
-        entry = _timeline_and_state(ctx, timeline, tl_json, limited, hi, state_json)
+        entry = await self._timeline_and_state(ctx, timeline, limited, hi, state, share=not full)
         entry["ephemeral"] = {"events": ephemeral}
         entry["account_data"] = {"events": room_data}
         counts = await self.notifications.room_counts(ctx.user_id, room.short)
@@ -453,7 +532,7 @@ class RoomSync:
             entry["summary"] = summary
         self._remember_members(ctx, room.room_id, state)
         self._remember_members(ctx, room.room_id, timeline)
-        return entry
+        return spliced(entry)
 
     async def left(
         self,
@@ -488,14 +567,7 @@ class RoomSync:
             state = await self._state_events(
                 ctx, room, base, target_hash, timeline, include_self=base is None
             )
-        serializer = self.serializer
-        tl_json = await serializer.serialize_events(
-            timeline, ctx.user_id, ctx.device_id, include_room_id=False
-        )
-        state_json = await serializer.serialize_events(
-            state, ctx.user_id, ctx.device_id, include_room_id=False
-        )
-        entry = _timeline_and_state(ctx, timeline, tl_json, limited, hi, state_json)
+        entry = await self._timeline_and_state(ctx, timeline, limited, hi, state, share=False)
         entry["account_data"] = {
             "events": [e for e in (account_data or ()) if ctx.filter.room_account_data.matches(e)],
         }

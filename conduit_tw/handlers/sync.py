@@ -44,7 +44,6 @@ from conduit_tw.handlers.sync_rooms import RoomSync
 from conduit_tw.logging import get_logger
 from conduit_tw.storage.stores.membership import MembershipRecord
 from conduit_tw.util.caches import LruCache, scaled
-from conduit_tw.util.encoded_json import spliced
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -358,8 +357,7 @@ class SyncHandler:
 
         if await self._e2ee_sections(req, since, now, body):
             empty = False
-        # Room sections encoded once for many members (handlers/sync_rooms.py).
-        return spliced(body), empty
+        return body, empty
 
     async def _newly_shared(self, ctx: SyncContext, joined: dict[str, Any]) -> set[str]:
         """
@@ -447,11 +445,11 @@ class SyncHandler:
                     leave[room_id] = entry
         out: dict[str, Any] = {}
         if join:
-            out["join"] = spliced(join)
+            out["join"] = join
         if invite:
             out["invite"] = invite
         if leave:
             out["leave"] = leave
         if knock:
             out["knock"] = knock
-        return spliced(out)
+        return out

@@ -43,7 +43,7 @@ from conduit_tw.handlers.room_history import encode_token
 from conduit_tw.handlers.sync_token import boundary_after_position
 from conduit_tw.storage.stores.timeline import LIVE_BASE, StoredEvent
 from conduit_tw.util.caches import LruCache, scaled
-from conduit_tw.util.encoded_json import Encoded, events_template, spliced
+from conduit_tw.util.encoded_json import Encoded, events_template
 
 if TYPE_CHECKING:
     from conduit_tw.handlers.notifications import NotificationsHandler
@@ -532,7 +532,7 @@ class RoomSync:
             entry["summary"] = summary
         self._remember_members(ctx, room.room_id, state)
         self._remember_members(ctx, room.room_id, timeline)
-        return spliced(entry)
+        return entry
 
     async def left(
         self,

@@ -4,40 +4,33 @@ Response JSON with parts encoded once and spliced into many bodies.
 A message in a big room wakes every member's /sync with the same timeline
 section; encoding it once and copying its bytes into each response is
 cheaper than serialising and encoding it per member (docs/architecture.md,
-"Send path and fan-out"). Two dict subclasses carry this through code that
-reads bodies as plain dicts:
+"Send path and fan-out"). Such a part is an L{Encoded}: a read-only
+mapping (code that reads a body sees its content) that carries its
+encoding as a L{Template}, the bytes with holes for C{unsigned.age}
+values, filled in when the body is encoded so every response says its own
+ages, as if it had been serialised then.
 
-- L{Encoded}: a JSON object whose encoding is known, as a L{Template}: the
-  bytes with holes for C{unsigned.age} values, which are filled in when the
-  body is encoded, so every response says its own age exactly as if it had
-  been serialised then;
-- L{Spliced}: a JSON object with an L{Encoded} (or another L{Spliced})
-  somewhere among its values; only these are walked in Python by
-  L{encode_json}, everything else goes to the C encoder whole.
-
-Both are dicts holding the same content, so the plain encoder (and any
-code that reads the body) sees the same object; only the ages differ, by
-the time between building the section and encoding the body.
+L{encode_json} encodes a body in one pass of the C encoder, which hands
+each L{Encoded} to its C{default} hook; the hook answers a marker string
+(a random per-process nonce, so no client-supplied string is expected to
+equal it) that is then replaced by the rendered bytes. If the encoded text
+holds the marker more often than there were parts (a string that happens
+to contain it), the body is encoded again without splicing.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
+import threading
+from collections.abc import Mapping
 from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
-_default = json.JSONEncoder().default
-#: The C encoder, made once (C{JSONEncoder.encode} makes one per call):
-#: no circular-reference markers (bodies are trees), compact separators,
-#: UTF-8 (no C{\\u} escapes of non-ASCII), NaN and infinities refused.
-_c_encode = c_make_encoder(None, _default, c_encode_basestring, None, ":", ",", False, False, False)
-
-
-def encode_str(obj: Any) -> str:
-    """Compact JSON text, as C{json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)}."""
-    if isinstance(obj, str):
-        return c_encode_basestring(obj)
-    return "".join(_c_encode(obj, 0))
+_plain_default = json.JSONEncoder().default
+_MARK = "\x00" + secrets.token_hex(16) + "\x00"
+_MARK_JSON = c_encode_basestring(_MARK)
+_state = threading.local()
 
 
 class Template:
@@ -61,52 +54,86 @@ class Template:
         return b"".join(parts)
 
 
-class Encoded(dict):
-    """A JSON object whose encoding is L{template}, rendered with L{clock} (ms)."""
+class Encoded(Mapping[str, Any]):
+    """
+    A JSON object (C{value}, never changed once built) whose encoding is
+    C{template}, rendered at C{clock()} milliseconds.
+    """
 
-    __slots__ = ("template", "clock")
+    __slots__ = ("value", "template", "clock")
 
     def __init__(self, value: dict[str, Any], template: Template, clock: Callable[[], int]) -> None:
-        super().__init__(value)
+        self.value = value
         self.template = template
         self.clock = clock
 
+    def __getitem__(self, key: str) -> Any:
+        return self.value[key]
 
-class Spliced(dict):
-    """A JSON object with L{Encoded} or L{Spliced} values (see the module docstring)."""
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.value)
 
-    __slots__ = ()
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __repr__(self) -> str:
+        return f"Encoded({self.value!r})"
 
 
-def spliced(obj: dict[str, Any]) -> dict[str, Any]:
-    """C{obj} as a L{Spliced} if one of its values is encoded or spliced, else C{obj} itself."""
-    for value in obj.values():
-        if isinstance(value, (Encoded, Spliced)):
-            return Spliced(obj)
-    return obj
+def _splicing_default(obj: Any) -> Any:
+    if type(obj) is Encoded:
+        _state.parts.append(obj)
+        return _MARK
+    return _plain_default(obj)
+
+
+def _unspliced_default(obj: Any) -> Any:
+    if type(obj) is Encoded:
+        return obj.value
+    return _plain_default(obj)
+
+
+def _c_encoder(default: Callable[[Any], Any]) -> Callable[[Any, int], Any]:
+    # Made once (JSONEncoder.encode makes one per call): no circular-reference
+    # markers (bodies are trees), compact separators, UTF-8 (no \u escapes of
+    # non-ASCII), NaN and infinities refused.
+    return c_make_encoder(None, default, c_encode_basestring, None, ":", ",", False, False, False)
+
+
+_splicing = _c_encoder(_splicing_default)
+_unspliced = _c_encoder(_unspliced_default)
+
+
+def encode_str(obj: Any) -> str:
+    """
+    Compact JSON text, as C{json.dumps(obj, ensure_ascii=False,
+    separators=(",", ":"), allow_nan=False)}; L{Encoded} parts as their content.
+    """
+    if isinstance(obj, str):
+        return c_encode_basestring(obj)
+    return "".join(_unspliced(obj, 0))
 
 
 def encode_json(obj: Any) -> bytes:
-    """Compact UTF-8 JSON (L{encode_str}), with L{Encoded} parts spliced in."""
-    if type(obj) is Spliced:
-        return b"".join(_splice(obj, []))
-    return encode_str(obj).encode("utf-8")
-
-
-def _splice(obj: Spliced, out: list[bytes]) -> list[bytes]:
-    sep = b"{"
-    for key, value in obj.items():
-        out.append(sep + c_encode_basestring(key).encode("utf-8") + b":")
-        kind = type(value)
-        if kind is Encoded:
-            out.append(value.template.render(value.clock()))
-        elif kind is Spliced:
-            _splice(value, out)
-        else:
-            out.append(encode_str(value).encode("utf-8"))
-        sep = b","
-    out.append(b"}" if sep == b"," else b"{}")
-    return out
+    """Compact UTF-8 JSON (L{encode_str}), with L{Encoded} parts spliced in as rendered."""
+    if isinstance(obj, str):
+        return c_encode_basestring(obj).encode("utf-8")
+    parts: list[Encoded] = []
+    _state.parts = parts
+    try:
+        text = "".join(_splicing(obj, 0))
+    finally:
+        _state.parts = None
+    if not parts:
+        return text.encode("utf-8")
+    pieces = text.split(_MARK_JSON)
+    if len(pieces) != len(parts) + 1:
+        return encode_str(obj).encode("utf-8")
+    out = [pieces[0].encode("utf-8")]
+    for part, piece in zip(parts, pieces[1:]):
+        out.append(part.template.render(part.clock()))
+        out.append(piece.encode("utf-8"))
+    return b"".join(out)
 
 
 def _event_parts(event: dict[str, Any]) -> tuple[bytes, int, bytes] | None:

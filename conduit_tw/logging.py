@@ -19,6 +19,9 @@ from twisted.logger import (
 
 _predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
 _observer = FilteringLogObserver(globalLogPublisher, [_predicate])
+#: (namespace, level) -> L{is_enabled}'s answer, until the next L{configure}
+#: (asked once per HTTP request).
+_enabled: dict[tuple[str, LogLevel], bool] = {}
 
 #: Conduit's (tracing's) level names; C{None} for "off".
 LEVELS: dict[str, LogLevel | None] = {
@@ -67,6 +70,7 @@ def configure(spec: str) -> None:
     _predicate.clearLogLevels()
     for namespace, level in namespaces:
         _predicate.setLogLevelForNamespace(namespace, level)
+    _enabled.clear()
 
 
 def get_logger(namespace: str) -> Logger:
@@ -76,4 +80,8 @@ def get_logger(namespace: str) -> Logger:
 
 def is_enabled(namespace: str, level: LogLevel) -> bool:
     """Whether an event at C{level} in C{namespace} would be emitted."""
-    return level >= _predicate.logLevelForNamespace(namespace)
+    key = (namespace, level)
+    enabled = _enabled.get(key)
+    if enabled is None:
+        enabled = _enabled[key] = level >= _predicate.logLevelForNamespace(namespace)
+    return enabled

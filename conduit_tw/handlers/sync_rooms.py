@@ -232,6 +232,9 @@ class RoomSync:
         or its difference from C{base_hash}; filtered and lazy-loaded.
         """
         store = self.store
+        if base_hash == target_hash and not ctx.lazy:
+            # No state change and no members to add: nothing to send.
+            return []
         target = await store.state.full(target_hash)
         if base_hash is None:
             shorts = list(target.items())

@@ -13,7 +13,9 @@ Figures (targets for conduit-tw, issue 18):
 - one message fanned out to 200 long-polling members: the time until all
   have it <= 75 ms, and the p99 of the single deliveries <= 150 ms (each
   response is timestamped when its body has arrived, before it is parsed,
-  so the client's JSON decoding does not count);
+  so the client's JSON decoding does not count); also reported, with no
+  target: the server's CPU time (every thread, from schedstat) from the send
+  until the last member has the message;
 - database growth per 1,000 messages sent by 8 senders into the shared
   room (stop, measure, send, stop, measure: checkpoints and WAL files do
   not blur it): <= 2 MB.

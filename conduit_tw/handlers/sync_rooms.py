@@ -66,6 +66,9 @@ _MAX_TIMELINE_PAGES = 8
 #: and carry no age of their own (handlers/serialize.py): an event with
 #: others (C{transaction_id}, C{redacted_because}, C{m.relations}) is not shared.
 _SHARED_UNSIGNED = frozenset({"age", "prev_content", "prev_sender", "replaces_state"})
+#: Longer sections are not shared: a fan-out's sections are short, and the
+#: cache of shared ones stays small (at most this many events per entry).
+_MAX_SHARED_EVENTS = 20
 
 
 class _SharedSection:
@@ -133,7 +136,7 @@ class RoomSync:
         #: (now position, event short ids, what follows the events) -> the
         #: section encoded once for every member woken by the same events
         #: (see L{_section}); counted for tests and metrics.
-        self._shared: LruCache[tuple[Any, ...], _SharedSection] = LruCache(scaled(512, modifier))
+        self._shared: LruCache[tuple[Any, ...], _SharedSection] = LruCache(scaled(128, modifier))
         self.shared_built = 0
         self.shared_used = 0
 
@@ -352,13 +355,14 @@ class RoomSync:
         (each list already passed the member's own visibility, ignore list
         and filter), and their client format is the same for all of them
         except where L{_build_shared} says it is not: so with C{share}
-        (incremental syncs without C{event_fields}), the section is built
+        (incremental syncs without C{event_fields}, sections of at most
+        L{_MAX_SHARED_EVENTS} events), the section is built
         and encoded once per (now position, events, C{after}) and spliced
         into each response (util/encoded_json.py), each with its own ages.
         The now position in the key keeps a later response (after a
         redaction or a new relation) from reusing an older section.
         """
-        if share and events and ctx.filter.event_fields is None:
+        if share and 0 < len(events) <= _MAX_SHARED_EVENTS and ctx.filter.event_fields is None:
             key = (ctx.now.position, tuple(e.short for e in events), tuple(after.items()))
             shared = self._shared.get(key)
             if shared is None:

@@ -198,3 +198,16 @@ class SharedSectionTests(SyncTestCase):
             self.assertEqual([e["content"] for e in topics], [{"topic": "one"}])
             self.assertIsInstance(topics[0]["unsigned"]["age"], int)
         self.assertEqual(self.joined(bodies[0], room)["state"], self.joined(bodies[1], room)["state"])
+
+    async def test_long_sections_not_shared(self) -> None:
+        from conduit_tw.handlers import sync_rooms
+
+        self.patch(sync_rooms, "_MAX_SHARED_EVENTS", 2)
+        room, [(alice, at), (bob, bt), (carol, ct)] = await self.setup_room("alice", "bob", "carol")
+        since = await self.tokens(bt, ct)
+        sent = [await self.send_ok(at, room, {"msgtype": "m.text", "body": str(i)}) for i in range(3)]
+        built, used = self.counters()
+        bodies = [await self.sync(t, since=s, set_presence="offline") for t, s in zip((bt, ct), since)]
+        self.assertEqual(self.counters(), (built, used))
+        for body in bodies:
+            self.assertEqual(self.timeline_ids(body, room), sent)

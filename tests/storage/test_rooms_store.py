@@ -25,6 +25,32 @@ from conduit_tw.storage.txn import StoreTxn
 from tests.api.rooms import RoomsTestCase
 
 
+class RoomInfoCacheTests(unittest.TestCase):
+    """What never changes about a room is cached for the rooms in use only."""
+
+    async def test_bounded_and_reread(self) -> None:
+        from conduit_tw.storage.stores.rooms import RoomStore
+
+        path = self.mktemp()
+        os.makedirs(path)
+        db = open_database("sqlite", path)
+        self.addCleanup(db.close)
+        short = ShortIds(db)
+        await short.load()
+        rooms = RoomStore(db, short, cache_modifier=0.0002)  # 2 rooms
+        version = get_room_version("10")
+        made = []
+        for i in range(5):
+            txn = StoreTxn(db)
+            made.append(await rooms.add_room(f"!r{i}:test", version, txn))
+            await txn.commit()
+        self.assertEqual((len(rooms._by_id), len(rooms._by_short)), (2, 2))
+        for info in made:  # the evicted ones are read again
+            self.assertEqual(await rooms.get_room(info.room_id), info)
+            self.assertEqual(await rooms.get_room_by_short(info.short), info)
+        self.assertEqual((len(rooms._by_id), len(rooms._by_short)), (2, 2))
+
+
 class StateStoreTests(unittest.TestCase):
     """Layered state diffs against a plain dict, across a restart."""
 

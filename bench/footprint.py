@@ -56,6 +56,10 @@ def main() -> None:
     parser.add_argument(
         "--eager-tls", action="store_true", help="import TLS with the reactor, as before"
     )
+    parser.add_argument(
+        "--eager-h2-admin", action="store_true",
+        help="import h2 with twisted.web and the admin command table with the server, as before",
+    )
     args = parser.parse_args()
     stages = [("python", rss_mb())]
 
@@ -68,6 +72,9 @@ def main() -> None:
     from twisted.internet import reactor
 
     stages.append((f"reactor (TLS {'eager' if args.eager_tls else 'lazy'})", rss_mb()))
+    if args.eager_h2_admin:
+        # What twisted.web.http imported before lazy_tls stood in for _http2.
+        import h2.config, h2.connection, h2.errors, h2.events, h2.exceptions  # noqa: F401,E401
     import twisted.web.server  # noqa: F401
 
     stages.append(("twisted.web.server", rss_mb()))
@@ -75,6 +82,9 @@ def main() -> None:
 
     stages.append(("conduit_tw.config", rss_mb()))
     import conduit_tw.tap  # noqa: F401  (homeserver, service, handlers, api)
+
+    if args.eager_h2_admin:
+        import conduit_tw.handlers.admin_groups  # noqa: F401  (built at start before)
 
     stages.append(("conduit_tw.tap (every module)", rss_mb()))
     from conduit_tw.service import make_service

@@ -18,7 +18,9 @@ Figures (targets for conduit-tw, issue 18):
   until the last member has the message;
 - database growth per 1,000 messages sent by 8 senders into the shared
   room (stop, measure, send, stop, measure: checkpoints and WAL files do
-  not blur it): <= 2 MB.
+  not blur it): <= 2 MB;
+- the server's RSS after the workloads (6 s later, heap trimmed): <= 80 MB
+  (after the fan-out it holds 200 more users and their long-polls).
 
     .venv/bin/python bench/sends.py [--backends sqlite,lmdb] [--rounds 5]
     .venv/bin/python bench/sends.py --only cpu --profile /tmp/send.prof
@@ -49,7 +51,7 @@ from urllib.parse import quote
 import aiohttp
 
 from _servers import (
-    CONDUIT_OPEN, SynapseProcess, conduit_server, started, synapse_open, synapse_python,
+    CONDUIT_OPEN, SynapseProcess, conduit_server, rss_mb, started, synapse_open, synapse_python,
 )
 from rooms import cpu_seconds, dir_size
 import sync
@@ -253,7 +255,10 @@ def bench_server(server: Any, args: argparse.Namespace, db_files: str) -> dict[s
             return server.proc.pid
 
         size = lambda: dir_size(db_files)  # noqa: E731
-        return asyncio.run(workload(server.base_url, server.proc.pid, args, restart, size))
+        out = asyncio.run(workload(server.base_url, server.proc.pid, args, restart, size))
+        time.sleep(6)  # conduit-tw trims its heap every 5 s
+        out["rss_after_mb"] = rss_mb(server.proc.pid)
+        return out
 
 
 def bench_conduit(backend: str, args: argparse.Namespace, source: str | None = None) -> dict[str, float]:
@@ -285,6 +290,7 @@ ROWS = [
     ("fanout_p99_ms", "fan-out: single deliveries p99", "ms", 150.0),
     ("fanout_cpu_ms", "fan-out: server CPU, send to all have it", "ms", None),
     ("disk_mb_per_1000", "disk growth / 1,000 messages", "MB", 2.0),
+    ("rss_after_mb", "RSS after the workloads", "MB", 80.0),
 ]
 
 

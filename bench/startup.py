@@ -5,8 +5,10 @@ after start. Runs conduit-tw (both backends) and, when available, Synapse
 in the same run, and prints ratios. Targets: <= 0.5 s and <= 40 MB.
 
 The row "sqlite, TLS eager" is conduit-tw started with the TLS stack
-imported before the reactor (as before C{conduit_tw.lazy_tls}), for the
-difference in the same run.
+imported before the reactor (as before C{conduit_tw.lazy_tls}), and
+"sqlite, h2+admin eager" with what the second round made lazy imported
+first (the C{h2} modules C{twisted.web} imported, the admin room's command
+table), for the differences in the same run.
 
     .venv/bin/python bench/startup.py [--runs 5]
 """
@@ -27,6 +29,17 @@ EAGER_TLS = [
     sys.executable, "-c",
     "import sys, twisted.protocols.tls; from twisted.scripts.twistd import run; "
     "sys.argv[0] = 'twistd'; run()",
+]
+
+#: twistd with the h2 modules (imported by twisted.web.http, even when
+#: HTTP/2 then turns out unavailable) and the admin command table imported
+#: first: the state before they were made lazy.
+EAGER_H2_ADMIN = [
+    sys.executable, "-c",
+    "import sys; from conduit_tw import lazy_tls; lazy_tls.install(); "
+    "import h2.config, h2.connection, h2.errors, h2.events, h2.exceptions; "
+    "import conduit_tw.handlers.admin_groups; "
+    "from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
 ]
 
 
@@ -57,6 +70,9 @@ def main() -> None:
     for backend in ("sqlite", "lmdb"):
         results[f"conduit-tw/{backend}"] = measure(lambda: conduit_server(backend), args.runs)
     results["sqlite, TLS eager"] = measure(lambda: conduit_server("sqlite"), args.runs, EAGER_TLS)
+    results["sqlite, h2+admin eager"] = measure(
+        lambda: conduit_server("sqlite"), args.runs, EAGER_H2_ADMIN
+    )
     py = synapse_python()
     if py:
         results["synapse"] = measure(lambda: SynapseProcess(py), max(1, args.runs // 2))

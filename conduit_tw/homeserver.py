@@ -165,7 +165,7 @@ from conduit_tw.api.client import admin as admin_api
 # -- shared-secret registration (handlers/shared_secret.py, api/synapse_admin.py)
 from conduit_tw.api import synapse_admin as synapse_admin_api
 from conduit_tw.handlers.shared_secret import SharedSecretRegistration
-from conduit_tw.handlers.admin_groups import AdminDeps, command_table
+from conduit_tw.handlers.admin_commands import Group
 from conduit_tw.handlers.admin_room import AdminRoom, AdminRoomDeps
 from conduit_tw.logging import configure as configure_logging
 from conduit_tw.storage.stores.admin import AdminStore
@@ -615,17 +615,26 @@ class HomeServer:
             emergency_password=config.emergency_password,
             log_guest_registrations=config.log_guest_registrations,
         )
-        self.admin_room.commands = command_table(AdminDeps(
-            self.server_name, self.users, self.registration, self.account, self.devices,
-            self.passwords, self.event_store, self.membership, self.directory,
-            self.directory_store, self.aliases_store, self.media, lambda: self.server_keys,
-            self.admin_store, self.admin_room, config, time.time(), self.clock_ms,
-            self.media.store, self.keyring, db.backup,
-            lambda: reactor.stop(),  # type: ignore[attr-defined]
-            self.registration_tokens, self.federation_client, self.http_client, configure_logging,
-            lambda: self.appservices, self.device_lists.key_changed,
-            federation_incoming=self.federation_pdus.incoming,
-        ))
+        started_at = time.time()
+
+        def admin_commands() -> Group:
+            # The command table and its code (handlers/admin_groups) load
+            # with the first command in the admin room.
+            from conduit_tw.handlers.admin_groups import AdminDeps, command_table
+
+            return command_table(AdminDeps(
+                self.server_name, self.users, self.registration, self.account, self.devices,
+                self.passwords, self.event_store, self.membership, self.directory,
+                self.directory_store, self.aliases_store, self.media, lambda: self.server_keys,
+                self.admin_store, self.admin_room, config, started_at, self.clock_ms,
+                self.media.store, self.keyring, db.backup,
+                lambda: reactor.stop(),  # type: ignore[attr-defined]
+                self.registration_tokens, self.federation_client, self.http_client,
+                configure_logging, lambda: self.appservices, self.device_lists.key_changed,
+                federation_incoming=self.federation_pdus.incoming,
+            ))
+
+        self.admin_room.command_table = admin_commands
         # -- shared-secret registration (Synapse's register_new_matrix_user)
         self.shared_secret_registration = SharedSecretRegistration(
             (config.registration_shared_secret or "").encode("utf-8") or None,

@@ -87,13 +87,24 @@ class AdminRoom:
         self.emergency_password = emergency_password
         #: C{log_guest_registrations}: announce guests too.
         self.log_guest_registrations = log_guest_registrations
-        #: The root of the command table (set by the wiring).
-        self.commands = Group("admin", "server administration")
+        #: Builds the root of the command table (set by the wiring); called
+        #: on the first command, so a server never administered through the
+        #: room does not load the commands' code (docs/architecture.md,
+        #: "Memory floor").
+        self.command_table: Callable[[], Group] = lambda: Group("admin", "server administration")
+        self._commands: Group | None = None
         self.room_id: str | None = None
         self._running: set[Deferred[None]] = set()
         self._pending: dict[object, tuple[Any, Callable[[], None]]] = {}
         #: With C{auto_deactivate_banned_room_attempts}: deactivates a user.
         self.auto_deactivate: Callable[[str], Any] | None = None
+
+    @property
+    def commands(self) -> Group:
+        """The root of the command table, built by L{command_table} on first use."""
+        if self._commands is None:
+            self._commands = self.command_table()
+        return self._commands
 
     # -- bootstrap
 

@@ -35,6 +35,10 @@ Design
   - Backup is C{env.copy(compact=True)} in a thread: a consistent snapshot
     (one read transaction), compacted, while writes go on.
   - LMDB keys are 1 to 511 bytes (see L{conduit_tw.storage.interfaces}).
+  - Appends fill pages (L{_Appender}): a key that sorts after every key
+    of its tree is put with C{MDB_APPEND}, so the page that overflows
+    keeps all its entries and the new key starts the next page; a plain
+    put splits a page in the middle and leaves it half full for good.
 
 Durability: C{sync} and C{metasync} on by default
 =================================================
@@ -128,6 +132,58 @@ def _checked(tree: str, key: Any, value: Any, dbis: dict[str, Any]) -> Op:
 
 class _MustWait(Exception):
     """The map is full while a backup holds a read transaction."""
+
+
+class _Appender:
+    """
+    Puts and deletes of the thread that writes (one at a time: LMDB's
+    write lock), with C{MDB_APPEND} for keys that sort last in their tree.
+
+    A key greater than the tree's last key is appended: when the last
+    page is full LMDB leaves it full and starts a new page with the key
+    alone, where a plain put splits the page in the middle, leaving a
+    half-empty page behind at every split of an ordered stream of keys
+    (short event IDs, stream positions). The last key of each tree is
+    cached (read with a cursor when unknown). LMDB checks the order
+    itself: an append of a key that does not sort last fails with
+    C{MDB_KEYEXIST} before it changes anything (py-lmdb's C{put} returns
+    C{False}), e.g. when another process wrote a greater key, and the
+    plain put follows; a cached key that is too large (after a delete or
+    an aborted transaction) only skips appends until it is read again.
+    So the cache decides how pages are filled, never what is stored.
+    """
+
+    __slots__ = ("last", "appended")
+
+    def __init__(self) -> None:
+        #: dbi -> the tree's last key (b"" when empty); absent: unknown.
+        self.last: dict[Any, bytes] = {}
+        #: Puts done with MDB_APPEND (tests, bench/lmdb_usage.py).
+        self.appended = 0
+
+    def put(self, txn: Any, dbi: Any, key: bytes, value: bytes) -> None:
+        """C{txn.put}, appending if C{key} sorts after the tree's last key."""
+        last = self.last.get(dbi)
+        if last is None:
+            cursor = txn.cursor(db=dbi)
+            last = self.last[dbi] = cursor.key() if cursor.last() else b""
+        if key > last:
+            if txn.put(key, value, db=dbi, append=True):
+                self.last[dbi] = key
+                self.appended += 1
+                return
+            del self.last[dbi]  # another process wrote a greater key
+        txn.put(key, value, db=dbi)
+
+    def delete(self, txn: Any, dbi: Any, key: bytes) -> None:
+        """C{txn.delete}; deleting the last key makes it unknown."""
+        txn.delete(key, db=dbi)
+        if self.last.get(dbi) == key:
+            del self.last[dbi]
+
+    def aborted(self) -> None:
+        """A write transaction was aborted: forget what it changed."""
+        self.last.clear()
 
 
 
@@ -291,7 +347,7 @@ class LMDBTree:
             return db._queue_write(((self.name, key, value),), None)
         dbi = self._dbi
         return db._submit(
-            lambda txn: txn.put(key, value, db=dbi) and None, ((self.name, key),)
+            lambda txn: db._appender.put(txn, dbi, key, value), ((self.name, key),)
         )
 
     def remove(self, key: bytes) -> Deferred[None]:
@@ -301,7 +357,7 @@ class LMDBTree:
             return db._queue_write(((self.name, key, None),), None)
         dbi = self._dbi
         return db._submit(
-            lambda txn: txn.delete(key, db=dbi) and None, ((self.name, key),)
+            lambda txn: db._appender.delete(txn, dbi, key), ((self.name, key),)
         )
 
     def increment(self, key: bytes) -> Deferred[int]:
@@ -328,7 +384,7 @@ class LMDBTree:
 
         def bump(txn: Any) -> int:
             n = next_counter(txn.get(key, db=dbi), name, key)
-            txn.put(key, _U64.pack(n), db=dbi)
+            db._appender.put(txn, dbi, key, _U64.pack(n))
             return n
 
         return self._db._submit(bump, ((name, key),))
@@ -391,6 +447,7 @@ class LMDBDatabase:
         self._env.reader_check()  # drop reader slots of killed processes
         self._trees: dict[str, LMDBTree] = {}
         self._dbis: dict[str, Any] = {}
+        self._appender = _Appender()
         self._watchers = PrefixWatchers()
         self._backups = 0
         self._queued: list[tuple[Callable[[Any], Any], Changes, Deferred[Any]]] | None
@@ -463,17 +520,17 @@ class LMDBDatabase:
         dbis = self._dbis
 
         def apply(txn: Any) -> None:
-            put = txn.put
-            delete = txn.delete
+            put = self._appender.put
+            delete = self._appender.delete
             for tree, key, value in batch:
                 try:
                     dbi = dbis[tree]
                 except KeyError:
                     raise ValueError(f"write: tree {tree!r} was never opened") from None
                 if value is None:
-                    delete(key, db=dbi)
+                    delete(txn, dbi, key)
                 else:
-                    put(key, value, db=dbi)
+                    put(txn, dbi, key, value)
 
         if self.threaded:
             return self._queue_write(batch, None)
@@ -523,24 +580,29 @@ class LMDBDatabase:
         while queue and queue[0][0] <= upto:
             ops.extend(queue.popleft()[1])
         env = self._env
+        appender = self._appender
         while True:
             try:
                 with env.begin(write=True) as txn:
-                    put = txn.put
-                    delete = txn.delete
+                    put = appender.put
+                    delete = appender.delete
                     for dbi, key, value in ops:
                         if value is None:
-                            delete(key, db=dbi)
+                            delete(txn, dbi, key)
                         else:
-                            put(key, value, db=dbi)
+                            put(txn, dbi, key, value)
                 break
             except (lmdb.MapFullError, lmdb.MapResizedError):
+                appender.aborted()
                 # Only the reactor thread may resize (no transaction of the
                 # process may be open then): ask it, and wait.
                 self._grown.clear()
                 self._grow_wanted.set()
                 self._writer_reactor().callFromThread(self._grow_for_writer)
                 self._grown.wait()
+            except BaseException:
+                appender.aborted()
+                raise
         simulate_disk()
 
     def _writer_reactor(self) -> Any:
@@ -662,8 +724,12 @@ class LMDBDatabase:
         env = self._env
         while True:
             try:
-                with env.begin(write=True) as txn:
-                    return fn(txn)
+                try:
+                    with env.begin(write=True) as txn:
+                        return fn(txn)
+                except BaseException:
+                    self._appender.aborted()
+                    raise
             except lmdb.MapFullError:
                 if self._backups:
                     raise _MustWait() from None

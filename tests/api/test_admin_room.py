@@ -105,6 +105,16 @@ class EmergencyPasswordTests(AdminRoomTestCase):
         self.assertIn("@alice:test", content["body"])
 
 
+    async def test_command_table_built_on_first_command(self) -> None:
+        """The commands' table (and code) is built by the first command, then kept."""
+        self.assertIsNone(self.hs.admin_room._commands)
+        self.assertIn("Uptime", await self.body("!admin server uptime"))
+        table = self.hs.admin_room._commands
+        self.assertIsNotNone(table)
+        self.assertIn("@alice:test", await self.body("!admin users list"))
+        self.assertIs(self.hs.admin_room._commands, table)
+
+
 class ParsingTests(AdminRoomTestCase):
     async def test_reply_shape(self) -> None:
         content = await self.command("!admin users list")

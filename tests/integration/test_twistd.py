@@ -283,22 +283,26 @@ def _self_signed(directory: str) -> tuple[str, str]:
     return cert_path, key_path
 
 
+def tls_server(case: unittest.TestCase, extra: str = "") -> tuple[ServerProcess, str]:
+    """A twistd server with a [global.tls] listener (plus C{extra} lines); its cert."""
+    server = _server(case)
+    cert, key = _self_signed(server.workdir)
+    with open(server.config_path, "a") as f:
+        f.write(f'\n[global.tls]\ncerts = "{cert}"\nkey = "{key}"\n{extra}')
+    server.proc = subprocess.Popen(
+        TWISTD + ["-n", "--pidfile=", "conduit", "--config", server.config_path],
+        cwd=server.workdir, env=server.env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    server._log = open(os.devnull, "wb")
+    return server, cert
+
+
 class ListenerTests(unittest.TestCase):
     """TLS listener from [global.tls]; a port in use fails start-up cleanly."""
 
     def _tls_server(self, extra: str = "") -> tuple[Any, str]:
-        """A twistd server with a [global.tls] listener (plus C{extra} lines); its cert."""
-        server = _server(self)
-        cert, key = _self_signed(server.workdir)
-        with open(server.config_path, "a") as f:
-            f.write(f'\n[global.tls]\ncerts = "{cert}"\nkey = "{key}"\n{extra}')
-        server.proc = subprocess.Popen(
-            TWISTD + ["-n", "--pidfile=", "conduit", "--config", server.config_path],
-            cwd=server.workdir, env=server.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        server._log = open(os.devnull, "wb")
-        return server, cert
+        return tls_server(self, extra)
 
     @staticmethod
     def _versions(server: Any, scheme: str, cert: str) -> bytes | None:

@@ -588,6 +588,49 @@ class KeyValueDatabaseConformanceMixin(_Base):
         await t.insert(b"k2", b"")
         await second[0]
 
+    async def test_appends_and_inserts_mixed(self) -> None:
+        """
+        Keys written in ascending order (appends at the end of the tree),
+        then between, before and equal to stored ones, in single writes and
+        in batches, with the last key removed and written again: every
+        read sees one sorted map, in both directions.
+        """
+        t = self.db.open_tree("t")
+        other = self.db.open_tree("u")
+        expected: dict[bytes, bytes] = {}
+        for i in range(0, 400, 2):  # ascending: each one sorts last
+            await t.insert(u64(i), b"a" * 300 + u64(i))
+            expected[u64(i)] = b"a" * 300 + u64(i)
+        batch = self.db.batch()
+        for i in (401, 1, 403, 399, 405):  # last, between, last, between, last
+            batch.put("t", u64(i), b"b%d" % i)
+            batch.put("u", u64(1000 - i), b"u")
+            expected[u64(i)] = b"b%d" % i
+        batch.put("t", u64(405), b"again")  # the last key, rewritten in the same batch
+        expected[u64(405)] = b"again"
+        await self.db.write(batch)
+        await t.insert(u64(0), b"first")  # equal to the first key
+        expected[u64(0)] = b"first"
+        await t.remove(u64(405))  # the last key goes ...
+        del expected[u64(405)]
+        await t.insert(u64(404), b"c")  # ... so a smaller one sorts last now
+        expected[u64(404)] = b"c"
+        await t.insert(u64(406), b"d")
+        expected[u64(406)] = b"d"
+        items = sorted(expected.items())
+        self.assertEqual(await t.iter_from(b""), items)
+        self.assertEqual(await t.iter_from(u64(1000), reverse=True), items[::-1])
+        self.assertEqual(await t.iter_range(u64(399), u64(405)), [
+            (k, v) for k, v in items if u64(399) <= k < u64(405)
+        ])
+        self.assertEqual(await t.get(u64(403)), b"b403")
+        self.assertEqual(len(await other.iter_from(b"")), 5)
+        self.close(self.db)
+        db = self.open(self.path)
+        t = db.open_tree("t")
+        await t.insert(u64(500), b"e")  # appends after a reopen
+        self.assertEqual(await t.iter_from(b""), items + [(u64(500), b"e")])
+
     # -- durability, backup, schema ------------------------------------------
 
     async def test_reopen(self) -> None:

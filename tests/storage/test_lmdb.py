@@ -275,3 +275,162 @@ class WriterThreadTests(unittest.TestCase):
         self.assertIsNone(self.successResultOf(t.get(b"lost")))
         self.failureResultOf(t.insert(b"c", b""), WritesRefused)
         self.failureResultOf(t.increment(b"n"), WritesRefused)
+
+
+class AppendTests(unittest.TestCase):
+    """
+    Keys that sort last in their tree are put with C{MDB_APPEND}, which
+    leaves full pages behind (L{conduit_tw.storage.lmdb._Appender}); any
+    other key, or a stale idea of the last key, takes the plain put.
+    """
+
+    sync_thread = True
+
+    def open(self, path: str | None = None) -> LMDBDatabase:
+        db = LMDBDatabase(path or self.path, {}, sync_thread=self.sync_thread)
+        self.addCleanup(db.close)
+        return db
+
+    def setUp(self) -> None:
+        self.path = self.mktemp()
+
+    def leaf_pages(self, db: LMDBDatabase, tree: str) -> int:
+        db.flush()
+        with db._env.begin() as txn:
+            return int(txn.stat(db._dbis[tree])["leaf_pages"])
+
+    async def test_ascending_keys_fill_pages(self) -> None:
+        """
+        700-byte values under ascending keys: 5 fit in a 4 KiB page; the
+        plain put splits the fifth one off with the fourth (4 per page).
+        """
+        db = self.open()
+        t = db.open_tree("t")
+        for i in range(1, 201):
+            await t.insert(u64(i), b"x" * 700)
+        self.assertEqual(db._appender.appended, 200)
+        self.assertLessEqual(self.leaf_pages(db, "t"), 41)
+        plain = self.open(self.mktemp())
+        p = plain.open_tree("t")
+        for i in range(200, 0, -1):  # descending: only the first is appended
+            await p.insert(u64(i), b"x" * 700)
+        self.assertEqual(plain._appender.appended, 1)
+        self.assertGreaterEqual(self.leaf_pages(plain, "t"), 50)
+        self.assertEqual(await t.iter_from(b""), await p.iter_from(b""))
+
+    async def test_not_last_takes_plain_put(self) -> None:
+        """Keys before the last one, or equal to it, are put as usual."""
+        db = self.open()
+        t = db.open_tree("t")
+        await t.insert(b"m", b"1")
+        await t.insert(b"c", b"2")
+        await t.insert(b"m", b"3")
+        await t.insert(b"z", b"4")
+        self.assertEqual(db._appender.appended, 2)  # b"m" into the empty tree, b"z"
+        self.assertEqual(await t.iter_from(b""), [(b"c", b"2"), (b"m", b"3"), (b"z", b"4")])
+
+    async def test_stale_last_key(self) -> None:
+        """
+        A cached last key that is too small (another process appended) makes
+        the append fail in LMDB before it changes anything, and the plain put
+        follows; one that is too large only skips the append.
+        """
+        db = self.open()
+        t = db.open_tree("t")
+        for k in (b"b", b"d", b"f"):
+            await t.insert(k, k)
+        dbi = db._dbis["t"]
+        db._appender.last[dbi] = b"a"  # as if another process had written d, f
+        await t.insert(b"c", b"c")
+        self.assertNotIn(dbi, db._appender.last)  # forgotten, read again next time
+        db._appender.last[dbi] = b"zz"  # too large
+        before = db._appender.appended
+        await t.insert(b"g", b"g")
+        self.assertEqual(db._appender.appended, before)
+        self.assertEqual(await t.iter_from(b""), [(k, k) for k in (b"b", b"c", b"d", b"f", b"g")])
+        del db._appender.last[dbi]
+        await t.insert(b"h", b"h")  # the last key is read with a cursor, then appended
+        self.assertEqual(db._appender.appended, before + 1)
+        self.assertEqual(db._appender.last[dbi], b"h")
+
+    async def test_remove_last_key(self) -> None:
+        """Removing the last key forgets it: a smaller key appended next is still in order."""
+        db = self.open()
+        t = db.open_tree("t")
+        for k in (b"a", b"b", b"c"):
+            await t.insert(k, k)
+        batch = db.batch()
+        batch.delete("t", b"c")
+        batch.put("t", b"bb", b"bb")
+        await db.write(batch)
+        await t.remove(b"nothing")
+        self.assertEqual(await t.iter_from(b""), [(b"a", b"a"), (b"b", b"b"), (b"bb", b"bb")])
+        self.assertEqual(db._appender.last[db._dbis["t"]], b"bb")
+
+    async def test_counter_appended(self) -> None:
+        """C{increment} of a new last key appends; of an existing one, overwrites."""
+        db = self.open()
+        t = db.open_tree("t")
+        self.assertEqual(await t.increment(b"n"), 1)
+        self.assertEqual(await t.increment(b"n"), 2)
+        self.assertEqual(await t.get(b"n"), u64(2))
+
+    async def test_old_database(self) -> None:
+        """
+        A database written without appends (the previous code: plain puts in
+        random order, half-full pages) opens; new keys go after its last one.
+        """
+        import lmdb
+        import random
+
+        os.makedirs(self.path)
+        env = lmdb.open(self.path, max_dbs=8, map_size=16 << 20)
+        old = env.open_db(b"t")
+        keys = [u64(i) for i in range(0, 300, 3)]
+        random.Random(1).shuffle(keys)
+        with env.begin(write=True) as txn:
+            for k in keys:
+                txn.put(k, b"old" + k, db=old)
+        env.close()
+        db = self.open()
+        t = db.open_tree("t")
+        batch = db.batch()
+        for i in range(1, 600, 3):  # between the old keys, then past them
+            batch.put("t", u64(i), b"new" + u64(i))
+        await db.write(batch)
+        self.assertEqual(db._appender.appended, 101)  # 298 .. 598
+        rows = await t.iter_from(b"")
+        self.assertEqual([k for k, _ in rows], sorted(keys + [u64(i) for i in range(1, 600, 3)]))
+        self.assertEqual(await t.get(u64(3)), b"old" + u64(3))
+
+    async def test_failed_transaction_forgets(self) -> None:
+        """A transaction that failed leaves no cached last key behind (it may be gone)."""
+        db = self.open()
+        t = db.open_tree("t")
+        await t.insert(b"a", b"a")
+        self.assertTrue(db._appender.last)
+        db._appender.aborted()
+        self.assertEqual(db._appender.last, {})
+        await t.insert(b"b", b"b")
+        self.assertEqual(await t.iter_from(b""), [(b"a", b"a"), (b"b", b"b")])
+
+
+class InlineAppendTests(AppendTests):
+    """L{AppendTests} committing on the calling thread."""
+
+    sync_thread = False
+
+    def test_injected_failure_forgets(self) -> None:
+        """A batch that raises midway is aborted: its appends are not remembered."""
+        from tests.storage.conformance import _ExplodingBatch, _Injected
+
+        db = self.open()
+        t = db.open_tree("t")
+        self.successResultOf(t.insert(u64(1), b"a"))
+        batch = _ExplodingBatch(fail_after=2)
+        for i in range(2, 6):
+            batch.put("t", u64(i), b"b")
+        self.failureResultOf(db.write(batch), _Injected)
+        self.assertEqual(db._appender.last, {})
+        self.successResultOf(t.insert(u64(2), b"c"))
+        self.assertEqual(self.successResultOf(t.iter_from(b"")), [(u64(1), b"a"), (u64(2), b"c")])

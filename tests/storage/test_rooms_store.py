@@ -5,6 +5,7 @@ backfill/outlier placement, atomic persistence, restart.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -16,9 +17,38 @@ from conduit_tw.storage.database import open_database
 from conduit_tw.storage.events import BACKFILL, OUTLIER_KIND
 from conduit_tw.storage.stores.short import ShortIds
 from conduit_tw.storage.stores.state import MAX_LEVEL, StateStore
-from conduit_tw.storage.stores.timeline import LIVE_BASE
+from conduit_tw.storage.keys import u64
+from conduit_tw.storage.stores.timeline import (
+    LIVE_BASE, PACKED, PDUS, encode_json, pack_record, unpack_record,
+)
 from conduit_tw.storage.txn import StoreTxn
 from tests.api.rooms import RoomsTestCase
+
+
+class RoomInfoCacheTests(unittest.TestCase):
+    """What never changes about a room is cached for the rooms in use only."""
+
+    async def test_bounded_and_reread(self) -> None:
+        from conduit_tw.storage.stores.rooms import RoomStore
+
+        path = self.mktemp()
+        os.makedirs(path)
+        db = open_database("sqlite", path)
+        self.addCleanup(db.close)
+        short = ShortIds(db)
+        await short.load()
+        rooms = RoomStore(db, short, cache_modifier=0.0002)  # 2 rooms
+        version = get_room_version("10")
+        made = []
+        for i in range(5):
+            txn = StoreTxn(db)
+            made.append(await rooms.add_room(f"!r{i}:test", version, txn))
+            await txn.commit()
+        self.assertEqual((len(rooms._by_id), len(rooms._by_short)), (2, 2))
+        for info in made:  # the evicted ones are read again
+            self.assertEqual(await rooms.get_room(info.room_id), info)
+            self.assertEqual(await rooms.get_room_by_short(info.short), info)
+        self.assertEqual((len(rooms._by_id), len(rooms._by_short)), (2, 2))
 
 
 class StateStoreTests(unittest.TestCase):
@@ -101,6 +131,60 @@ class StateStoreTests(unittest.TestCase):
         h = await state.new_state(0, {1: 2}, txn)
         self.assertEqual(await state.new_state(h, {1: 2}, txn), h)
         await txn.commit()
+
+
+class PackedRecordTests(unittest.TestCase):
+    """L{pack_record} and L{unpack_record}, the event record codec."""
+
+    def test_round_trip(self) -> None:
+        """Records of every shape come back byte for byte."""
+        records = [
+            ["$e", {}],
+            ["$" + "a" * 43, {"type": "m.room.message", "content": {"body": "héllo ✓ " * 50}}],
+            ["$x", {"content": {"body": "z" * 70000}}, {"tx": ["DEV", "t1"]}],
+            ["$y", {"content": {"data": [i * 7919 % 1000 for i in range(3000)]}}],
+        ]
+        for record in records:
+            raw = encode_json(record)
+            stored = pack_record(raw)
+            self.assertEqual(unpack_record(stored), raw)
+            self.assertLessEqual(len(stored), len(raw))
+
+    def test_small_or_incompressible_stay_plain(self) -> None:
+        """A record that would not shrink is stored as its JSON, which starts with C{[}."""
+        raw = encode_json(["$e", {}])
+        self.assertEqual(pack_record(raw), raw)
+        noise = encode_json(["$e", {"k": os.urandom(600).hex()}])
+        stored = pack_record(noise)
+        self.assertIn(stored[0], (PACKED, ord("[")))
+        self.assertEqual(unpack_record(stored), noise)
+
+    def test_message_shrinks(self) -> None:
+        """A typical message record loses over a third of its size."""
+        record = [
+            "$4zLmEFiJh34ct93Vi9UBrAlE6hNGds_TzK_OZeuJE_8",
+            {
+                "auth_events": [
+                    "$JEbi1H_u3929cMLaOsWFd7N9U19n9C0TatLP0Mf8EUc",
+                    "$LpqTRgouwpp91thGw76jxN2cM8V-Du0uLtXAV3yeGqY",
+                ],
+                "content": {"body": "message 124", "msgtype": "m.text"},
+                "depth": 1093,
+                "hashes": {"sha256": "hmLH/X29QCLy9YZdjC/uZy393XxH6vlXXNSuV0OpPnM"},
+                "origin_server_ts": 1796313574382,
+                "prev_events": ["$PM12tagEotR93sSBFFO1GSykoSMybTIa1lSulKbcq_E"],
+                "room_id": "!rpshXX98xsAKS5OWjpBUDQYW0K3fDme75ica84xWlo8",
+                "sender": "@s13567507x6:localhost",
+                "signatures": {"localhost": {"ed25519:a_IWMQ": "Msw/9lV/Xl5n9qbDpI/yhPQI6ri4Zh"
+                                             "FxeGg6xR2wEe8tPz0G8sHsCL9wB129/sIWm1Tst5cjwYJFVHQiqSMICA"}},
+                "type": "m.room.message",
+            },
+            {"tx": ["VNHWSXAVDC", "b135.30766311478290"]},
+        ]
+        raw = encode_json(record)
+        stored = pack_record(raw)
+        self.assertEqual(stored[0], PACKED)
+        self.assertLess(len(stored), len(raw) * 0.65)
 
 
 class EventStoreTests(RoomsTestCase):
@@ -258,6 +342,51 @@ class EventStoreTests(RoomsTestCase):
         self.assertEqual([r.room_id for r in await self.store.rooms.all_rooms()], [admin_room])
         room = await self.create_room(self.at, name="y")
         self.assertEqual(sorted(await self.store.joined_room_ids(self.alice)), sorted([admin_room, room]))
+
+    async def test_records_packed(self) -> None:
+        """Event records are stored packed and read back as sent, also after a restart."""
+        room = await self.create_room(self.at)
+        eid = await self.send_ok(self.at, room, {"msgtype": "m.text", "body": "packed ✓"}, txn="tp1")
+        stored = await self.store.get_event(eid)
+        raw = await self.hs.db.open_tree(PDUS).get(u64(stored.short))
+        self.assertEqual(raw[0], PACKED)
+        self.assertEqual(json.loads(unpack_record(raw)), [eid, stored.pdu, stored.extras])
+        self.assertEqual(stored.extras["tx"][1], "tp1")
+        await self.restart()
+        again = await self.hs.event_store.get_event(eid)
+        self.assertIsNot(again, stored)
+        self.assertEqual(again.pdu, stored.pdu)
+        self.assertEqual(again.extras, stored.extras)
+        r = await self.get_event(self.at, room, eid)
+        self.assertEqual(r.json["content"]["body"], "packed ✓")
+        self.assertEqual(r.json["unsigned"]["transaction_id"], "tp1")
+
+    async def test_plain_records_still_read(self) -> None:
+        """
+        Records written before packing (plain JSON) are read as before, and
+        a redaction rewrites one packed.
+        """
+        room = await self.create_room(self.at)
+        eid = await self.send_ok(self.at, room, {"msgtype": "m.text", "body": "old format"})
+        stored = await self.store.get_event(eid)
+        tree = self.hs.db.open_tree(PDUS)
+        plain = unpack_record(await tree.get(u64(stored.short)))
+        self.assertEqual(plain[:1], b"[")
+        await tree.insert(u64(stored.short), plain)  # as the previous code wrote it
+        await self.restart()
+        old = await self.hs.event_store.get_event(eid)
+        self.assertEqual(old.pdu, stored.pdu)
+        self.assertEqual(old.extras, stored.extras)
+        r = await self.get_event(self.at, room, eid)
+        self.assertEqual(r.json["content"]["body"], "old format")
+        r = await self.request(
+            "PUT", f"/_matrix/client/v3/rooms/{room}/redact/{eid}/tr1", {}, access_token=self.at
+        )
+        self.assertEqual(r.code, 200, r.body)
+        raw = await self.hs.db.open_tree(PDUS).get(u64(stored.short))
+        self.assertEqual(raw[0], PACKED)
+        r = await self.get_event(self.at, room, eid)
+        self.assertEqual(r.json["content"], {})
 
     async def test_short_ids_survive_restart(self) -> None:
         room = await self.create_room(self.at)

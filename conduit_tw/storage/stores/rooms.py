@@ -107,8 +107,10 @@ class RoomStore:
         self.extremities_tree = db.open_tree(EXTREMITIES)
         self.txn_tree = db.open_tree(TXNIDS)
         self.txn_by_time = db.open_tree(TXNIDS_BY_TIME)
-        self._by_id: dict[str, RoomInfo] = {}
-        self._by_short: dict[int, RoomInfo] = {}
+        # What never changes about a room, for the rooms in use: bounded, so
+        # rooms idle since they were last read are not held (re-read on a miss).
+        self._by_id: LruCache[str, RoomInfo] = LruCache(scaled(10_000, cache_modifier))
+        self._by_short: LruCache[int, RoomInfo] = LruCache(scaled(10_000, cache_modifier))
         self._heads: LruCache[int, RoomHead] = LruCache(scaled(10_000, cache_modifier))
 
     # -- room info

@@ -5,7 +5,8 @@ the global stream.
 Layout (u64 is 8 big-endian bytes)::
 
     shorteventid_pdu   u64 shorteventid
-        -> compact JSON [event_id, pdu] or [event_id, pdu, extras]
+        -> record: compact JSON [event_id, pdu] or [event_id, pdu, extras],
+           packed (L{pack_record})
     shorteventid_meta  u64 shorteventid
         -> u64 shortroomid + u64 order + u64 state_before + u64 state_after + u8 flags
     timeline           u64 shortroomid + u64 order
@@ -40,12 +41,19 @@ C{origin_server_ts} (clamped to 0 .. 2**64-1), so C{/timestamp_to_event}
 is one range seek in either direction (L{TimelineStore.by_timestamp}).
 
 Flags: L{OUTLIER}, L{REJECTED}, L{SOFT_FAILED}, L{BACKFILLED}.
+
+Records are packed (L{pack_record}): byte 0x01 and the JSON deflated with
+a fixed preset dictionary of the strings every PDU repeats (field names,
+event types, the C{$}/C{!}/C{@} sigils), about 40% smaller for a message;
+a record that would not shrink is stored as its JSON, which starts with
+C{[}, as every record written before packing did. Both read back alike.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+import zlib
 from typing import Any, Iterable
 
 from conduit_tw.events.event import Event
@@ -85,6 +93,55 @@ def order_for_position(position: int) -> int:
 def position_of_order(order: int) -> int | None:
     """The stream position of a live event's order (None for backfilled ones)."""
     return order - LIVE_BASE if order > LIVE_BASE else None
+
+
+#: First byte of a deflated record (a JSON record starts with C{[}).
+PACKED = 1
+#: Raw deflate (no zlib header) with a 4 KiB window, which holds L{_ZDICT}.
+_WBITS = -12
+#: The preset dictionary of packed records (deflate looks back into it).
+#: Never change it: records written with it must stay readable; a new
+#: dictionary needs a new first byte. The commonest strings come last
+#: (the nearest matches are the cheapest to encode).
+_ZDICT = (
+    b'"m.room.create","m.room.join_rules","m.room.history_visibility","m.room.guest_access",'
+    b'"m.room.server_acl","m.room.canonical_alias","m.room.avatar","m.room.topic","m.room.name",'
+    b'"m.room.pinned_events","m.room.tombstone","m.space.child","m.space.parent","m.reaction",'
+    b'"m.room.redaction","m.room.encryption","m.room.encrypted",'
+    b'"algorithm":"m.megolm.v1.aes-sha2","ciphertext":"","device_id":"","sender_key":"",'
+    b'"session_id":"","m.relates_to":{"rel_type":"m.annotation","m.thread","m.replace",'
+    b'"m.in_reply_to":{"event_id":"$","key":"","m.new_content":{'
+    b'"m.room.power_levels","users_default":0,"events_default":0,"state_default":50,"ban":50,'
+    b'"kick":50,"redact":50,"invite":0,"notifications":{"room":50},"events":{"users":{"@":100,'
+    b'"join_rule":"public","invite","knock","restricted","history_visibility":"shared",'
+    b'"guest_access":"can_join","room_version":"10","creator":"@","predecessor":'
+    b'"format":"org.matrix.custom.html","formatted_body":"<","m.notice","m.emote","m.image",'
+    b'"m.file","m.video","m.audio","url":"mxc://","info":{"mimetype":"image/","size":,"w":,"h":'
+    b'"m.room.member","membership":"join","leave","ban","displayname":"","avatar_url":"mxc://",'
+    b'"is_direct":true,"reason":"","join_authorised_via_users_server":"@'
+    b'{"tx":["","rs":"$","rb":"$","unsigned":{"age_ts":,"redacted_because":'
+    b'["$",{"auth_events":["$","$","$"],"content":{"body":"","msgtype":"m.text"},"depth":,'
+    b'"hashes":{"sha256":""},"origin":"","origin_server_ts":17,"prev_events":["$"],'
+    b'"redacts":"$","room_id":"!","sender":"@","signatures":{"":{"ed25519:"}},'
+    b'"state_key":"@","type":"m.room.message"},{"tx":["'
+)
+
+
+def pack_record(raw: bytes) -> bytes:
+    """A record's JSON as stored: deflated (first byte L{PACKED}) if that is smaller."""
+    c = zlib.compressobj(6, zlib.DEFLATED, _WBITS, 6, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+    packed = c.compress(raw) + c.flush()
+    if len(packed) + 1 < len(raw):
+        return bytes((PACKED,)) + packed
+    return raw
+
+
+def unpack_record(stored: bytes) -> bytes:
+    """The JSON of a stored record (L{pack_record}'s inverse; plain JSON as it is)."""
+    if stored[0] == PACKED:
+        d = zlib.decompressobj(_WBITS, _ZDICT)
+        return d.decompress(memoryview(stored)[1:]) + d.flush()
+    return stored
 
 
 def encode_json(value: Any) -> bytes:
@@ -169,7 +226,7 @@ class TimelineStore:
 
     async def _decode(self, short: int, raw_meta: bytes, raw_pdu: bytes) -> StoredEvent:
         shortroomid, order, before, after, flags = _META.unpack(raw_meta)
-        record = json.loads(raw_pdu)
+        record = json.loads(unpack_record(raw_pdu))
         extras = record[2] if len(record) > 2 else {}
         info = self.rooms.cached_room_by_short(shortroomid) or await self.rooms.get_room_by_short(
             shortroomid
@@ -323,7 +380,7 @@ class TimelineStore:
             if extras:
                 parts += (b",", encode_json(extras))
             parts.append(b"]")
-            txn.batch.put(PDUS, key, b"".join(parts))
+            txn.batch.put(PDUS, key, pack_record(b"".join(parts)))
         else:
             record: list[Any] = [event.event_id, event.pdu]
             if extras:
@@ -352,7 +409,7 @@ class TimelineStore:
     @staticmethod
     def txn_put_record(txn: StoreTxn, key: bytes, record: list[Any]) -> None:
         """Put the C{[event_id, pdu, extras?]} record."""
-        txn.batch.put(PDUS, key, encode_json(record))
+        txn.batch.put(PDUS, key, pack_record(encode_json(record)))
 
     def replace_pdu(self, txn: StoreTxn, event: StoredEvent, pdu: dict[str, Any], extras: dict[str, Any]) -> StoredEvent:
         """Rewrite a stored event's PDU (redaction) in C{txn}."""

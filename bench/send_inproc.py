@@ -161,7 +161,8 @@ def main() -> None:
         return
     import atexit
 
-    from twisted.internet import defer, reactor  # noqa: F401
+    from twisted.internet import defer, task
+
     result: dict[str, float] = {}
 
     async def main_() -> None:
@@ -173,10 +174,8 @@ def main() -> None:
         elif result:
             print(f"shared {result['shared']:.3f} ms  own {result['own']:.3f} ms", flush=True)
 
-    atexit.register(report)
+    atexit.register(report)  # task.react exits the process
     sys.path.insert(0, os.getcwd())
-    from twisted.internet import task
-
     task.react(lambda _r: defer.Deferred.fromCoroutine(main_()))
 
 

@@ -158,11 +158,27 @@ class StoreTxn:
     def _durable(self, _: object) -> None:
         for fn in self._after:
             fn()
+        self._release()
+
+    def _release(self) -> None:
+        """
+        Drop the callbacks and scratch data once the outcome is final: they
+        are closures over the stores' state and often over this
+        transaction itself, so keeping them would leave a reference cycle
+        per write for the cyclic garbage collector to find (a tenth of the
+        CPU of a send went to collecting them).
+        """
+        self._before = []
+        self._applied = []
+        self._after = []
+        self._failed = []
+        self.data = {}
 
     def _lost(self, failure: Failure) -> Failure:
         # Applied but never made durable (the backend's commit failed: it
         # refuses writes from now on). Forget what was handed out for it.
         self.abort()
+        self._release()
         return failure
 
     def abort(self) -> None:

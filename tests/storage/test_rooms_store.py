@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import zlib
 
 from twisted.trial import unittest
 
@@ -149,6 +150,24 @@ class PackedRecordTests(unittest.TestCase):
             stored = pack_record(raw)
             self.assertEqual(unpack_record(stored), raw)
             self.assertLessEqual(len(stored), len(raw))
+
+    def test_same_bytes_as_a_fresh_compressor(self) -> None:
+        """
+        Deflating with a copy of the primed compressor gives exactly what a
+        new compressor given the dictionary gives (records written before
+        and after the change are alike), again and again.
+        """
+        from conduit_tw.storage.stores.timeline import _WBITS, _ZDICT
+
+        for i in range(50):
+            raw = encode_json(["$e%d" % i, {"content": {"body": "message %d " % i * (i + 1)}}])
+            fresh = zlib.compressobj(6, zlib.DEFLATED, _WBITS, 6, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+            deflated = fresh.compress(raw) + fresh.flush()
+            stored = pack_record(raw)
+            if stored[0] == PACKED:
+                self.assertEqual(stored[1:], deflated)
+            else:
+                self.assertGreaterEqual(len(deflated) + 1, len(raw))
 
     def test_small_or_incompressible_stay_plain(self) -> None:
         """A record that would not shrink is stored as its JSON, which starts with C{[}."""

@@ -147,7 +147,7 @@ class DeviceStore:
             with_refresh=with_refresh,
             appservice_id=appservice_id,
         )
-        await self.db.write(batch)
+        await tokens.write(batch)
         return access, refresh
 
     async def delete_devices(self, tokens: TokenStore, user_id: str, device_ids: Iterable[str]) -> list[str]:
@@ -168,7 +168,7 @@ class DeviceStore:
                 self.delete_in_batch(batch, user_id, device_id)
                 deleted.append(device_id)
         if len(batch):
-            await self.db.write(batch)
+            await tokens.write(batch)
         return deleted
 
     async def set_display_name(self, user_id: str, device_id: str, display_name: str | None) -> bool:

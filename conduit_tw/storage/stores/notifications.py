@@ -62,6 +62,9 @@ COMMON_ACTIONS: tuple[bytes, ...] = tuple(
 _CODES = {a: i for i, a in enumerate(COMMON_ACTIONS)}
 _JSON_ACTIONS = 255
 
+#: Most encoded action lists L{NotificationStore} remembers.
+_ENCODED_MAX = 4096
+
 _STREAM = struct.Struct(">QQQB")
 _U16 = struct.Struct(">H")
 
@@ -111,6 +114,24 @@ class NotificationStore:
         self.db = db
         self.by_room = db.open_tree(BY_ROOM)
         self.by_stream = db.open_tree(BY_STREAM)
+        #: id(actions) -> (actions, encoded): a rule's actions are one
+        #: tuple for as long as its compiled ruleset lives, so each is
+        #: encoded once, not once per recipient and event. The entry holds
+        #: the tuple, so its id cannot be reused while it is cached.
+        self._encoded: dict[int, tuple[Any, bytes]] = {}
+
+    def _encode_actions(self, actions: Iterable[Any]) -> bytes:
+        """C{_encode_actions}, memoised for immutable tuples (compiled rules' actions)."""
+        if type(actions) is not tuple:
+            return _encode_actions(actions)
+        cached = self._encoded.get(id(actions))
+        if cached is not None and cached[0] is actions:
+            return cached[1]
+        encoded = _encode_actions(actions)
+        if len(self._encoded) >= _ENCODED_MAX:
+            self._encoded.clear()
+        self._encoded[id(actions)] = (actions, encoded)
+        return encoded
 
     def add(
         self,
@@ -132,7 +153,7 @@ class NotificationStore:
             txn.batch.put(
                 BY_ROOM,
                 user + u64(shortroomid) + u64(order),
-                bytes((flags | INLINE,)) + _encode_actions(actions) + thread_bytes,
+                bytes((flags | INLINE,)) + self._encode_actions(actions) + thread_bytes,
             )
             return
         txn.batch.put(BY_ROOM, user + u64(shortroomid) + u64(order), bytes((flags,)) + thread_bytes)

@@ -127,9 +127,16 @@ _ZDICT = (
 )
 
 
+#: A compressor primed with L{_ZDICT}, never used itself: each record is
+#: deflated by a copy of it (C{deflateCopy} of the primed state gives the
+#: same bytes as a new compressor given the dictionary, for half the CPU:
+#: the dictionary is not hashed again).
+_PRIMED = zlib.compressobj(6, zlib.DEFLATED, _WBITS, 6, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+
+
 def pack_record(raw: bytes) -> bytes:
     """A record's JSON as stored: deflated (first byte L{PACKED}) if that is smaller."""
-    c = zlib.compressobj(6, zlib.DEFLATED, _WBITS, 6, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+    c = _PRIMED.copy()
     packed = c.compress(raw) + c.flush()
     if len(packed) + 1 < len(raw):
         return bytes((PACKED,)) + packed

@@ -97,33 +97,63 @@ class TokenStore:
         self.refresh = db.open_tree(REFRESH)
         self.refresh_by_device = db.open_tree(REFRESH_BY_DEVICE)
         self.login = db.open_tree(LOGIN)
-        # Stored record -> decoded TokenInfo (immutable). Keyed by the
-        # record itself, so the key read on every request still decides
-        # (a logged-out or changed token is never served from here); only
-        # the JSON decoding is saved.
-        self._decoded: LruCache[bytes, TokenInfo] = LruCache(10_000)
+        #: sha256(token) -> TokenInfo of live access tokens, so that a
+        #: request does not read the key (a send's dearest read). Every
+        #: change of C{accesstoken_info} goes through this store: the
+        #: changed keys are dropped when the batch is built (L{_changing})
+        #: and again once it is written (L{write}), and a lookup that read
+        #: the tree while a change was made keeps its answer to itself
+        #: (L{_epoch}), so a removed token is refused from the moment the
+        #: removal is applied and acknowledged.
+        self._live: LruCache[bytes, TokenInfo] = LruCache(10_000)
+        #: Moves on at every change of C{accesstoken_info}.
+        self._epoch = 0
 
     # -- access tokens
 
     async def lookup(self, token: str) -> TokenInfo | None:
         """The token's owner, or None if unknown."""
-        raw = await self.info.get(hash_token(token))
+        key = hash_token(token)
+        info = self._live.get(key)
+        if info is not None:
+            return info
+        epoch = self._epoch
+        raw = await self.info.get(key)
         if raw is None:
             return None
-        info = self._decoded.get(raw)
-        if info is None:
-            info = _load(TokenInfo, raw)
-            self._decoded.set(raw, info)
+        info = _load(TokenInfo, raw)
+        if self._epoch == epoch:
+            self._live.set(key, info)
         return info
+
+    def _changing(self, key: bytes) -> None:
+        """C{accesstoken_info} C{key} is about to change: forget what is cached."""
+        self._live.pop(key)
+        self._epoch += 1
+
+    async def write(self, batch: Any) -> None:
+        """
+        Write a batch that may change access tokens (built with this
+        store's C{*_in_batch} methods), then forget the cached tokens it
+        changed: callers must write such batches through here.
+        """
+        try:
+            await self.db.write(batch)
+        finally:
+            for tree, key, _ in batch:
+                if tree == ACCESS:
+                    self._changing(key)
 
     def add_to_batch(self, batch: Any, token: str, info: TokenInfo, old_hash: bytes | None) -> None:
         """
         Record C{token} for its device in C{batch}, replacing the device's
-        previous token (whose hash is C{old_hash}).
+        previous token (whose hash is C{old_hash}). Write it with L{write}.
         """
         key = hash_token(token)
         if old_hash is not None and old_hash != key:
+            self._changing(old_hash)
             batch.delete(ACCESS, old_hash)
+        self._changing(key)
         batch.put(ACCESS, key, _dumps(asdict(info)))
         batch.put(BY_DEVICE, join(info.user_id, info.device_id), key)
 
@@ -136,11 +166,12 @@ class TokenStore:
         old = await self.device_token_hash(info.user_id, info.device_id)
         batch = self.db.batch()
         self.add_to_batch(batch, token, info, old)
-        await self.db.write(batch)
+        await self.write(batch)
 
     def remove_device_in_batch(self, batch: Any, user_id: str, device_id: str, old_hash: bytes | None) -> None:
-        """Invalidate the device's access token in C{batch}."""
+        """Invalidate the device's access token in C{batch} (write it with L{write})."""
         if old_hash is not None:
+            self._changing(old_hash)
             batch.delete(ACCESS, old_hash)
         batch.delete(BY_DEVICE, join(user_id, device_id))
 
@@ -155,8 +186,10 @@ class TokenStore:
             current = await self.refresh_by_device.get(join(info.user_id, info.device_id))
             if current != old:
                 batch.delete(REFRESH, old)
-        batch.put(ACCESS, hash_token(token), _dumps(asdict(replace(info, revoke_refresh=None))))
-        await self.db.write(batch)
+        key = hash_token(token)
+        self._changing(key)
+        batch.put(ACCESS, key, _dumps(asdict(replace(info, revoke_refresh=None))))
+        await self.write(batch)
 
     # -- whole devices
 
@@ -275,7 +308,7 @@ class TokenStore:
             _dumps(asdict(RefreshInfo(info.user_id, info.device_id, info.is_guest, old_key.hex()))),
         )
         batch.put(REFRESH_BY_DEVICE, device_key, new_key)
-        await self.db.write(batch)
+        await self.write(batch)
         return info, access, refresh
 
     # -- login tokens (m.login.token)

@@ -24,10 +24,14 @@ import json
 import secrets
 import threading
 from collections.abc import Mapping
-from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import c_encode_basestring as _c_basestring  # type: ignore[attr-defined]
+from json.encoder import py_encode_basestring
 from typing import Any, Callable, Iterable, Iterator
 
 _plain_default = json.JSONEncoder().default
+#: JSON string literal of a str, unescaped non-ASCII (C, or Python without _json).
+c_encode_basestring = _c_basestring or py_encode_basestring
 _MARK = "\x00" + secrets.token_hex(16) + "\x00"
 _MARK_JSON = c_encode_basestring(_MARK)
 _state = threading.local()
@@ -97,6 +101,12 @@ def _c_encoder(default: Callable[[Any], Any]) -> Callable[[Any, int], Any]:
     # Made once (JSONEncoder.encode makes one per call): no circular-reference
     # markers (bodies are trees), compact separators, UTF-8 (no \u escapes of
     # non-ASCII), NaN and infinities refused.
+    if c_make_encoder is None:  # an interpreter without the _json accelerator
+        encoder = json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+            check_circular=False, default=default,
+        )
+        return lambda obj, _level: encoder.iterencode(obj)
     return c_make_encoder(None, default, c_encode_basestring, None, ":", ",", False, False, False)
 
 

@@ -79,3 +79,15 @@ class EncodeTests(unittest.TestCase):
         section = Encoded({"events": events}, template, lambda: 1_000)
         body = {"s": section, "evil": encoded_json._MARK}
         self.assertEqual(encode_json(body), plain({"s": {"events": events}, "evil": encoded_json._MARK}))
+
+
+class PurePythonTests(unittest.TestCase):
+    def test_without_the_c_accelerator_the_output_is_the_same(self) -> None:
+        """An interpreter without _json gets the pure-Python encoder, same bytes."""
+        value = {"a": [1, "h\u00e9llo \"\\ \u2028", {"b": None}], "c": 1.5, "d": True}
+        fast = encoded_json._c_encoder(encoded_json._unspliced_default)
+        self.patch(encoded_json, "c_make_encoder", None)
+        slow = encoded_json._c_encoder(encoded_json._unspliced_default)
+        self.assertEqual("".join(slow(value, 0)), "".join(fast(value, 0)))
+        self.assertEqual("".join(slow(value, 0)).encode("utf-8"), plain(value))
+        self.assertRaises(ValueError, lambda: "".join(slow({"x": float("inf")}, 0)))
